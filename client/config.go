@@ -1,0 +1,130 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/confgate/confgate/internal/keyspace"
+)
+
+// Defaults of the Config knobs.
+const (
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 10 * time.Second
+)
+
+// maxRecvMsgSize bounds one received message. Gateways keep snapshot chunks
+// well under it; it only has to fit the largest single entry plus framing.
+const maxRecvMsgSize = 16 << 20
+
+// Config configures a subscription. Only Addrs is required.
+type Config struct {
+	// Addrs are the gateway addresses ("host:port", or any gRPC target).
+	// At least one. Gateways are interchangeable, so the client spreads
+	// load by starting at a random position in a shuffled copy of the list
+	// and moves to the next address after every lost stream. A single
+	// address behind a load balancer works too.
+	Addrs []string
+
+	// Prefixes is the selector: the keys to mirror, by prefix. Empty, or a
+	// "" among them, selects every key. Prefixes are validated and
+	// normalized by the same rules as the gateways (internal/keyspace).
+	Prefixes []string
+
+	// DialOptions are passed to grpc.NewClient for every connection.
+	// Default (nil): insecure transport credentials, for loopback and
+	// trusted networks. When set, it must include transport credentials
+	// (grpc.WithTransportCredentials) or a credentials bundle.
+	DialOptions []grpc.DialOption
+
+	// BackoffMin and BackoffMax bound the wait before reconnecting:
+	// exponential from BackoffMin up to BackoffMax, with full jitter (a
+	// uniform draw between 0 and the bound), so that clients of a dead
+	// gateway do not reconnect in lockstep. The exponent resets once a
+	// stream has delivered a message and stayed up for BackoffMax.
+	// Defaults: DefaultBackoffMin (100ms) and DefaultBackoffMax (10s).
+	// Lower values recover faster and put more load on gateways during an
+	// outage.
+	BackoffMin, BackoffMax time.Duration
+
+	// OnChange, when set, is called for every change to the view, in order,
+	// from a single goroutine, after the view has been updated (Get already
+	// returns the new state). It runs on the subscription's goroutine: while
+	// it runs, no further messages are applied, so it should return quickly
+	// (a slow callback makes the gateway coalesce or re-snapshot this
+	// subscriber, which is safe). It must not call Close.
+	OnChange func(Event)
+
+	// Logger receives connection changes (info) and gateway protocol
+	// violations (warn). Default: slog.Default().
+	Logger *slog.Logger
+}
+
+// settings is a validated Config with defaults filled in.
+type settings struct {
+	addrs       []string
+	selector    keyspace.Selector
+	dialOptions []grpc.DialOption
+	backoffMin  time.Duration
+	backoffMax  time.Duration
+	onChange    func(Event)
+	log         *slog.Logger
+}
+
+func (c Config) settings() (settings, error) {
+	if len(c.Addrs) == 0 {
+		return settings{}, errors.New("client: Config.Addrs is empty: name at least one gateway address")
+	}
+	for i, a := range c.Addrs {
+		if a == "" {
+			return settings{}, fmt.Errorf("client: Config.Addrs[%d] is empty", i)
+		}
+	}
+	sel, err := keyspace.NewSelector(c.Prefixes)
+	if err != nil {
+		return settings{}, fmt.Errorf("client: %w", err)
+	}
+	s := settings{
+		addrs:       append([]string(nil), c.Addrs...),
+		selector:    sel,
+		dialOptions: c.DialOptions,
+		backoffMin:  c.BackoffMin,
+		backoffMax:  c.BackoffMax,
+		onChange:    c.OnChange,
+		log:         c.Logger,
+	}
+	if s.dialOptions == nil {
+		s.dialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if s.backoffMin < 0 || s.backoffMax < 0 {
+		return settings{}, errors.New("client: Config.BackoffMin and BackoffMax must not be negative")
+	}
+	if s.backoffMin == 0 {
+		s.backoffMin = DefaultBackoffMin
+	}
+	if s.backoffMax == 0 {
+		s.backoffMax = max(DefaultBackoffMax, s.backoffMin)
+	}
+	if s.backoffMin > s.backoffMax {
+		return settings{}, fmt.Errorf("client: Config.BackoffMin (%v) is greater than BackoffMax (%v)", s.backoffMin, s.backoffMax)
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.log = s.log.With("component", "confgate/client", "selector", sel.String())
+	// grpc.NewClient does not connect; it checks the target and options, so
+	// a bad address or missing credentials fail here, not in the background.
+	for _, a := range s.addrs {
+		cc, err := grpc.NewClient(a, s.dialOptions...)
+		if err != nil {
+			return settings{}, fmt.Errorf("client: gateway address %q: %w", a, err)
+		}
+		_ = cc.Close()
+	}
+	return s, nil
+}

@@ -1,0 +1,90 @@
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Gateway. Zero values take the documented defaults.
+type Config struct {
+	// Source is the store the gateway serves. Required.
+	Source Source
+
+	// ChunkBytes is the target size of one snapshot chunk or delta message.
+	// It stays well below gRPC's 4 MiB default receive limit; an entry
+	// larger than it travels alone. Default 1 MiB.
+	ChunkBytes int
+	// CacheBytes is the encoded-payload cache budget (ristretto). 0 turns
+	// the cache off: everything still works, at the cost of re-encoding.
+	CacheBytes int64
+	// ProgressInterval: how often a subscriber gets a progress message
+	// with its cursor and the gateway's lag. Default 5s.
+	ProgressInterval time.Duration
+	// WaitTimeout bounds every wait for this gateway to reach a cursor:
+	// resumes from a cursor it has not applied yet, min_cursor reads and
+	// wait_applied writes. Past it the call fails with UNAVAILABLE, which
+	// clients retry (possibly on another gateway). Default 5s.
+	WaitTimeout time.Duration
+	// MaxPendingBatches: a subscriber further behind the head than this
+	// many batches gets its pending changes coalesced per key instead of
+	// one delta per batch. Default 256.
+	MaxPendingBatches int
+	// MaxCoalescedBytes bounds a coalesced delta; past it the subscriber is
+	// sent a snapshot instead. Default 3 MiB, under the 4 MiB client limit.
+	MaxCoalescedBytes int
+
+	// Keepalive and connection age (grpc keepalive.ServerParameters).
+	// MaxConnectionAge makes long-lived streams move, so connections spread
+	// onto gateways added later; clients resume by cursor on the new one.
+	KeepaliveTime         time.Duration // default 30s
+	KeepaliveTimeout      time.Duration // default 10s
+	MaxConnectionAge      time.Duration // default 0: unlimited
+	MaxConnectionAgeGrace time.Duration // default 30s
+	// ShutdownGrace bounds a graceful stop before connections are cut.
+	// Default 10s.
+	ShutdownGrace time.Duration
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the gateway's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics on the admin handler; nil serves none.
+	Gatherer prometheus.Gatherer
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if out.Source == nil {
+		return out, errors.New("gateway: no source configured")
+	}
+	if out.ChunkBytes <= 0 {
+		out.ChunkBytes = 1 << 20
+	}
+	if out.ChunkBytes > 3<<20 {
+		return out, errors.New("gateway: chunk size must stay under 3 MiB so messages fit gRPC's 4 MiB default limit")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&out.ProgressInterval, 5*time.Second)
+	def(&out.WaitTimeout, 5*time.Second)
+	if out.MaxPendingBatches <= 0 {
+		out.MaxPendingBatches = 256
+	}
+	if out.MaxCoalescedBytes <= 0 {
+		out.MaxCoalescedBytes = 3 << 20
+	}
+	def(&out.KeepaliveTime, 30*time.Second)
+	def(&out.KeepaliveTimeout, 10*time.Second)
+	def(&out.MaxConnectionAgeGrace, 30*time.Second)
+	def(&out.ShutdownGrace, 10*time.Second)
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out, nil
+}

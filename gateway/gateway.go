@@ -1,0 +1,378 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+)
+
+// Source is what the gateway needs from the store.
+type Source interface {
+	Ready() bool
+	WaitReady(ctx context.Context) error
+	Changed() <-chan struct{}
+	Status() store.Status
+	Snapshot() (*store.Snapshot, error)
+	Since(seq uint64, max int) ([]*store.Batch, error)
+	ResumeFrom(c cursor.Cursor) (store.Resume, error)
+	WaitApplied(ctx context.Context, c cursor.Cursor) error
+	Produce(ctx context.Context, w store.Write) (int32, int64, cursor.Cursor, error)
+}
+
+var _ Source = (*store.Store)(nil)
+
+// MaxValueBytes is the largest value Put accepts: Kafka's default
+// max.message.bytes less room for key and headers.
+const MaxValueBytes = 1000 * 1000
+
+// serviceName is the name health reports under, besides "".
+const serviceName = "confgate.v1.ConfigService"
+
+// Gateway implements confgate.v1.ConfigService.
+type Gateway struct {
+	confgatev1.UnimplementedConfigServiceServer
+
+	cfg    Config
+	src    Source
+	log    *slog.Logger
+	m      *metrics
+	cache  *payloadCache
+	groups groups
+	health *health.Server
+
+	buildMu sync.Mutex
+	builds  map[string]*snapBuild
+
+	status   atomic.Pointer[store.Status] // refreshed by Serve
+	draining chan struct{}                // closed when shutting down
+	drainOne sync.Once
+}
+
+var _ confgatev1.ConfigServiceServer = (*Gateway)(nil)
+
+// New builds a gateway over cfg.Source.
+func New(cfg Config) (*Gateway, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := newPayloadCache(c.CacheBytes)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:      c,
+		src:      c.Source,
+		log:      c.Logger.With("component", "gateway"),
+		m:        newMetrics(c.Registerer),
+		cache:    pc,
+		groups:   groups{m: map[string]*group{}},
+		health:   health.NewServer(),
+		builds:   map[string]*snapBuild{},
+		draining: make(chan struct{}),
+	}
+	st := c.Source.Status()
+	g.status.Store(&st)
+	g.setHealth(st.Ready)
+	return g, nil
+}
+
+// Serve serves gRPC on lis (and the admin HTTP endpoints on admin, when
+// not nil) until ctx ends, then drains: health turns NOT_SERVING, new
+// connections are refused, clients get GOAWAY and open streams end with
+// UNAVAILABLE so they resume elsewhere. It returns after everything
+// stopped.
+func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listener) error {
+	srv := grpc.NewServer(g.ServerOptions()...)
+	g.Register(srv)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errc <- fmt.Errorf("gateway: grpc serve: %w", err)
+		}
+	}()
+	var hs *http.Server
+	if admin != nil {
+		hs = &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := hs.Serve(admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("gateway: admin serve: %w", err)
+			}
+		}()
+	}
+	rctx, stopRefresh := context.WithCancel(context.Background())
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.refresh(rctx)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	g.log.Info("shutting down: draining streams")
+	g.Drain()
+	done := make(chan struct{})
+	go func() {
+		srv.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(g.cfg.ShutdownGrace):
+		srv.Stop()
+		<-done
+	}
+	stopRefresh()
+	if hs != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = hs.Shutdown(sctx)
+		cancel()
+	}
+	wg.Wait()
+	g.cache.close()
+	return err
+}
+
+// ServerOptions are the grpc options the gateway needs (the frame codec,
+// keepalive); Serve uses them, and so must any server Register is used on.
+func (g *Gateway) ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:                  g.cfg.KeepaliveTime,
+			Timeout:               g.cfg.KeepaliveTimeout,
+			MaxConnectionAge:      g.cfg.MaxConnectionAge,
+			MaxConnectionAgeGrace: g.cfg.MaxConnectionAgeGrace,
+		}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.ChainUnaryInterceptor(g.countUnary),
+		grpc.ChainStreamInterceptor(g.countStream),
+	}
+}
+
+// Register adds the config service, health and reflection to srv.
+func (g *Gateway) Register(srv *grpc.Server) {
+	confgatev1.RegisterConfigServiceServer(srv, g)
+	healthpb.RegisterHealthServer(srv, g.health)
+	reflection.Register(srv)
+}
+
+// Drain makes open streams end with UNAVAILABLE and health report
+// NOT_SERVING. Serve calls it on shutdown.
+func (g *Gateway) Drain() {
+	g.drainOne.Do(func() {
+		g.health.Shutdown()
+		close(g.draining)
+	})
+}
+
+func (g *Gateway) refresh(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := g.src.Status()
+		g.status.Store(&st)
+		g.setHealth(st.Ready)
+		g.m.groups.Set(float64(g.groups.len()))
+	}
+}
+
+func (g *Gateway) setHealth(ready bool) {
+	s := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		s = healthpb.HealthCheckResponse_SERVING
+	}
+	g.health.SetServingStatus("", s)
+	g.health.SetServingStatus(serviceName, s)
+}
+
+func (g *Gateway) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	resp, err := h(ctx, req)
+	g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return resp, err
+}
+
+func (g *Gateway) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	err := h(srv, ss)
+	g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	return err
+}
+
+// Errors shared by the handlers.
+var (
+	errNotReady = status.Error(codes.Unavailable, "gateway is not caught up with the topic yet: retry, or use another gateway")
+	errDraining = status.Error(codes.Unavailable, "gateway is shutting down: reconnect with your cursor to another gateway")
+)
+
+func parseSelector(sel *confgatev1.Selector) (keyspace.Selector, error) {
+	s, err := keyspace.NewSelector(sel.GetPrefixes())
+	if err != nil {
+		return keyspace.Selector{}, status.Error(codes.InvalidArgument, "selector: "+err.Error())
+	}
+	return s, nil
+}
+
+func parseCursor(field string, b []byte) (cursor.Cursor, error) {
+	c, err := cursor.Decode(b)
+	if err != nil {
+		return cursor.Cursor{}, status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+	}
+	return c, nil
+}
+
+// waitApplied waits, bounded, for this gateway to reach c.
+func (g *Gateway) waitApplied(ctx context.Context, field string, c cursor.Cursor) error {
+	wctx, cancel := context.WithTimeout(ctx, g.cfg.WaitTimeout)
+	defer cancel()
+	err := g.src.WaitApplied(wctx, c)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrTopicChanged):
+		return status.Errorf(codes.FailedPrecondition, "%s belongs to another incarnation of the topic (deleted and recreated): read without it", field)
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, store.ErrNotReady):
+		return errNotReady
+	default:
+		return status.Errorf(codes.Unavailable, "gateway has not applied %s within %s: retry, or use another gateway", field, g.cfg.WaitTimeout)
+	}
+}
+
+// Get returns one entry.
+func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgatev1.GetResponse, error) {
+	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if len(req.GetMinCursor()) > 0 {
+		c, err := parseCursor("min_cursor", req.GetMinCursor())
+		if err != nil {
+			return nil, err
+		}
+		if err := g.waitApplied(ctx, "min_cursor", c); err != nil {
+			return nil, err
+		}
+	}
+	snap, err := g.src.Snapshot()
+	if err != nil {
+		return nil, errNotReady
+	}
+	e, ok := snap.Get(req.GetKey())
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "key %q not found", req.GetKey())
+	}
+	return &confgatev1.GetResponse{Entry: protoEntry(e), Cursor: snap.Cursor.Encode()}, nil
+}
+
+// Put writes an entry.
+func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgatev1.PutResponse, error) {
+	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if n := len(req.GetValue()); n > MaxValueBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "value is %d bytes, more than the limit %d: keep config entries small", n, MaxValueBytes)
+	}
+	if len(req.GetContentType()) > 256 {
+		return nil, status.Error(codes.InvalidArgument, "content_type is longer than 256 bytes")
+	}
+	w := store.Write{Key: req.GetKey(), Value: req.GetValue(), ContentType: req.GetContentType()}
+	for _, h := range req.GetHeaders() {
+		w.Headers = append(w.Headers, store.Header{Key: h.GetKey(), Value: h.GetValue()})
+	}
+	v, c, err := g.write(ctx, w, req.GetWaitApplied())
+	if err != nil {
+		return nil, err
+	}
+	return &confgatev1.PutResponse{Version: v, Cursor: c}, nil
+}
+
+// Delete writes a tombstone.
+func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*confgatev1.DeleteResponse, error) {
+	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	v, c, err := g.write(ctx, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())
+	if err != nil {
+		return nil, err
+	}
+	return &confgatev1.DeleteResponse{Version: v, Cursor: c}, nil
+}
+
+func (g *Gateway) write(ctx context.Context, w store.Write, wait bool) (*confgatev1.Version, []byte, error) {
+	p, off, c, err := g.src.Produce(ctx, w)
+	if err != nil {
+		return nil, nil, produceStatus(ctx, err)
+	}
+	if wait {
+		if err := g.waitApplied(ctx, "the write", c); err != nil {
+			st := status.Convert(err)
+			return nil, nil, status.Errorf(st.Code(), "written at partition %d offset %d (cursor %s), but: %s", p, off, c.String(), st.Message())
+		}
+	}
+	return &confgatev1.Version{Partition: p, Offset: off}, c.Encode(), nil
+}
+
+func produceStatus(ctx context.Context, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return status.FromContextError(ctx.Err()).Err()
+	case errors.Is(err, store.ErrUnreachable):
+		return status.Errorf(codes.Unavailable, "write not acknowledged, Kafka is unreachable: %v", err)
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+		return status.Errorf(codes.InvalidArgument, "Kafka rejected the record as too large: %v", err)
+	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+		return status.Errorf(codes.PermissionDenied, "Kafka refused the write: %v", err)
+	default:
+		var ke *kerr.Error
+		if errors.As(err, &ke) && !ke.Retriable {
+			return status.Errorf(codes.Internal, "Kafka rejected the write: %v", err)
+		}
+		return status.Errorf(codes.Unavailable, "write not acknowledged: %v", err)
+	}
+}
+
+func protoEntry(e *store.Entry) *confgatev1.Entry {
+	pe := &confgatev1.Entry{
+		Key:         e.Key,
+		Value:       e.Value,
+		Version:     &confgatev1.Version{Partition: e.Partition, Offset: e.Offset},
+		ContentType: e.ContentType,
+	}
+	for _, h := range e.Headers {
+		pe.Headers = append(pe.Headers, &confgatev1.Header{Key: h.Key, Value: h.Value})
+	}
+	return pe
+}

@@ -1,0 +1,35 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	subscribers *prometheus.GaugeVec
+	sent        *prometheus.CounterVec
+	sentBytes   prometheus.Counter
+	snapshots   *prometheus.CounterVec
+	resumes     *prometheus.CounterVec
+	encodes     *prometheus.CounterVec
+	cacheHits   *prometheus.CounterVec
+	coalesced   prometheus.Counter
+	groups      prometheus.Gauge
+	requests    *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		subscribers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "confgate_gateway_subscribers", Help: "Open streams, by method (Subscribe, GetSnapshot)."}, []string{"method"}),
+		sent:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_messages_sent_total", Help: "Stream messages sent, by kind."}, []string{"kind"}),
+		sentBytes:   prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_sent_bytes_total", Help: "Encoded bytes of stream messages sent."}),
+		snapshots:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_snapshots_total", Help: "Snapshots sent, by reason."}, []string{"reason"}),
+		resumes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_resumes_total", Help: "Subscriptions with a resume cursor, by outcome: history (deltas from the change window), diff (coalesced from the index), reset (snapshot)."}, []string{"outcome"}),
+		encodes:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_encodes_total", Help: "Payloads encoded, by what (entry, delta, snapshot); lower is better."}, []string{"what"}),
+		cacheHits:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_cache_hits_total", Help: "Payloads served from the cache or a shared build, by what."}, []string{"what"}),
+		coalesced:   prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_coalesced_deltas_total", Help: "Coalesced deltas sent to slow subscribers."}),
+		groups:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_selector_groups", Help: "Distinct selectors with open subscriptions."}),
+		requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_requests_total", Help: "Finished RPCs, by method and status code."}, []string{"method", "code"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.groups, m.requests)
+	}
+	return m
+}

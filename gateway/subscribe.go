@@ -1,0 +1,394 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// subscription is one Subscribe stream. Its handler goroutine is the only
+// writer to the stream.
+type subscription struct {
+	g      *Gateway
+	stream grpc.ServerStream
+	sel    keyspace.Selector
+	grp    *group
+
+	pos uint64        // last batch seq sent (or skipped as unmatched)
+	at  cursor.Cursor // cursor after pos: everything before it was sent
+	// atBytes is at's wire form.
+	atBytes []byte
+	// filter, after a resume from the change window: changes below it
+	// were already seen by the client. Cleared once at covers it.
+	filter *cursor.Cursor
+}
+
+// Subscribe streams a snapshot or the changes after a cursor, then deltas
+// and progress until the client goes away or the gateway drains.
+func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.ServerStreamingServer[confgatev1.SubscribeResponse]) error {
+	sel, err := parseSelector(req.GetSelector())
+	if err != nil {
+		return err
+	}
+	var resume *cursor.Cursor
+	if len(req.GetResumeCursor()) > 0 {
+		c, err := parseCursor("resume_cursor", req.GetResumeCursor())
+		if err != nil {
+			return err
+		}
+		resume = &c
+	}
+	if !g.src.Ready() {
+		return errNotReady
+	}
+	g.m.subscribers.WithLabelValues("Subscribe").Inc()
+	defer g.m.subscribers.WithLabelValues("Subscribe").Dec()
+	grp := g.groups.acquire(sel)
+	defer g.groups.release(grp)
+
+	s := &subscription{g: g, stream: stream, sel: sel, grp: grp}
+	ctx := stream.Context()
+	if resume == nil {
+		err = s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL)
+	} else {
+		err = s.resume(ctx, *resume)
+	}
+	if err != nil {
+		return err
+	}
+	return s.loop(ctx)
+}
+
+func (s *subscription) send(f *frame, kind string) error {
+	if err := s.stream.SendMsg(f); err != nil {
+		return err
+	}
+	s.g.m.sent.WithLabelValues(kind).Inc()
+	s.g.m.sentBytes.Add(float64(len(f.b)))
+	return nil
+}
+
+// snapshot sends the selector's full state and continues after it.
+func (s *subscription) snapshot(ctx context.Context, reason confgatev1.SnapshotReason) error {
+	g := s.g
+	var snap *store.Snapshot
+	for {
+		var err error
+		if snap, err = g.src.Snapshot(); err == nil {
+			break
+		}
+		// Not ready (rebuilding): wait, the stream stays open.
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-g.draining:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		err = g.src.WaitReady(wctx)
+		cancel()
+		if err != nil {
+			return s.doneErr(ctx)
+		}
+	}
+	res, err := g.streamSnapshot(ctx, snap, s.sel, func(f *frame) error { return s.send(f, "snapshot_chunk") })
+	if err != nil {
+		return err
+	}
+	end := endFrame(&confgatev1.SnapshotEnd{
+		Cursor:     snap.Cursor.Encode(),
+		Reason:     reason,
+		Reset_:     reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL,
+		EntryCount: res.count,
+		Digest:     res.digest,
+	})
+	if err := s.send(end, "snapshot_end"); err != nil {
+		return err
+	}
+	g.m.snapshots.WithLabelValues(reasonLabel(reason)).Inc()
+	s.pos, s.at, s.atBytes, s.filter = snap.Seq, snap.Cursor, snap.Cursor.Encode(), nil
+	return nil
+}
+
+func reasonLabel(r confgatev1.SnapshotReason) string {
+	switch r {
+	case confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL:
+		return "initial"
+	case confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED:
+		return "history_expired"
+	case confgatev1.SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED:
+		return "topic_changed"
+	case confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER:
+		return "slow_subscriber"
+	case confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT:
+		return "state_rebuilt"
+	}
+	return "unknown"
+}
+
+// resume continues from a client's cursor: never backwards, no gaps.
+func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
+	g := s.g
+	r, err := g.src.ResumeFrom(c)
+	if errors.Is(err, store.ErrBehind) {
+		// The client saw a newer state on another gateway: wait (bounded)
+		// rather than serve anything older.
+		if werr := g.waitApplied(ctx, "resume_cursor", c); werr != nil {
+			return werr
+		}
+		r, err = g.src.ResumeFrom(c)
+	}
+	switch {
+	case errors.Is(err, store.ErrTopicChanged):
+		g.m.resumes.WithLabelValues("reset").Inc()
+		return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED)
+	case errors.Is(err, store.ErrHistoryGone):
+		g.m.resumes.WithLabelValues("reset").Inc()
+		return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED)
+	case errors.Is(err, store.ErrNotReady):
+		return errNotReady
+	case errors.Is(err, store.ErrBehind):
+		return status.Errorf(codes.Unavailable, "gateway is behind resume_cursor: retry, or use another gateway")
+	case err != nil:
+		return status.Errorf(codes.Internal, "resume: %v", err)
+	}
+	switch r.Kind {
+	case store.ResumeHistory:
+		g.m.resumes.WithLabelValues("history").Inc()
+		s.pos = r.Seq
+		s.at = c
+		s.atBytes = c.Encode()
+		s.filter = &c
+		return nil
+	case store.ResumeDiff:
+		// Older than the change window, but every delete since c is still
+		// remembered: the entries at or after c are exactly what changed.
+		latest := map[string]*store.Entry{}
+		r.Snap.ScanAll(s.sel, func(e *store.Entry) bool {
+			if e.Offset >= c.Offset(e.Partition) {
+				latest[e.Key] = e
+			}
+			return true
+		})
+		end := r.Snap.Cursor.Encode()
+		f, ok := g.coalesced(latest, end, g.cfg.MaxCoalescedBytes)
+		if !ok {
+			g.m.resumes.WithLabelValues("reset").Inc()
+			return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED)
+		}
+		if err := s.send(f, "delta"); err != nil {
+			return err
+		}
+		g.m.resumes.WithLabelValues("diff").Inc()
+		g.m.coalesced.Inc()
+		s.pos, s.at, s.atBytes = r.Seq, r.Snap.Cursor, end
+		return nil
+	}
+	return status.Errorf(codes.Internal, "resume: unknown kind %d", r.Kind)
+}
+
+// doneErr is the status for a stream that ends because its context ended
+// or the gateway drains.
+func (s *subscription) doneErr(ctx context.Context) error {
+	select {
+	case <-s.g.draining:
+		return errDraining
+	default:
+	}
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	return errDraining
+}
+
+// loop sends deltas and progress until the stream ends.
+func (s *subscription) loop(ctx context.Context) error {
+	g := s.g
+	tick := time.NewTicker(g.cfg.ProgressInterval)
+	defer tick.Stop()
+	for {
+		changed := g.src.Changed()
+		batches, err := g.src.Since(s.pos, g.cfg.MaxPendingBatches+1)
+		switch {
+		case errors.Is(err, store.ErrRebuilt):
+			if err := s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT); err != nil {
+				return err
+			}
+			continue
+		case errors.Is(err, store.ErrHistoryGone):
+			if err := s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER); err != nil {
+				return err
+			}
+			continue
+		case err != nil:
+			return status.Errorf(codes.Internal, "read history: %v", err)
+		}
+		if len(batches) == 0 {
+			select {
+			case <-ctx.Done():
+				return s.doneErr(ctx)
+			case <-g.draining:
+				return errDraining
+			case <-changed:
+			case <-tick.C:
+				if err := s.progress(); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if len(batches) > g.cfg.MaxPendingBatches {
+			if err := s.catchUp(ctx, batches); err != nil {
+				return err
+			}
+			continue
+		}
+		for _, b := range batches {
+			if err := s.sendBatch(b); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-tick.C:
+			if err := s.progress(); err != nil {
+				return err
+			}
+		case <-g.draining:
+			return errDraining
+		default:
+		}
+	}
+}
+
+func (s *subscription) sendBatch(b *store.Batch) error {
+	var frames []*frame
+	if s.filter != nil {
+		f := *s.filter
+		frames = s.g.deltaFrames(b, s.at, s.sel, func(e *store.Entry) bool { return e.Offset >= f.Offset(e.Partition) })
+		s.g.m.encodes.WithLabelValues("delta").Add(float64(len(frames)))
+		if b.End.Covers(f) {
+			s.filter = nil
+		}
+	} else {
+		frames = s.grp.frames(s.g, b, s.at)
+	}
+	for _, f := range frames {
+		if err := s.send(f, "delta"); err != nil {
+			return err
+		}
+	}
+	s.pos, s.at, s.atBytes = b.Seq, b.End, b.EndBytes
+	return nil
+}
+
+// catchUp serves a subscriber that fell far behind: everything pending is
+// coalesced per key (latest wins) into one delta, or, past the size bound,
+// replaced by a snapshot. Intermediate values are skipped; the final state
+// is exact.
+func (s *subscription) catchUp(ctx context.Context, first []*store.Batch) error {
+	g := s.g
+	latest := map[string]*store.Entry{}
+	var last *store.Batch
+	size := 0
+	add := func(bs []*store.Batch) bool {
+		for _, b := range bs {
+			for _, e := range b.Changes {
+				if !s.sel.Match(e.Key) || (s.filter != nil && e.Offset < s.filter.Offset(e.Partition)) {
+					continue
+				}
+				if _, ok := latest[e.Key]; !ok {
+					size += len(e.Key) + 32
+				}
+				latest[e.Key] = e
+				size += len(e.Value)
+			}
+			last = b
+		}
+		return size <= g.cfg.MaxCoalescedBytes*2
+	}
+	ok := add(first)
+	for ok {
+		more, err := g.src.Since(last.Seq, 4096)
+		if err != nil {
+			ok = false
+			break
+		}
+		if len(more) == 0 {
+			break
+		}
+		ok = add(more)
+	}
+	if ok {
+		var f *frame
+		if f, ok = g.coalesced(latest, last.EndBytes, g.cfg.MaxCoalescedBytes); ok {
+			if err := s.send(f, "delta"); err != nil {
+				return err
+			}
+			g.m.coalesced.Inc()
+			s.pos, s.at, s.atBytes, s.filter = last.Seq, last.End, last.EndBytes, nil
+			return nil
+		}
+	}
+	return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER)
+}
+
+func (s *subscription) progress() error {
+	st := s.g.status.Load()
+	return s.send(progressFrame(&confgatev1.Progress{
+		Cursor:     s.atBytes,
+		LagRecords: st.LagRecords,
+		Stale:      st.Stale,
+	}), "progress")
+}
+
+// GetSnapshot streams the consistent state of a selector, then ends.
+func (g *Gateway) GetSnapshot(req *confgatev1.GetSnapshotRequest, stream grpc.ServerStreamingServer[confgatev1.GetSnapshotResponse]) error {
+	sel, err := parseSelector(req.GetSelector())
+	if err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	if len(req.GetMinCursor()) > 0 {
+		c, err := parseCursor("min_cursor", req.GetMinCursor())
+		if err != nil {
+			return err
+		}
+		if err := g.waitApplied(ctx, "min_cursor", c); err != nil {
+			return err
+		}
+	}
+	snap, err := g.src.Snapshot()
+	if err != nil {
+		return errNotReady
+	}
+	g.m.subscribers.WithLabelValues("GetSnapshot").Inc()
+	defer g.m.subscribers.WithLabelValues("GetSnapshot").Dec()
+	send := func(f *frame) error {
+		if err := stream.SendMsg(f); err != nil {
+			return err
+		}
+		g.m.sent.WithLabelValues("snapshot_chunk").Inc()
+		g.m.sentBytes.Add(float64(len(f.b)))
+		return nil
+	}
+	res, err := g.streamSnapshot(ctx, snap, sel, send)
+	if err != nil {
+		return err
+	}
+	g.m.snapshots.WithLabelValues("get_snapshot").Inc()
+	return send(endFrame(&confgatev1.SnapshotEnd{
+		Cursor:     snap.Cursor.Encode(),
+		Reason:     confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL,
+		EntryCount: res.count,
+		Digest:     res.digest,
+	}))
+}

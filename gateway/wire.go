@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"fmt"
+
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	// Registers the proto codec that frameCodec falls back to.
+	_ "google.golang.org/grpc/encoding/proto"
+)
+
+// frame is an already-encoded response message. The same bytes go out on
+// every stream that needs them.
+type frame struct{ b []byte }
+
+// frameCodec passes frames through untouched and marshals anything else
+// with the proto codec. Installed per server (ForceServerCodecV2), never
+// globally.
+type frameCodec struct{ proto encoding.CodecV2 }
+
+func newFrameCodec() frameCodec { return frameCodec{proto: encoding.GetCodecV2("proto")} }
+
+func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if f, ok := v.(*frame); ok {
+		return mem.BufferSlice{mem.SliceBuffer(f.b)}, nil
+	}
+	return c.proto.Marshal(v)
+}
+
+func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+
+func (frameCodec) Name() string { return "proto" }
+
+// Field numbers shared by SubscribeResponse and GetSnapshotResponse: a
+// snapshot chunk (1) and end (2) encode the same in both, so one frame
+// serves either stream.
+const (
+	fieldChunk    protowire.Number = 1
+	fieldEnd      protowire.Number = 2
+	fieldDelta    protowire.Number = 3
+	fieldProgress protowire.Number = 4
+
+	fieldChunkEntries protowire.Number = 1
+
+	fieldDeltaChanges   protowire.Number = 1
+	fieldDeltaCursor    protowire.Number = 2
+	fieldDeltaCoalesced protowire.Number = 3
+
+	fieldChangePut    protowire.Number = 1
+	fieldChangeDelete protowire.Number = 2
+)
+
+var marshalOpts = proto.MarshalOptions{Deterministic: true}
+
+// encodeEntry returns the Entry message bytes for a live entry.
+func encodeEntry(e *store.Entry) []byte {
+	pe := &confgatev1.Entry{
+		Key:         e.Key,
+		Value:       e.Value,
+		Version:     &confgatev1.Version{Partition: e.Partition, Offset: e.Offset},
+		ContentType: e.ContentType,
+	}
+	if len(e.Headers) > 0 {
+		pe.Headers = make([]*confgatev1.Header, len(e.Headers))
+		for i, h := range e.Headers {
+			pe.Headers[i] = &confgatev1.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	b, err := marshalOpts.Marshal(pe)
+	if err != nil {
+		panic(fmt.Sprintf("gateway: marshal entry: %v", err)) // only on invalid UTF-8, which keyspace rejects
+	}
+	return b
+}
+
+// encodeDeletion returns the Deletion message bytes.
+func encodeDeletion(e *store.Entry) []byte {
+	b, err := marshalOpts.Marshal(&confgatev1.Deletion{Key: e.Key, Version: &confgatev1.Version{Partition: e.Partition, Offset: e.Offset}})
+	if err != nil {
+		panic(fmt.Sprintf("gateway: marshal deletion: %v", err))
+	}
+	return b
+}
+
+// appendField appends a length-delimited field.
+func appendField(b []byte, n protowire.Number, v []byte) []byte {
+	b = protowire.AppendTag(b, n, protowire.BytesType)
+	return protowire.AppendBytes(b, v)
+}
+
+// fieldSize is the encoded size of a length-delimited field of len n.
+func fieldSize(n int) int { return protowire.SizeTag(1) + protowire.SizeBytes(n) }
+
+// chunkFrame wraps concatenated Entry fields (SnapshotChunk body) as a
+// response message.
+func chunkFrame(body []byte) *frame {
+	return &frame{b: appendField(make([]byte, 0, len(body)+8), fieldChunk, body)}
+}
+
+// endFrame encodes a SnapshotEnd response.
+func endFrame(end *confgatev1.SnapshotEnd) *frame {
+	body, err := marshalOpts.Marshal(end)
+	if err != nil {
+		panic(fmt.Sprintf("gateway: marshal snapshot end: %v", err))
+	}
+	return &frame{b: appendField(nil, fieldEnd, body)}
+}
+
+// progressFrame encodes a Progress response.
+func progressFrame(p *confgatev1.Progress) *frame {
+	body, err := marshalOpts.Marshal(p)
+	if err != nil {
+		panic(fmt.Sprintf("gateway: marshal progress: %v", err))
+	}
+	return &frame{b: appendField(nil, fieldProgress, body)}
+}
+
+// deltaFrame encodes a Delta response from encoded Change fields.
+func deltaFrame(changes []byte, cursor []byte, coalesced bool) *frame {
+	body := make([]byte, 0, len(changes)+len(cursor)+8)
+	body = append(body, changes...)
+	body = appendField(body, fieldDeltaCursor, cursor)
+	if coalesced {
+		body = protowire.AppendTag(body, fieldDeltaCoalesced, protowire.VarintType)
+		body = protowire.AppendVarint(body, 1)
+	}
+	return &frame{b: appendField(make([]byte, 0, len(body)+8), fieldDelta, body)}
+}

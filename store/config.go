@@ -1,0 +1,114 @@
+package store
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config configures a Store. Zero values take the documented defaults.
+type Config struct {
+	// Brokers are Kafka seed brokers, "host:port". Required.
+	Brokers []string
+	// Topic is the compacted config topic. Required.
+	Topic string
+	// ClientOpts are extra franz-go options for every client the store
+	// makes (TLS, SASL, dialers in tests). They are applied last.
+	ClientOpts []kgo.Opt
+
+	// CreateTopic creates the topic, compacted, when it does not exist.
+	// Without it a missing topic is an error at start.
+	CreateTopic bool
+	// Partitions for a created topic. Default 6.
+	Partitions int32
+	// ReplicationFactor for a created topic. Default -1: the broker's
+	// default.replication.factor.
+	ReplicationFactor int16
+	// TopicConfigs are extra topic configs for a created topic, on top of
+	// cleanup.policy=compact (for example segment.ms and
+	// min.cleanable.dirty.ratio to make the cleaner run sooner).
+	TopicConfigs map[string]string
+
+	// HistoryBatches and HistoryBytes bound the change window that resumes
+	// are served from. A longer window makes more resumes cheap deltas
+	// instead of snapshots, at the cost of memory. Defaults 65536 batches
+	// and 64 MiB.
+	HistoryBatches int
+	HistoryBytes   int64
+	// TombstoneRetention is how long deleted keys are remembered in the
+	// index, so a subscriber resuming from older than the history window
+	// still learns of deletes without a full snapshot. Mirror the topic's
+	// delete.retention.ms. Default 24h.
+	TombstoneRetention time.Duration
+	// MaxBatchRecords caps how many records one history batch holds, which
+	// bounds the size of the deltas built from it. Default 512.
+	MaxBatchRecords int
+
+	// FetchMaxWait is how long a broker may hold an empty fetch (Kafka
+	// fetch.max.wait.ms). It does not delay records: a fetch returns as
+	// soon as any arrive. Default 500ms.
+	FetchMaxWait time.Duration
+	// FetchMaxPartitionBytes is the most a broker returns per partition per
+	// fetch (max.partition.fetch.bytes); larger speeds up bootstrap.
+	// Default 8 MiB.
+	FetchMaxPartitionBytes int32
+	// ProbeInterval is how often the store checks topic identity and end
+	// offsets (lag). Default 2s.
+	ProbeInterval time.Duration
+	// StaleAfter: with no successful contact with Kafka for this long the
+	// store reports stale and writes fail fast. Default 10s.
+	StaleAfter time.Duration
+	// ProduceTimeout bounds one write, retries included
+	// (delivery.timeout.ms). Default 10s.
+	ProduceTimeout time.Duration
+
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the store's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) withDefaults() (Config, error) {
+	out := *c
+	if len(out.Brokers) == 0 {
+		return out, errors.New("store: no Kafka brokers configured")
+	}
+	if out.Topic == "" {
+		return out, errors.New("store: no topic configured")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if out.Partitions <= 0 {
+		out.Partitions = 6
+	}
+	if out.ReplicationFactor == 0 {
+		out.ReplicationFactor = -1
+	}
+	if out.HistoryBatches <= 0 {
+		out.HistoryBatches = 65536
+	}
+	if out.HistoryBytes <= 0 {
+		out.HistoryBytes = 64 << 20
+	}
+	def(&out.TombstoneRetention, 24*time.Hour)
+	if out.MaxBatchRecords <= 0 {
+		out.MaxBatchRecords = 512
+	}
+	def(&out.FetchMaxWait, 500*time.Millisecond)
+	if out.FetchMaxPartitionBytes <= 0 {
+		out.FetchMaxPartitionBytes = 8 << 20
+	}
+	def(&out.ProbeInterval, 2*time.Second)
+	def(&out.StaleAfter, 10*time.Second)
+	def(&out.ProduceTimeout, 10*time.Second)
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return out, nil
+}

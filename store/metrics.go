@@ -1,0 +1,37 @@
+package store
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	ready      prometheus.Gauge
+	stale      prometheus.Gauge
+	lag        *prometheus.GaugeVec
+	applied    prometheus.Counter
+	skipped    *prometheus.CounterVec
+	entries    prometheus.Gauge
+	tombstones prometheus.Gauge
+	history    prometheus.Gauge
+	rebuilds   *prometheus.CounterVec
+	fetchErrs  prometheus.Counter
+	compacted  prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		ready:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_ready", Help: "1 once every partition is applied up to the end offsets seen at start."}),
+		stale:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_stale", Help: "1 when Kafka has not been reached for longer than the stale threshold."}),
+		lag:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "confgate_store_lag_records", Help: "High watermark minus applied offset, per partition."}, []string{"partition"}),
+		applied:    prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_records_applied_total", Help: "Records applied to the index."}),
+		skipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_records_skipped_total", Help: "Records not applied, by reason (control, no_key, bad_key, misrouted, backwards, stale_copy)."}, []string{"reason"}),
+		entries:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_entries", Help: "Live entries in the index."}),
+		tombstones: prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_tombstones", Help: "Deleted keys remembered in the index."}),
+		history:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_history_batches", Help: "Batches held in the change window."}),
+		rebuilds:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_rebuilds_total", Help: "State rebuilds, by reason."}, []string{"reason"}),
+		fetchErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_fetch_errors_total", Help: "Errors reported by Kafka fetches."}),
+		compacted:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_topic_compacted", Help: "1 when the topic's cleanup.policy includes compact."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.history, m.rebuilds, m.fetchErrs, m.compacted)
+	}
+	return m
+}

@@ -1,0 +1,304 @@
+package store
+
+import (
+	"errors"
+	"slices"
+	"sort"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/digest"
+	"github.com/google/btree"
+)
+
+// Errors readers of the history get.
+var (
+	// ErrHistoryGone: the batches after the requested position are no
+	// longer held. The reader must re-snapshot.
+	ErrHistoryGone = errors.New("store: history no longer held")
+	// ErrRebuilt: the state was rebuilt (topic recreated or truncated)
+	// since the requested position. The reader must re-snapshot.
+	ErrRebuilt = errors.New("store: state rebuilt")
+	// ErrTopicChanged: the cursor belongs to another topic.
+	ErrTopicChanged = errors.New("store: cursor belongs to another topic")
+	// ErrBehind: this store has not applied the cursor yet.
+	ErrBehind = errors.New("store: cursor not applied yet")
+)
+
+// skipReason says why a record was not applied. Skipped records still move
+// the cursor: the cursor is a log position, not a count of changes.
+type skipReason string
+
+const (
+	skipNone      skipReason = ""
+	skipControl   skipReason = "control"    // transaction marker
+	skipNoKey     skipReason = "no_key"     // nil or empty key
+	skipBadKey    skipReason = "bad_key"    // fails keyspace.ValidateKey
+	skipMisrouted skipReason = "misrouted"  // not the default partitioner's partition for its key
+	skipBackwards skipReason = "backwards"  // offset below the partition's cursor
+	skipNoop      skipReason = "stale_copy" // same key, not newer than what is held
+)
+
+// rec is a decoded record ready to apply.
+type rec struct {
+	entry *Entry // nil when skip != skipNone
+	part  int32
+	off   int64
+	skip  skipReason
+}
+
+// historyLimits bound the change window. Whichever is hit first trims it.
+type historyLimits struct {
+	batches int
+	bytes   int64
+}
+
+// tombRef remembers when a tombstone was applied so it can be purged.
+type tombRef struct {
+	key  string
+	part int32
+	off  int64
+	at   int64
+}
+
+// state is the authoritative state of one topic incarnation. It is not
+// safe for concurrent use; Store serializes access.
+type state struct {
+	topic cursor.TopicID
+	tree  *btree.BTreeG[*Entry]
+	next  []int64 // next offset per partition: the cursor
+	dig   digest.Digest
+	live  int
+	tombs int
+
+	// recording is false while bootstrapping: records read before the
+	// store was ready are not history. The log may have been compacted
+	// there, so replaying it could hide deletes from a resuming reader.
+	recording    bool
+	limits       historyLimits
+	history      []*Batch
+	historyBytes int64
+	firstSeq     uint64 // Seq of history[0], or nextSeq when empty
+	nextSeq      uint64
+	epochStart   uint64        // first Seq of this incarnation
+	floor        cursor.Cursor // position at the start of the history
+
+	// diffFloor[p]: tombstones of partition p are remembered from this
+	// offset on, so a resume from there can be answered from the index.
+	diffFloor []int64
+	tombQ     []tombRef
+
+	snap *Snapshot // cached clone for the current Seq
+}
+
+func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLimits) *state {
+	return &state{
+		topic:      topic,
+		tree:       btree.NewG(32, lessEntry),
+		next:       slices.Clone(start),
+		limits:     limits,
+		firstSeq:   seq,
+		nextSeq:    seq,
+		epochStart: seq,
+	}
+}
+
+func (st *state) cursor() cursor.Cursor {
+	return cursor.Cursor{Topic: st.topic, Offsets: slices.Clone(st.next)}
+}
+
+// startRecording marks the end of bootstrap: from here on batches are kept
+// as history and tombstones are trustworthy for resumes.
+func (st *state) startRecording() {
+	st.recording = true
+	st.floor = st.cursor()
+	st.diffFloor = slices.Clone(st.next)
+	st.firstSeq = st.nextSeq
+}
+
+// applyResult counts what apply did.
+type applyResult struct {
+	applied int
+	skipped map[skipReason]int
+}
+
+// apply applies records in order and, when recording, appends one batch.
+// It returns the batch (nil when not recording or nothing moved).
+func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
+	res := applyResult{}
+	var changes []*Entry
+	var size int64
+	moved := false
+	for _, r := range recs {
+		if int(r.part) >= len(st.next) || r.part < 0 {
+			continue // partition unknown to this incarnation; a rebuild follows
+		}
+		if r.off < st.next[r.part] {
+			res.skip(skipBackwards)
+			continue
+		}
+		st.next[r.part] = r.off + 1
+		moved = true
+		if r.skip != skipNone {
+			res.skip(r.skip)
+			continue
+		}
+		e := r.entry
+		e.Partition, e.Offset, e.appliedAt = r.part, r.off, now
+		old, had := st.tree.Get(e)
+		if had && old.Partition == e.Partition && old.Offset >= e.Offset {
+			res.skip(skipNoop)
+			continue
+		}
+		if had {
+			if old.Deleted {
+				st.tombs--
+			} else {
+				st.dig.Remove(old.hash)
+				st.live--
+			}
+		}
+		if e.Deleted {
+			st.tree.ReplaceOrInsert(e)
+			st.tombs++
+			st.tombQ = append(st.tombQ, tombRef{e.Key, e.Partition, e.Offset, now})
+			if !had || old.Deleted {
+				// Deleting an absent key changes nothing a reader can
+				// see, but the tombstone is kept for resumes.
+				res.applied++
+				continue
+			}
+		} else {
+			e.hash = digest.Hash(e.Key, e.Value, e.Partition, e.Offset)
+			st.dig.Add(e.hash)
+			st.live++
+			st.tree.ReplaceOrInsert(e)
+		}
+		res.applied++
+		changes = append(changes, e)
+		size += e.Size()
+	}
+	if !moved {
+		return nil, res
+	}
+	st.snap = nil
+	if !st.recording {
+		return nil, res
+	}
+	end := st.cursor()
+	b := &Batch{Seq: st.nextSeq, Changes: changes, End: end, EndBytes: end.Encode(), size: size + int64(len(end.Offsets)*8+64)}
+	st.nextSeq++
+	st.history = append(st.history, b)
+	st.historyBytes += b.size
+	st.trim()
+	return b, res
+}
+
+func (r *applyResult) skip(why skipReason) {
+	if r.skipped == nil {
+		r.skipped = map[skipReason]int{}
+	}
+	r.skipped[why]++
+}
+
+// trim drops the oldest batches beyond the limits. At least the newest
+// batch is kept so a reader at the head can always continue.
+func (st *state) trim() {
+	n := 0
+	for len(st.history)-n > 1 && (len(st.history)-n > st.limits.batches || st.historyBytes > st.limits.bytes) {
+		st.historyBytes -= st.history[n].size
+		st.floor = st.history[n].End
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	clear(st.history[:n])
+	st.history = st.history[n:]
+	st.firstSeq += uint64(n)
+	// Reclaim the backing array once most of it is dead.
+	if cap(st.history) > 2*len(st.history)+64 {
+		st.history = slices.Clone(st.history)
+	}
+}
+
+// purgeTombstones forgets tombstones applied before cutoff and raises the
+// diff floor past them.
+func (st *state) purgeTombstones(cutoff int64) int {
+	n := 0
+	for len(st.tombQ) > 0 && st.tombQ[0].at < cutoff {
+		t := st.tombQ[0]
+		st.tombQ = st.tombQ[1:]
+		if cur, ok := st.tree.Get(&Entry{Key: t.key}); ok && cur.Deleted && cur.Partition == t.part && cur.Offset == t.off {
+			st.tree.Delete(cur)
+			st.tombs--
+			st.snap = nil
+			n++
+		}
+		if st.recording && int(t.part) < len(st.diffFloor) && st.diffFloor[t.part] <= t.off {
+			st.diffFloor[t.part] = t.off + 1
+		}
+	}
+	if cap(st.tombQ) > 2*len(st.tombQ)+1024 {
+		st.tombQ = slices.Clone(st.tombQ)
+	}
+	return n
+}
+
+// snapshot returns a consistent clone. Clone mutates the source tree's
+// copy-on-write bookkeeping, so the caller must hold the write lock.
+func (st *state) snapshot() *Snapshot {
+	if st.snap == nil {
+		st.snap = &Snapshot{tree: st.tree.Clone(), Cursor: st.cursor(), Seq: st.nextSeq - 1}
+	}
+	return st.snap
+}
+
+// since returns up to max batches after seq.
+func (st *state) since(seq uint64, max int) ([]*Batch, error) {
+	if seq+1 < st.epochStart {
+		return nil, ErrRebuilt
+	}
+	if seq+1 < st.firstSeq {
+		return nil, ErrHistoryGone
+	}
+	i := int(seq + 1 - st.firstSeq)
+	if i >= len(st.history) {
+		return nil, nil
+	}
+	j := min(i+max, len(st.history))
+	return slices.Clone(st.history[i:j]), nil
+}
+
+// ResumeKind says how a resume from a cursor can be answered.
+type ResumeKind int
+
+const (
+	// ResumeHistory: replay batches after Seq, skipping changes below the
+	// cursor until a batch's end covers it.
+	ResumeHistory ResumeKind = iota + 1
+	// ResumeDiff: the history is gone but every tombstone since the cursor
+	// is remembered: scan the index for entries at or after the cursor.
+	ResumeDiff
+)
+
+// resume finds where a reader at c continues.
+func (st *state) resume(c cursor.Cursor) (ResumeKind, uint64, error) {
+	if c.Topic != st.topic {
+		return 0, 0, ErrTopicChanged
+	}
+	cur := cursor.Cursor{Topic: st.topic, Offsets: st.next}
+	if !cur.Covers(c) {
+		return 0, 0, ErrBehind
+	}
+	if !st.recording {
+		return 0, 0, ErrHistoryGone
+	}
+	if c.Covers(st.floor) {
+		i := sort.Search(len(st.history), func(i int) bool { return !c.Covers(st.history[i].End) })
+		return ResumeHistory, st.firstSeq + uint64(i) - 1, nil
+	}
+	if c.Covers(cursor.Cursor{Topic: st.topic, Offsets: st.diffFloor}) {
+		return ResumeDiff, st.nextSeq - 1, nil
+	}
+	return 0, 0, ErrHistoryGone
+}

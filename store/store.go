@@ -1,0 +1,765 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Errors for callers that map them to their own protocol.
+var (
+	// ErrNotReady: the store has not caught up since start or rebuild.
+	ErrNotReady = errors.New("store: not caught up with the topic yet")
+	// ErrUnreachable: Kafka has not answered recently; writes fail fast.
+	ErrUnreachable = errors.New("store: Kafka unreachable")
+	// ErrTopicMissing: the topic does not exist and CreateTopic is off.
+	ErrTopicMissing = errors.New("store: topic does not exist")
+)
+
+// ContentTypeHeader is the record header that carries an entry's content
+// type.
+const ContentTypeHeader = "content-type"
+
+// Store consumes the config topic into the authoritative state.
+//
+// Lock order: mu guards st, ready, targets, changed and hw. Never call
+// Kafka or a reader callback while holding it.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	m       *metrics
+	prod    *kgo.Client
+	adm     *kadm.Client
+	keyPart kgo.TopicPartitioner // default partitioner, for ownership checks
+
+	mu      sync.RWMutex
+	st      *state
+	ready   bool
+	targets []int64       // end offsets to reach before ready
+	changed chan struct{} // closed and replaced on every change
+	hw      []int64       // latest known high watermark per partition
+
+	lastContact atomic.Int64 // unix nanos of the last successful Kafka round trip
+	closeOnce   sync.Once
+}
+
+// New validates cfg and builds the clients; it does not contact Kafka.
+func New(cfg Config) (*Store, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	prod, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.DefaultProduceTopic(c.Topic),
+		// Kafka's default partitioner (murmur2 of the key), so confgate's
+		// writes and any other producer's agree on a key's partition.
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		// Writes are single records waiting on an answer: do not linger.
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
+		kgo.ProduceRequestTimeout(c.ProduceTimeout),
+	}, c.ClientOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("store: producer client: %w", err)
+	}
+	s := &Store{
+		cfg:     c,
+		log:     c.Logger.With("component", "store", "topic", c.Topic),
+		m:       newMetrics(c.Registerer),
+		prod:    prod,
+		adm:     kadm.NewClient(prod),
+		keyPart: kgo.StickyKeyPartitioner(nil).ForTopic(c.Topic),
+		changed: make(chan struct{}),
+		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes}),
+	}
+	return s, nil
+}
+
+// Close releases the Kafka clients. Run must have returned.
+func (s *Store) Close() {
+	s.closeOnce.Do(s.prod.Close)
+}
+
+// errRebuild ends an epoch and starts a new one.
+type errRebuild struct{ reason string }
+
+func (e errRebuild) Error() string { return "rebuild: " + e.reason }
+
+// Run consumes the topic until ctx ends. It returns ErrTopicMissing (wrapped)
+// when the topic does not exist at start and CreateTopic is off; Kafka being
+// unreachable is not an error: Run retries and the store stays not ready.
+func (s *Store) Run(ctx context.Context) error {
+	first := true
+	for {
+		err := s.epoch(ctx, first)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if errors.Is(err, ErrTopicMissing) && first {
+			return err
+		}
+		var rb errRebuild
+		if errors.As(err, &rb) {
+			s.m.rebuilds.WithLabelValues(rb.reason).Inc()
+			s.log.Warn("rebuilding state from the topic", "reason", rb.reason)
+			s.fence()
+		} else {
+			s.log.Warn("consumer stopped, restarting", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(s.cfg.ProbeInterval):
+			}
+		}
+		first = false
+	}
+}
+
+// topicMeta is what an epoch knows of its topic incarnation.
+type topicMeta struct {
+	id         cursor.TopicID
+	partitions int32
+}
+
+// epoch serves one incarnation of the topic: bootstrap, then tail until a
+// rebuild is needed or ctx ends.
+func (s *Store) epoch(ctx context.Context, first bool) error {
+	meta, err := s.describe(ctx, first)
+	if err != nil {
+		return err
+	}
+	start, err := s.listOffsets(ctx, meta, s.adm.ListStartOffsets)
+	if err != nil {
+		return err
+	}
+	// The last stable offset: with read_committed nothing past it can be
+	// read, so an open transaction cannot hold readiness hostage beyond
+	// its own timeout.
+	targets, err := s.listOffsets(ctx, meta, s.adm.ListCommittedOffsets)
+	if err != nil {
+		return err
+	}
+	s.install(meta, start, targets)
+
+	offsets := make(map[int32]kgo.Offset, meta.partitions)
+	for p := range meta.partitions {
+		offsets[p] = kgo.NewOffset().At(start[p])
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(s.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.cfg.Topic: offsets}),
+		// Aborted transactional writes must never become config.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Markers are delivered so the cursor moves past them: a partition
+		// ending in a marker is still caught up.
+		kgo.KeepControlRecords(),
+		kgo.FetchMaxWait(s.cfg.FetchMaxWait),
+		kgo.FetchMaxPartitionBytes(s.cfg.FetchMaxPartitionBytes),
+		kgo.FetchMaxBytes(max(64<<20, s.cfg.FetchMaxPartitionBytes)),
+	}, s.cfg.ClientOpts...)...)
+	if err != nil {
+		return fmt.Errorf("store: consumer client: %w", err)
+	}
+	defer cl.Close()
+
+	ectx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.probe(ectx, cancel, meta)
+	}()
+	defer wg.Wait()
+
+	recs := make([]rec, 0, s.cfg.MaxBatchRecords)
+	for {
+		fetches := cl.PollFetches(ectx)
+		if ectx.Err() != nil {
+			return context.Cause(ectx)
+		}
+		var rebuild error
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			s.m.fetchErrs.Inc()
+			var dl *kgo.ErrDataLoss
+			if errors.As(err, &dl) {
+				s.log.Error("topic truncated: offsets went backwards", "partition", p, "err", err)
+				rebuild = errRebuild{"truncated"}
+				return
+			}
+			s.log.Warn("fetch error", "partition", p, "err", err)
+		})
+		if rebuild != nil {
+			return rebuild
+		}
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			s.noteHighWatermark(fp.Partition, fp.HighWatermark)
+			for _, r := range fp.Records {
+				recs = append(recs, s.decode(r, meta.partitions))
+				if len(recs) == cap(recs) {
+					s.apply(recs)
+					recs = recs[:0]
+				}
+			}
+		})
+		if len(recs) > 0 {
+			s.apply(recs)
+			recs = recs[:0]
+		}
+		if !fetches.Empty() {
+			s.touch()
+		}
+	}
+}
+
+// describe finds the topic, creating it when configured to. It retries
+// while Kafka is unreachable.
+func (s *Store) describe(ctx context.Context, first bool) (topicMeta, error) {
+	for attempt := 0; ; attempt++ {
+		meta, err := s.describeOnce(ctx, first)
+		if err == nil || errors.Is(err, ErrTopicMissing) || ctx.Err() != nil {
+			return meta, err
+		}
+		if attempt%10 == 0 {
+			s.log.Warn("waiting for Kafka", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return meta, ctx.Err()
+		case <-time.After(min(s.cfg.ProbeInterval, 500*time.Millisecond*time.Duration(attempt+1))):
+		}
+	}
+}
+
+func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval*3)
+	defer cancel()
+	details, err := s.adm.ListTopics(rctx, s.cfg.Topic)
+	if err != nil {
+		return topicMeta{}, fmt.Errorf("list topic %q: %w", s.cfg.Topic, err)
+	}
+	td, ok := details[s.cfg.Topic]
+	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
+		if !s.cfg.CreateTopic {
+			if first {
+				return topicMeta{}, fmt.Errorf("%w: %q (create it with cleanup.policy=compact, or start with --create-topic)", ErrTopicMissing, s.cfg.Topic)
+			}
+			return topicMeta{}, fmt.Errorf("topic %q is gone, waiting for it to come back", s.cfg.Topic)
+		}
+		if err := s.createTopic(rctx); err != nil {
+			return topicMeta{}, err
+		}
+		return topicMeta{}, errors.New("topic created, describing again")
+	}
+	if td.Err != nil {
+		return topicMeta{}, fmt.Errorf("describe topic %q: %w", s.cfg.Topic, td.Err)
+	}
+	meta := topicMeta{id: cursor.TopicID(td.ID), partitions: int32(len(td.Partitions))}
+	if meta.partitions == 0 {
+		return topicMeta{}, fmt.Errorf("topic %q has no partitions yet", s.cfg.Topic)
+	}
+	s.checkCompacted(rctx)
+	s.touch()
+	return meta, nil
+}
+
+func (s *Store) createTopic(ctx context.Context) error {
+	configs := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+	for k, v := range s.cfg.TopicConfigs {
+		configs[k] = kadm.StringPtr(v)
+	}
+	resp, err := s.adm.CreateTopic(ctx, s.cfg.Partitions, s.cfg.ReplicationFactor, configs, s.cfg.Topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create topic %q: %w", s.cfg.Topic, err)
+	}
+	s.log.Info("created compacted topic", "partitions", s.cfg.Partitions)
+	return nil
+}
+
+// checkCompacted warns when the topic is not compacted: without compaction
+// the topic grows forever and a restart re-reads every version ever written.
+func (s *Store) checkCompacted(ctx context.Context) {
+	rcs, err := s.adm.DescribeTopicConfigs(ctx, s.cfg.Topic)
+	if err != nil {
+		return
+	}
+	rc, err := rcs.On(s.cfg.Topic, nil)
+	if err != nil || rc.Err != nil {
+		return
+	}
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" && c.Value != nil {
+			if strings.Contains(*c.Value, "compact") {
+				s.m.compacted.Set(1)
+				return
+			}
+			s.m.compacted.Set(0)
+			s.log.Warn("topic is not compacted: it will grow without bound and restarts will re-read every version", "cleanup.policy", *c.Value)
+			return
+		}
+	}
+}
+
+func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(context.Context, ...string) (kadm.ListedOffsets, error)) ([]int64, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.ProbeInterval*3)
+	defer cancel()
+	lo, err := list(rctx, s.cfg.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %q: %w", s.cfg.Topic, err)
+	}
+	out := make([]int64, meta.partitions)
+	for p := range meta.partitions {
+		o, ok := lo.Lookup(s.cfg.Topic, p)
+		if !ok {
+			return nil, fmt.Errorf("list offsets of %q: partition %d missing", s.cfg.Topic, p)
+		}
+		if o.Err != nil {
+			return nil, fmt.Errorf("list offsets of %q partition %d: %w", s.cfg.Topic, p, o.Err)
+		}
+		out[p] = max(o.Offset, 0)
+	}
+	return out, nil
+}
+
+// install starts a new incarnation: empty state at the log start offsets,
+// not ready until targets are reached.
+func (s *Store) install(meta topicMeta, start, targets []int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seq := s.st.nextSeq
+	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes})
+	s.targets = targets
+	s.hw = slices.Clone(targets)
+	s.ready = false
+	s.m.ready.Set(0)
+	s.m.lag.Reset()
+	s.checkReadyLocked()
+	s.notifyLocked()
+	s.log.Info("consuming topic", "topic_id", meta.id.String(), "partitions", meta.partitions, "target", cursor.Cursor{Topic: meta.id, Offsets: targets}.Sum())
+}
+
+// fence stops serving the current incarnation until the next is caught up.
+func (s *Store) fence() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ready = false
+	s.m.ready.Set(0)
+	s.notifyLocked()
+}
+
+func (s *Store) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Store) checkReadyLocked() {
+	if s.ready {
+		return
+	}
+	for p, t := range s.targets {
+		if s.st.next[p] < t {
+			return
+		}
+	}
+	s.ready = true
+	s.st.startRecording()
+	s.m.ready.Set(1)
+	s.log.Info("caught up: ready", "cursor", s.st.cursor().String(), "entries", s.st.live)
+}
+
+// decode turns a Kafka record into something apply understands. Invalid
+// records become skips so they still move the cursor.
+func (s *Store) decode(r *kgo.Record, partitions int32) rec {
+	out := rec{part: r.Partition, off: r.Offset}
+	switch {
+	case r.Attrs.IsControl():
+		out.skip = skipControl
+		return out
+	case len(r.Key) == 0:
+		out.skip = skipNoKey
+	}
+	key := string(r.Key)
+	if out.skip == skipNone {
+		if err := keyspace.ValidateKey(key); err != nil {
+			out.skip = skipBadKey
+		} else if want := s.keyPart.Partition(&kgo.Record{Key: r.Key}, int(partitions)); int32(want) != r.Partition {
+			// A key lives in exactly one partition, the one Kafka's default
+			// partitioner picks; a copy elsewhere would make "latest"
+			// depend on consumption order.
+			out.skip = skipMisrouted
+		}
+	}
+	if out.skip != skipNone {
+		s.log.Warn("skipping malformed record", "reason", out.skip, "partition", r.Partition, "offset", r.Offset, "key", clipKey(r.Key))
+		return out
+	}
+	e := &Entry{Key: key, Deleted: r.Value == nil}
+	if !e.Deleted {
+		e.Value = r.Value
+	}
+	if len(r.Headers) > 0 {
+		e.Headers = make([]Header, len(r.Headers))
+		for i, h := range r.Headers {
+			e.Headers[i] = Header{Key: h.Key, Value: h.Value}
+			if h.Key == ContentTypeHeader {
+				e.ContentType = string(h.Value)
+			}
+		}
+	}
+	out.entry = e
+	return out
+}
+
+func clipKey(k []byte) string {
+	if len(k) > 64 {
+		k = k[:64]
+	}
+	return strconv.Quote(string(k))
+}
+
+func (s *Store) apply(recs []rec) {
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	b, res := s.st.apply(recs, now)
+	purged := s.st.purgeTombstones(now - s.cfg.TombstoneRetention.Nanoseconds())
+	s.checkReadyLocked()
+	if b != nil || purged > 0 || res.applied > 0 {
+		s.notifyLocked()
+	}
+	s.updateGaugesLocked()
+	s.mu.Unlock()
+
+	s.m.applied.Add(float64(res.applied))
+	for why, n := range res.skipped {
+		s.m.skipped.WithLabelValues(string(why)).Add(float64(n))
+	}
+}
+
+func (s *Store) updateGaugesLocked() {
+	s.m.entries.Set(float64(s.st.live))
+	s.m.tombstones.Set(float64(s.st.tombs))
+	s.m.history.Set(float64(len(s.st.history)))
+	for p := range s.st.next {
+		if p < len(s.hw) {
+			s.m.lag.WithLabelValues(strconv.Itoa(p)).Set(float64(max(0, s.hw[p]-s.st.next[p])))
+		}
+	}
+}
+
+func (s *Store) noteHighWatermark(p int32, hw int64) {
+	s.mu.Lock()
+	if int(p) < len(s.hw) && hw > s.hw[p] {
+		s.hw[p] = hw
+	}
+	s.mu.Unlock()
+}
+
+func (s *Store) touch() { s.lastContact.Store(time.Now().UnixNano()) }
+
+// probe watches topic identity and end offsets until ctx ends. A changed
+// topic ID (deleted and recreated; franz-go never adopts a new ID by itself)
+// or partition count ends the epoch with a rebuild.
+func (s *Store) probe(ctx context.Context, cancel context.CancelCauseFunc, meta topicMeta) {
+	t := time.NewTicker(s.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.probeOnce(ctx, cancel, meta)
+	}
+}
+
+func (s *Store) probeOnce(ctx context.Context, cancel context.CancelCauseFunc, meta topicMeta) {
+	rctx, rcancel := context.WithTimeout(ctx, s.cfg.ProbeInterval*2)
+	defer rcancel()
+	s.updateStale()
+	details, err := s.adm.ListTopics(rctx, s.cfg.Topic)
+	if err != nil {
+		return
+	}
+	td, ok := details[s.cfg.Topic]
+	switch {
+	case !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition):
+		s.touch()
+		cancel(errRebuild{"topic_deleted"})
+		return
+	case td.Err != nil:
+		return
+	case cursor.TopicID(td.ID) != meta.id:
+		s.touch()
+		cancel(errRebuild{"topic_recreated"})
+		return
+	case int32(len(td.Partitions)) != meta.partitions:
+		s.touch()
+		cancel(errRebuild{"partitions_changed"})
+		return
+	}
+	ends, err := s.adm.ListEndOffsets(rctx, s.cfg.Topic)
+	if err != nil {
+		return
+	}
+	s.touch()
+	s.updateStale()
+	s.mu.Lock()
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && int(o.Partition) < len(s.hw) && o.Offset > s.hw[o.Partition] {
+			s.hw[o.Partition] = o.Offset
+		}
+	})
+	s.updateGaugesLocked()
+	s.mu.Unlock()
+}
+
+func (s *Store) updateStale() {
+	if s.Stale() {
+		s.m.stale.Set(1)
+	} else {
+		s.m.stale.Set(0)
+	}
+}
+
+// Stale reports whether Kafka has not been reached for StaleAfter.
+func (s *Store) Stale() bool {
+	last := s.lastContact.Load()
+	return last == 0 || time.Since(time.Unix(0, last)) > s.cfg.StaleAfter
+}
+
+// Ready reports whether the store has caught up and may serve.
+func (s *Store) Ready() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ready
+}
+
+// Changed returns a channel closed at the next change: a batch applied,
+// readiness gained or lost, or a rebuild.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.changed
+}
+
+// WaitReady blocks until the store is ready or ctx ends.
+func (s *Store) WaitReady(ctx context.Context) error {
+	for {
+		s.mu.RLock()
+		ready, ch := s.ready, s.changed
+		s.mu.RUnlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Status is a point-in-time summary for health checks and progress.
+type Status struct {
+	Ready      bool
+	Stale      bool
+	Topic      cursor.TopicID
+	Cursor     cursor.Cursor
+	LagRecords int64
+	Entries    int
+	Tombstones int
+	Digest     []byte
+	// HistoryFloor is the oldest cursor a resume is answered from the
+	// change window; older resumes use the index or a snapshot.
+	HistoryFloor cursor.Cursor
+	HistoryBatch int
+}
+
+// Status returns the store's current status.
+func (s *Store) Status() Status {
+	stale := s.Stale()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var lag int64
+	for p := range s.st.next {
+		if p < len(s.hw) {
+			lag += max(0, s.hw[p]-s.st.next[p])
+		}
+	}
+	return Status{
+		Ready:        s.ready,
+		Stale:        stale,
+		Topic:        s.st.topic,
+		Cursor:       s.st.cursor(),
+		LagRecords:   lag,
+		Entries:      s.st.live,
+		Tombstones:   s.st.tombs,
+		Digest:       s.st.dig.Bytes(),
+		HistoryFloor: s.st.floor.Clone(),
+		HistoryBatch: len(s.st.history),
+	}
+}
+
+// Snapshot returns a consistent view of the whole state. ErrNotReady
+// before the store has caught up.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	if !s.ready {
+		s.mu.RUnlock()
+		return nil, ErrNotReady
+	}
+	if snap := s.st.snap; snap != nil {
+		s.mu.RUnlock()
+		return snap, nil
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ready {
+		return nil, ErrNotReady
+	}
+	return s.st.snapshot(), nil
+}
+
+// Since returns up to max batches after seq. ErrHistoryGone or ErrRebuilt
+// mean the reader must re-snapshot; no batches and no error mean nothing
+// new yet (wait on Changed).
+func (s *Store) Since(seq uint64, max int) ([]*Batch, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.ready {
+		if seq+1 < s.st.epochStart {
+			return nil, ErrRebuilt
+		}
+		return nil, nil
+	}
+	return s.st.since(seq, max)
+}
+
+// Resume says how a reader at cursor c continues.
+type Resume struct {
+	Kind ResumeKind
+	// Seq: continue with the batches after it.
+	Seq uint64
+	// Snap, for ResumeDiff: the view to diff against c, taken at Seq.
+	Snap *Snapshot
+}
+
+// ResumeFrom finds where a reader at c continues: ErrTopicChanged,
+// ErrBehind (wait and retry), ErrHistoryGone (snapshot) or a Resume.
+func (s *Store) ResumeFrom(c cursor.Cursor) (Resume, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ready {
+		return Resume{}, ErrNotReady
+	}
+	kind, seq, err := s.st.resume(c)
+	if err != nil {
+		return Resume{}, err
+	}
+	r := Resume{Kind: kind, Seq: seq}
+	if kind == ResumeDiff {
+		r.Snap = s.st.snapshot()
+	}
+	return r, nil
+}
+
+// WaitApplied blocks until the store has applied c (read-your-writes), or
+// ctx ends (ErrBehind). ErrTopicChanged when c is of another topic.
+func (s *Store) WaitApplied(ctx context.Context, c cursor.Cursor) error {
+	for {
+		s.mu.RLock()
+		ready, st, ch := s.ready, s.st, s.changed
+		var covered bool
+		sameTopic := st.topic == c.Topic
+		if ready && sameTopic {
+			covered = cursor.Cursor{Topic: st.topic, Offsets: st.next}.Covers(c)
+		}
+		s.mu.RUnlock()
+		if ready && !sameTopic {
+			return ErrTopicChanged
+		}
+		if covered {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if !ready {
+				return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+			}
+			return fmt.Errorf("%w: %w", ErrBehind, ctx.Err())
+		case <-ch:
+		}
+	}
+}
+
+// Write is one entry to produce; a nil Value with Delete set is a tombstone.
+type Write struct {
+	Key         string
+	Value       []byte
+	Delete      bool
+	ContentType string
+	Headers     []Header
+}
+
+// Produce writes w and returns its version and a cursor that includes it,
+// once Kafka acknowledged it with acks=all.
+func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset int64, c cursor.Cursor, err error) {
+	if s.Stale() {
+		return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
+	}
+	r := &kgo.Record{Key: []byte(w.Key)}
+	if !w.Delete {
+		r.Value = w.Value
+		if r.Value == nil {
+			r.Value = []byte{} // an empty value is a value, not a delete
+		}
+	}
+	if w.ContentType != "" {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: ContentTypeHeader, Value: []byte(w.ContentType)})
+	}
+	for _, h := range w.Headers {
+		if h.Key == ContentTypeHeader && w.ContentType != "" {
+			continue
+		}
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
+	defer cancel()
+	if err := s.prod.ProduceSync(pctx, r).FirstErr(); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout) {
+			return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: write not acknowledged within %s: %w", ErrUnreachable, s.cfg.ProduceTimeout, err)
+		}
+		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce %q: %w", w.Key, err)
+	}
+	s.touch()
+	s.mu.RLock()
+	c = s.st.cursor()
+	s.mu.RUnlock()
+	for int(r.Partition) >= len(c.Offsets) {
+		c.Offsets = append(c.Offsets, 0)
+	}
+	c.Offsets[r.Partition] = max(c.Offsets[r.Partition], r.Offset+1)
+	return r.Partition, r.Offset, c, nil
+}
