@@ -271,7 +271,10 @@ func (r *replica) advance(b []byte, what string) (cursor.Cursor, error) {
 	if err != nil {
 		return cursor.Cursor{}, violation(false, "%s: %v", what, err)
 	}
-	if !next.Covers(r.cur) {
+	switch {
+	case next.Topic != r.cur.Topic:
+		return cursor.Cursor{}, violation(false, "%s cursor %s is of topic %s, the view's cursor %s of topic %s", what, next, next.Topic, r.cur, r.cur.Topic)
+	case !next.Covers(r.cur):
 		return cursor.Cursor{}, violation(false, "%s cursor %s is behind the view's cursor %s", what, next, r.cur)
 	}
 	return next, nil

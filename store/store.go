@@ -73,6 +73,10 @@ func New(cfg Config) (*Store, error) {
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
 		kgo.ProduceRequestTimeout(c.ProduceTimeout),
+		// The admin client shares this client; kgo answers metadata
+		// requests from a cache younger than MetadataMinAge (default 5s),
+		// which would hide a recreated topic from the probe for that long.
+		kgo.MetadataMinAge(min(c.ProbeInterval/2, time.Second)),
 	}, c.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: producer client: %w", err)
@@ -290,7 +294,10 @@ func (s *Store) createTopic(ctx context.Context) error {
 	if err == nil {
 		err = resp.Err
 	}
-	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	if errors.Is(err, kerr.TopicAlreadyExists) {
+		return nil
+	}
+	if err != nil {
 		return fmt.Errorf("create topic %q: %w", s.cfg.Topic, err)
 	}
 	s.log.Info("created compacted topic", "partitions", s.cfg.Partitions)

@@ -1,0 +1,61 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/confgate/confgate/internal/testkit"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+)
+
+func TestSnapshotThenDeltas(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
+	for i := range 20 {
+		testkit.Put(t, g, fmt.Sprintf("svc/a/k%02d", i), fmt.Sprintf("v%d", i))
+	}
+	testkit.Put(t, g, "other/x", "nope")
+	last := testkit.Put(t, g, "svc/a/k00", "v0-new")
+
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"svc/"}}, ResumeCursor: nil})
+	// The snapshot may or may not include the last put, but reading
+	// through read-your-writes below makes the view converge.
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	if got := len(s.View); got != 20 {
+		t.Fatalf("snapshot has %d entries, want 20", got)
+	}
+	if s.Snapshots[0].Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL || s.Snapshots[0].Reset_ {
+		t.Fatalf("first snapshot: reason %v reset %v", s.Snapshots[0].Reason, s.Snapshots[0].Reset_)
+	}
+	_ = last
+	testkit.Put(t, g, "svc/a/k05", "changed")
+	testkit.Put(t, g, "svc/b/new", "fresh")
+	testkit.Put(t, g, "other/y", "not selected")
+	testkit.Delete(t, g, "svc/a/k07")
+	s.Until(10*time.Second, "deltas", func(s *testkit.Stream) bool {
+		_, gone := s.View["svc/a/k07"]
+		return string(s.View["svc/a/k05"].GetValue()) == "changed" && s.View["svc/b/new"] != nil && !gone
+	})
+	if _, ok := s.View["other/y"]; ok {
+		t.Fatal("unselected key delivered")
+	}
+	if string(s.View["svc/a/k00"].GetValue()) != "v0-new" {
+		t.Fatalf("k00 = %q", s.View["svc/a/k00"].GetValue())
+	}
+	// The view's digest equals the gateway's snapshot of the same selector.
+	snap, end, _ := testkit.Snapshot(t, g, "svc/")
+	s.Until(5*time.Second, "progress to the snapshot cursor", func(s *testkit.Stream) bool {
+		return string(testkit.DigestOf(s.View)) == string(end.Digest)
+	})
+	if len(snap) != len(s.View) {
+		t.Fatalf("snapshot %d keys, stream view %d", len(snap), len(s.View))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "svc/b/new"})
+	if err != nil || string(r.Entry.Value) != "fresh" {
+		t.Fatalf("get: %v %v", r, err)
+	}
+}

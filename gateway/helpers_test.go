@@ -1,0 +1,9 @@
+package gateway_test
+
+import (
+	"time"
+
+	"github.com/confgate/confgate/gateway"
+)
+
+func gatewayWait(d time.Duration) gateway.Config { return gateway.Config{WaitTimeout: d} }

@@ -1,0 +1,200 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/testkit"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func sel(prefixes ...string) *confgatev1.Selector { return &confgatev1.Selector{Prefixes: prefixes} }
+
+// resumeScenario subscribes, applies a first round of writes, disconnects
+// and writes a second round (3 puts, 1 delete selected; noise not).
+func resumeScenario(t *testing.T, g *testkit.Gateway) (*testkit.Stream, []byte) {
+	t.Helper()
+	for i := range 10 {
+		testkit.Put(t, g, fmt.Sprintf("app/k%d", i), "v1")
+	}
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("app/")})
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	r := testkit.Put(t, g, "app/k1", "v2")
+	s.Until(10*time.Second, "first delta", func(s *testkit.Stream) bool {
+		return string(s.View["app/k1"].GetValue()) == "v2" && string(s.Cursor) == string(r.Cursor)
+	})
+	s.Close()
+	c := s.Cursor
+	testkit.Put(t, g, "app/k2", "v2")
+	testkit.Put(t, g, "noise/x", "1")
+	testkit.Delete(t, g, "app/k3")
+	testkit.Put(t, g, "app/new", "v1")
+	testkit.Put(t, g, "app/k2", "v3")
+	return s, c
+}
+
+func TestResumeYieldsExactlyTheMissedChanges(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	old, c := resumeScenario(t, g1)
+
+	for _, g := range []*testkit.Gateway{g1, g2} {
+		_, end, _ := testkit.Snapshot(t, g, "app/")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		view := map[string]*confgatev1.Entry{}
+		for k, v := range old.View {
+			view[k] = v
+		}
+		var puts, dels []string
+		for string(testkit.DigestOf(view)) != string(end.Digest) {
+			m, err := st.Recv()
+			if err != nil {
+				t.Fatalf("stream: %v (puts %v dels %v)", err, puts, dels)
+			}
+			switch x := m.Message.(type) {
+			case *confgatev1.SubscribeResponse_SnapshotChunk, *confgatev1.SubscribeResponse_SnapshotEnd:
+				t.Fatal("resume within history sent a snapshot")
+			case *confgatev1.SubscribeResponse_Delta:
+				if x.Delta.Coalesced {
+					t.Fatal("resume within history sent a coalesced delta")
+				}
+				for _, ch := range x.Delta.Changes {
+					if p := ch.GetPut(); p != nil {
+						puts = append(puts, p.Key+"="+string(p.Value))
+						view[p.Key] = p
+					} else {
+						dels = append(dels, ch.GetDelete().Key)
+						delete(view, ch.GetDelete().Key)
+					}
+				}
+			}
+		}
+		cancel()
+		want := []string{"app/k2=v2", "app/new=v1", "app/k2=v3"}
+		if fmt.Sprint(puts) != fmt.Sprint(want) || fmt.Sprint(dels) != "[app/k3]" {
+			t.Fatalf("gateway %s: puts %v dels %v, want puts %v dels [app/k3]", g.Addr, puts, dels, want)
+		}
+	}
+}
+
+// A gateway that started after the cursor read that part of the log during
+// bootstrap, where compaction may have removed tombstones: it must not
+// answer from it, so the resume is a flagged reset, never a silent gap.
+func TestResumeOnGatewayStartedLaterResets(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	_, c := resumeScenario(t, g1)
+	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	s := testkit.Subscribe(t, g2, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+	s.Until(10*time.Second, "reset snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	if e := s.Snapshots[0]; e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED || !e.Reset_ {
+		t.Fatalf("reason %v reset %v", e.Reason, e.Reset_)
+	}
+	if _, ok := s.View["app/k3"]; ok || string(s.View["app/k2"].GetValue()) != "v3" {
+		t.Fatalf("wrong state: %v", testkit.Values(s.View))
+	}
+}
+
+func TestResumeResetWhenHistoryGone(t *testing.T) {
+	k := testkit.StartKafka(t)
+	// A two-batch window, and tombstones forgotten at once: the delete
+	// below can be reported neither from history nor from the index.
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Store: store.Config{HistoryBatches: 2, TombstoneRetention: time.Nanosecond}})
+	_, c := resumeScenario(t, g)
+	for i := range 5 {
+		testkit.Put(t, g, fmt.Sprintf("pad/%d", i), "x")
+	}
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+	s.Until(10*time.Second, "reset snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	end := s.Snapshots[0]
+	if end.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED || !end.Reset_ {
+		t.Fatalf("reason %v reset %v, want HISTORY_EXPIRED reset", end.Reason, end.Reset_)
+	}
+	if _, ok := s.View["app/k3"]; ok || string(s.View["app/k2"].GetValue()) != "v3" {
+		t.Fatalf("reset snapshot has wrong state: %v", testkit.Values(s.View))
+	}
+}
+
+func TestResumeFromIndexWhenHistoryGone(t *testing.T) {
+	k := testkit.StartKafka(t)
+	// A tiny window but tombstones remembered: the resume is answered by
+	// one coalesced delta from the index, deletes included.
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Store: store.Config{HistoryBatches: 2}})
+	old, c := resumeScenario(t, g)
+	for i := range 5 {
+		testkit.Put(t, g, fmt.Sprintf("pad/%d", i), "x")
+	}
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+	for k, v := range old.View {
+		s.View[k] = v
+	}
+	m, err := s.Next(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := m.GetDelta()
+	if d == nil || !d.Coalesced {
+		t.Fatalf("want one coalesced delta, got %v", m)
+	}
+	got := map[string]string{}
+	for _, ch := range d.Changes {
+		if p := ch.GetPut(); p != nil {
+			got[p.Key] = string(p.Value)
+		} else {
+			got[ch.GetDelete().Key] = "<deleted>"
+		}
+	}
+	want := map[string]string{"app/k2": "v3", "app/new": "v1", "app/k3": "<deleted>"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("coalesced delta %v, want %v", got, want)
+	}
+	_, end, _ := testkit.Snapshot(t, g, "app/")
+	if string(testkit.DigestOf(s.View)) != string(end.Digest) {
+		t.Fatal("view after coalesced resume differs from the gateway's state")
+	}
+}
+
+func TestResumeWithCursorOfAnotherTopicResets(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
+	testkit.Put(t, g, "a/b", "1")
+	other := cursor.Cursor{Topic: cursor.TopicID{1, 2, 3}, Offsets: []int64{5, 5, 5, 5, 5, 5}}
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{ResumeCursor: other.Encode()})
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	if e := s.Snapshots[0]; e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED || !e.Reset_ {
+		t.Fatalf("reason %v reset %v", e.Reason, e.Reset_)
+	}
+	if string(s.View["a/b"].GetValue()) != "1" {
+		t.Fatal("reset snapshot lacks the state")
+	}
+}
+
+func TestResumeAheadOfGatewayWaitsThenUnavailable(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gatewayWait(300 * time.Millisecond)})
+	r := testkit.Put(t, g, "a/b", "1")
+	c, _ := cursor.Decode(r.Cursor)
+	c.Offsets[0] += 1000 // a position this gateway cannot have reached
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{ResumeCursor: c.Encode()})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("got %v, want UNAVAILABLE (never older state)", err)
+	}
+}
