@@ -95,26 +95,53 @@ func (grp *group) frames(g *Gateway, b *store.Batch, prev cursor.Cursor) []*fram
 // set, accepts) as one or more deltas. A delta that would exceed the chunk
 // size is cut between records, and each part carries the cursor after its
 // last record, which is a consistent position of its own.
-func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.Selector, keep func(*store.Entry) bool) []*frame {
+//
+// floor, when set, is a resume cursor: the client already holds everything
+// below it, so every cursor sent is raised to it per partition. Batches are
+// cut differently on every gateway, so a batch end may lag the client's
+// cursor on some partition, and a cursor must never go backwards.
+func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.Selector, floor *cursor.Cursor) []*frame {
+	keep := func(e *store.Entry) bool { return floor == nil || e.Offset >= floor.Offset(e.Partition) }
+	end := b.EndBytes
+	if floor != nil {
+		end = maxCursor(b.End, *floor).Encode()
+	}
 	var (
 		out  []*frame
 		body []byte
 	)
 	for i, e := range b.Changes {
-		if !sel.Match(e.Key) || (keep != nil && !keep(e)) {
+		if !sel.Match(e.Key) || !keep(e) {
 			continue
 		}
 		field := changeField(g.cache.entryBytes(e, g.m), e.Deleted)
 		if len(body) > 0 && len(body)+len(field) > g.cfg.ChunkBytes {
-			out = append(out, deltaFrame(body, cursorAfter(prev, b.Changes[:i]).Encode(), false))
+			cut := cursorAfter(prev, b.Changes[:i])
+			if floor != nil {
+				cut = maxCursor(cut, *floor)
+			}
+			out = append(out, deltaFrame(body, cut.Encode(), false))
 			body = nil
 		}
 		body = append(body, field...)
 	}
 	if len(body) > 0 {
-		out = append(out, deltaFrame(body, b.EndBytes, false))
+		out = append(out, deltaFrame(body, end, false))
 	}
 	return out
+}
+
+// maxCursor is the per-partition maximum of two cursors of one topic.
+func maxCursor(a, b cursor.Cursor) cursor.Cursor {
+	c := a.Clone()
+	for p, off := range b.Offsets {
+		if p >= len(c.Offsets) {
+			c.Offsets = append(c.Offsets, off)
+		} else {
+			c.Offsets[p] = max(c.Offsets[p], off)
+		}
+	}
+	return c
 }
 
 // changeField encodes a Delta.changes element holding a put or a delete.

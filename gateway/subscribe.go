@@ -168,7 +168,9 @@ func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
 		s.at = c
 		s.atBytes = c.Encode()
 		s.filter = &c
-		return nil
+		// Confirm the resume at once, so the client knows it is live
+		// even when nothing changed.
+		return s.progress()
 	case store.ResumeDiff:
 		// Older than the change window, but every delete since c is still
 		// remembered: the entries at or after c are exactly what changed.
@@ -272,16 +274,25 @@ func (s *subscription) loop(ctx context.Context) error {
 func (s *subscription) sendBatch(b *store.Batch) error {
 	var frames []*frame
 	if s.filter != nil {
-		f := *s.filter
-		frames = s.g.deltaFrames(b, s.at, s.sel, func(e *store.Entry) bool { return e.Offset >= f.Offset(e.Partition) })
+		floor := *s.filter
+		frames = s.g.deltaFrames(b, s.at, s.sel, &floor)
 		s.g.m.encodes.WithLabelValues("delta").Add(float64(len(frames)))
-		if b.End.Covers(f) {
-			s.filter = nil
+		for _, f := range frames {
+			if err := s.send(f, "delta"); err != nil {
+				return err
+			}
 		}
-	} else {
-		frames = s.grp.frames(s.g, b, s.at)
+		s.pos = b.Seq
+		if b.End.Covers(floor) {
+			s.filter = nil
+			s.at, s.atBytes = b.End, b.EndBytes
+		} else {
+			s.at = maxCursor(b.End, floor)
+			s.atBytes = s.at.Encode()
+		}
+		return nil
 	}
-	for _, f := range frames {
+	for _, f := range s.grp.frames(s.g, b, s.at) {
 		if err := s.send(f, "delta"); err != nil {
 			return err
 		}

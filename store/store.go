@@ -354,7 +354,9 @@ func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(conte
 func (s *Store) install(meta topicMeta, start, targets []int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	seq := s.st.nextSeq
+	// Skip one seq so a reader positioned at the old head sees
+	// ErrRebuilt rather than an empty, seemingly current history.
+	seq := s.st.nextSeq + 1
 	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes})
 	s.targets = targets
 	s.hw = slices.Clone(targets)

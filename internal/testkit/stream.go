@@ -32,6 +32,8 @@ type Stream struct {
 	inSnap  bool
 	Puts    int
 	Deletes int
+	// LastProgress is the latest progress message.
+	LastProgress *confgatev1.Progress
 }
 
 // Subscribe opens a stream on g.
@@ -114,6 +116,7 @@ func (s *Stream) apply(m *confgatev1.SubscribeResponse) {
 		s.Cursor = x.Delta.Cursor
 	case *confgatev1.SubscribeResponse_Progress:
 		s.Cursor = x.Progress.Cursor
+		s.LastProgress = x.Progress
 	}
 }
 
@@ -155,12 +158,13 @@ func SortedKeys(view map[string]*confgatev1.Entry) []string {
 	return slices.Sorted(maps.Keys(view))
 }
 
-// Put writes key=value through g and fails the test on error.
+// Put writes key=value through g, waits until g applied it, and fails the
+// test on error.
 func Put(t testing.TB, g *Gateway, key, value string) *confgatev1.PutResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	r, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: key, Value: []byte(value)})
+	r, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: key, Value: []byte(value), WaitApplied: true})
 	if err != nil {
 		t.Fatalf("put %s: %v", key, err)
 	}
@@ -172,7 +176,7 @@ func Delete(t testing.TB, g *Gateway, key string) *confgatev1.DeleteResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	r, err := g.Client.Delete(ctx, &confgatev1.DeleteRequest{Key: key})
+	r, err := g.Client.Delete(ctx, &confgatev1.DeleteRequest{Key: key, WaitApplied: true})
 	if err != nil {
 		t.Fatalf("delete %s: %v", key, err)
 	}

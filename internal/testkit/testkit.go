@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/gateway"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -216,3 +216,38 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 
 // ErrTimeout is returned by Stream.Next when nothing arrived in time.
 var ErrTimeout = errors.New("testkit: no message in time")
+
+// Metric returns the value of the counter or gauge name in g's registry
+// whose labels include labelValue ("" for an unlabelled metric); 0 when
+// it has not been observed yet.
+func Metric(t testing.TB, g *Gateway, name, labelValue string) float64 {
+	t.Helper()
+	mfs, err := g.Registry.Gather()
+	if err != nil {
+		t.Fatalf("gather metrics: %v", err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := labelValue == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == labelValue {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				sum += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return sum
+}

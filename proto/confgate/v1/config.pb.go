@@ -687,7 +687,10 @@ type SnapshotEnd struct {
 	// (any reason other than INITIAL).
 	Reset_     bool   `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
 	EntryCount uint64 `protobuf:"varint,4,opt,name=entry_count,json=entryCount,proto3" json:"entry_count,omitempty"`
-	// Digest of the selected entries at cursor; see Progress.digest.
+	// Digest of the selected entries at cursor: the lane-wise sum of the
+	// 128-bit XXH3 hash of every entry (length-prefixed key, length-prefixed
+	// value, big-endian partition and offset). A client recomputes it over
+	// its view to prove it holds exactly the gateway's state.
 	Digest        []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
