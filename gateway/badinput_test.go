@@ -1,0 +1,120 @@
+package gateway_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/testkit"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Invariant 8: bad requests get precise codes and messages that say what
+// to fix, and change nothing.
+func TestBadInputStatusCodes(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gatewayWait(300 * time.Millisecond)})
+	put := testkit.Put(t, g, "ok/key", "1")
+	here, _ := cursor.Decode(put.Cursor)
+	ahead := here.Clone()
+	ahead.Offsets[0] += 1 << 20
+	other := cursor.Cursor{Topic: cursor.TopicID{9}, Offsets: here.Offsets}
+
+	stream := func(ctx context.Context, req *confgatev1.SubscribeRequest) error {
+		st, err := g.Client.Subscribe(ctx, req)
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}
+	snapshot := func(ctx context.Context, req *confgatev1.GetSnapshotRequest) error {
+		st, err := g.Client.GetSnapshot(ctx, req)
+		if err != nil {
+			return err
+		}
+		_, err = st.Recv()
+		return err
+	}
+	tests := []struct {
+		name string
+		call func(ctx context.Context) error
+		code codes.Code
+		msg  string
+	}{
+		{"get empty key", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{})
+			return err
+		}, codes.InvalidArgument, "key is empty"},
+		{"get leading slash", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "/ok/key"})
+			return err
+		}, codes.InvalidArgument, "leading slash"},
+		{"get missing", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "no/such"})
+			return err
+		}, codes.NotFound, `"no/such" not found`},
+		{"get garbage min_cursor", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "ok/key", MinCursor: []byte("garbage")})
+			return err
+		}, codes.InvalidArgument, "min_cursor: cursor has unknown format"},
+		{"get min_cursor of another topic", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "ok/key", MinCursor: other.Encode()})
+			return err
+		}, codes.FailedPrecondition, "another incarnation of the topic"},
+		{"get min_cursor never reached", func(ctx context.Context) error {
+			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "ok/key", MinCursor: ahead.Encode()})
+			return err
+		}, codes.Unavailable, "has not applied min_cursor"},
+		{"put bad key", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "a//b", Value: []byte("x")})
+			return err
+		}, codes.InvalidArgument, "empty path segment"},
+		{"put huge value", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/huge", Value: make([]byte, 2<<20)})
+			return err
+		}, codes.InvalidArgument, "more than the limit"},
+		{"put control character", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/\x01", Value: []byte("x")})
+			return err
+		}, codes.InvalidArgument, "control character"},
+		{"delete bad key", func(ctx context.Context) error {
+			_, err := g.Client.Delete(ctx, &confgatev1.DeleteRequest{Key: "trailing/"})
+			return err
+		}, codes.InvalidArgument, "ends with '/'"},
+		{"subscribe bad selector", func(ctx context.Context) error {
+			return stream(ctx, &confgatev1.SubscribeRequest{Selector: sel("/abs")})
+		}, codes.InvalidArgument, "selector: selector prefix"},
+		{"subscribe too many prefixes", func(ctx context.Context) error {
+			return stream(ctx, &confgatev1.SubscribeRequest{Selector: sel(make([]string, 100)...)})
+		}, codes.InvalidArgument, "more than the limit"},
+		{"subscribe truncated cursor", func(ctx context.Context) error {
+			return stream(ctx, &confgatev1.SubscribeRequest{ResumeCursor: put.Cursor[:10]})
+		}, codes.InvalidArgument, "resume_cursor: cursor is truncated"},
+		{"subscribe cursor ahead", func(ctx context.Context) error {
+			return stream(ctx, &confgatev1.SubscribeRequest{ResumeCursor: ahead.Encode()})
+		}, codes.Unavailable, "has not applied resume_cursor"},
+		{"snapshot bad selector", func(ctx context.Context) error {
+			return snapshot(ctx, &confgatev1.GetSnapshotRequest{Selector: sel("a\x00b")})
+		}, codes.InvalidArgument, "control character"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			err := tt.call(ctx)
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Fatalf("got %v, want %v containing %q", err, tt.code, tt.msg)
+			}
+		})
+	}
+	// Nothing was written by the rejected calls.
+	view, _, _ := testkit.Snapshot(t, g)
+	if keys := testkit.SortedKeys(view); len(keys) != 1 || keys[0] != "ok/key" {
+		t.Fatalf("rejected calls changed state: %v", keys)
+	}
+}

@@ -1,0 +1,154 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/internal/testkit"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Invariant 6: a subscriber that stops reading hurts only itself. Its
+// pending changes are coalesced per key when it reads again, and the
+// final state is exact; a subscriber reading along gets every change.
+func TestSlowSubscriberIsCoalesced(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{
+		Store:   store.Config{MaxBatchRecords: 1},
+		Gateway: gateway.Config{MaxPendingBatches: 8, MaxCoalescedBytes: 3 << 20},
+	})
+	for i := range 10 {
+		testkit.Put(t, g, fmt.Sprintf("hot/%d", i), "0")
+	}
+	// Small fixed flow-control windows so the slow reader's stream fills
+	// up quickly instead of being buffered by the client.
+	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("hot/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("hot/")})
+
+	// 10 keys rewritten 30 times with 16 KiB values: ~5 MB, far more than
+	// the slow stream's window.
+	value := strings.Repeat("z", 16<<10)
+	var last []byte
+	writes := 0
+	for round := range 30 {
+		for i := range 10 {
+			last = testkit.Put(t, g, fmt.Sprintf("hot/%d", i), fmt.Sprintf("%02d%s", round, value)).Cursor
+			writes++
+		}
+	}
+	fast.Until(20*time.Second, "the fast reader to get everything", func(s *testkit.Stream) bool { return bytes.Equal(s.Cursor, last) })
+	if fast.Puts != writes {
+		t.Fatalf("fast reader got %d puts, want every one of %d", fast.Puts, writes)
+	}
+
+	view := map[string]*confgatev1.Entry{}
+	var coalesced, puts int
+	var pending map[string]*confgatev1.Entry
+	for {
+		m, err := slow.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch x := m.Message.(type) {
+		case *confgatev1.SubscribeResponse_SnapshotChunk:
+			if pending == nil {
+				pending = map[string]*confgatev1.Entry{}
+			}
+			for _, e := range x.SnapshotChunk.Entries {
+				pending[e.Key] = e
+			}
+		case *confgatev1.SubscribeResponse_SnapshotEnd:
+			view, pending = pending, nil
+			if view == nil {
+				view = map[string]*confgatev1.Entry{}
+			}
+		case *confgatev1.SubscribeResponse_Delta:
+			if x.Delta.Coalesced {
+				coalesced++
+			}
+			for _, c := range x.Delta.Changes {
+				view[c.GetPut().Key] = c.GetPut()
+				puts++
+			}
+			if bytes.Equal(x.Delta.Cursor, last) {
+				goto done
+			}
+		}
+	}
+done:
+	if coalesced == 0 {
+		t.Fatal("the slow reader was never coalesced")
+	}
+	if puts >= writes {
+		t.Fatalf("slow reader got %d puts for %d writes: nothing was coalesced away", puts, writes)
+	}
+	if !bytes.Equal(testkit.DigestOf(view), testkit.DigestOf(fast.View)) {
+		t.Fatal("slow reader's final state differs from the fast reader's")
+	}
+	for i := range 10 {
+		if v := string(view[fmt.Sprintf("hot/%d", i)].GetValue()); !strings.HasPrefix(v, "29") {
+			t.Fatalf("hot/%d has an old value %.4q...", i, v)
+		}
+	}
+	t.Logf("%d writes: fast reader got %d puts, slow reader %d puts in %d coalesced deltas", writes, fast.Puts, puts, coalesced)
+}
+
+// Past the coalescing bound a slow reader is re-snapshotted, flagged.
+func TestSlowSubscriberPastBoundIsResnapshotted(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{
+		Store:   store.Config{MaxBatchRecords: 1},
+		Gateway: gateway.Config{MaxPendingBatches: 4, MaxCoalescedBytes: 64 << 10},
+	})
+	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	slow, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("wide/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := strings.Repeat("w", 8<<10)
+	var last []byte
+	for i := range 200 { // 200 distinct keys: coalescing cannot shrink it under 64 KiB
+		last = testkit.Put(t, g, fmt.Sprintf("wide/%03d", i), value).Cursor
+	}
+	for {
+		m, err := slow.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := m.GetSnapshotEnd(); e != nil && e.Reset_ {
+			if e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER {
+				t.Fatalf("reason %v", e.Reason)
+			}
+			return
+		}
+		if d := m.GetDelta(); d != nil && bytes.Equal(d.Cursor, last) {
+			t.Fatal("reached the end without a re-snapshot")
+		}
+	}
+}
