@@ -239,4 +239,3 @@ func TestFanOutEncodesOncePerGroup(t *testing.T) {
 		t.Fatalf("%v delta encodes for 10 changes to 25 subscribers of one selector; want <= 10", n)
 	}
 }
-

@@ -1,0 +1,27 @@
+# The README's commands. Every target runs on a fresh machine: Go fetches
+# modules, scripts/gen.sh builds the pinned code generators.
+GO ?= go
+
+.PHONY: run test lint unit check-generate gen
+
+# The main job: a gateway with an embedded dev broker and sample config.
+run:
+	$(GO) run ./cmd/confgate dev
+
+# The whole test suite (what CI runs).
+test: lint
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Fast unit tests only.
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint: check-generate
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+check-generate:
+	./scripts/gen.sh --check
+
+gen:
+	./scripts/gen.sh
