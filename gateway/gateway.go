@@ -32,6 +32,7 @@ type Source interface {
 	Changed() <-chan struct{}
 	Status() store.Status
 	Snapshot() (*store.Snapshot, error)
+	Get(key string) (*store.Entry, cursor.Cursor, bool, error)
 	Since(seq uint64, max int) ([]*store.Batch, error)
 	ResumeFrom(c cursor.Cursor) (store.Resume, error)
 	WaitApplied(ctx context.Context, c cursor.Cursor) error
@@ -286,15 +287,14 @@ func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgat
 			return nil, err
 		}
 	}
-	snap, err := g.src.Snapshot()
+	e, at, ok, err := g.src.Get(req.GetKey())
 	if err != nil {
 		return nil, errNotReady
 	}
-	e, ok := snap.Get(req.GetKey())
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "key %q not found", req.GetKey())
 	}
-	return &confgatev1.GetResponse{Entry: protoEntry(e), Cursor: snap.Cursor.Encode()}, nil
+	return &confgatev1.GetResponse{Entry: protoEntry(e), Cursor: at.Encode()}, nil
 }
 
 // Put writes an entry.
@@ -332,6 +332,11 @@ func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*c
 }
 
 func (g *Gateway) write(ctx context.Context, w store.Write, wait bool) (*confgatev1.Version, []byte, error) {
+	// The answer carries a cursor of this gateway's state; until it has
+	// caught up that cursor would mean nothing.
+	if !g.src.Ready() {
+		return nil, nil, errNotReady
+	}
 	p, off, c, err := g.src.Produce(ctx, w)
 	if err != nil {
 		return nil, nil, produceStatus(ctx, err)

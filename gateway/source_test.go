@@ -32,6 +32,9 @@ func (f *fakeSource) Status() store.Status {
 	return store.Status{Ready: true, Topic: f.topic, Cursor: f.head()}
 }
 func (f *fakeSource) Snapshot() (*store.Snapshot, error) { return nil, store.ErrNotReady }
+func (f *fakeSource) Get(string) (*store.Entry, cursor.Cursor, bool, error) {
+	return nil, f.head(), false, nil
+}
 func (f *fakeSource) Since(seq uint64, max int) ([]*store.Batch, error) {
 	if int(seq) >= len(f.batches) {
 		return nil, nil

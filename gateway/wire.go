@@ -59,19 +59,7 @@ var marshalOpts = proto.MarshalOptions{Deterministic: true}
 
 // encodeEntry returns the Entry message bytes for a live entry.
 func encodeEntry(e *store.Entry) []byte {
-	pe := &confgatev1.Entry{
-		Key:         e.Key,
-		Value:       e.Value,
-		Version:     &confgatev1.Version{Partition: e.Partition, Offset: e.Offset},
-		ContentType: e.ContentType,
-	}
-	if len(e.Headers) > 0 {
-		pe.Headers = make([]*confgatev1.Header, len(e.Headers))
-		for i, h := range e.Headers {
-			pe.Headers[i] = &confgatev1.Header{Key: h.Key, Value: h.Value}
-		}
-	}
-	b, err := marshalOpts.Marshal(pe)
+	b, err := marshalOpts.Marshal(protoEntry(e))
 	if err != nil {
 		panic(fmt.Sprintf("gateway: marshal entry: %v", err)) // only on invalid UTF-8, which keyspace rejects
 	}

@@ -54,6 +54,35 @@ type Store struct {
 
 	lastContact atomic.Int64 // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
+
+	// logged counts log lines per kind in this epoch, so a flood (a
+	// recreated topic makes every fetch fail; a bad producer writes
+	// millions of bad records) logs a sample, while metrics count all.
+	loggedMu sync.Mutex
+	logged   map[string]int
+}
+
+// logSampled logs the 1st, 10th, 100th... occurrence of kind per epoch.
+func (s *Store) logSampled(kind string, level slog.Level, msg string, args ...any) {
+	s.loggedMu.Lock()
+	if s.logged == nil {
+		s.logged = map[string]int{}
+	}
+	s.logged[kind]++
+	n := s.logged[kind]
+	s.loggedMu.Unlock()
+	for p := 1; p <= n; p *= 10 {
+		if p == n {
+			s.log.Log(context.Background(), level, msg, append(args, "occurrence", n)...)
+			return
+		}
+	}
+}
+
+func (s *Store) resetLogSampling() {
+	s.loggedMu.Lock()
+	s.logged = nil
+	s.loggedMu.Unlock()
 }
 
 // New validates cfg and builds the clients; it does not contact Kafka.
@@ -159,6 +188,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 		return err
 	}
 	s.install(meta, start, targets)
+	s.resetLogSampling()
 
 	offsets := make(map[int32]kgo.Offset, meta.partitions)
 	for p := range meta.partitions {
@@ -209,7 +239,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 				rebuild = errRebuild{"truncated"}
 				return
 			}
-			s.log.Warn("fetch error", "partition", p, "err", err)
+			s.logSampled("fetch:"+err.Error(), slog.LevelWarn, "fetch error", "partition", p, "err", err)
 		})
 		if rebuild != nil {
 			return rebuild
@@ -420,7 +450,7 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 		}
 	}
 	if out.skip != skipNone {
-		s.log.Warn("skipping malformed record", "reason", out.skip, "partition", r.Partition, "offset", r.Offset, "key", clipKey(r.Key))
+		s.logSampled("skip:"+string(out.skip), slog.LevelWarn, "skipping malformed record", "reason", out.skip, "partition", r.Partition, "offset", r.Offset, "key", clipKey(r.Key))
 		return out
 	}
 	e := &Entry{Key: key, Deleted: r.Value == nil}
@@ -649,6 +679,21 @@ func (s *Store) Snapshot() (*Snapshot, error) {
 		return nil, ErrNotReady
 	}
 	return s.st.snapshot(), nil
+}
+
+// Get returns the live entry for key and the cursor it was read at,
+// without cloning the index. ErrNotReady before the store caught up.
+func (s *Store) Get(key string) (*Entry, cursor.Cursor, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.ready {
+		return nil, cursor.Cursor{}, false, ErrNotReady
+	}
+	e, ok := s.st.tree.Get(&Entry{Key: key})
+	if !ok || e.Deleted {
+		return nil, s.st.cursor(), false, nil
+	}
+	return e, s.st.cursor(), true, nil
 }
 
 // Since returns up to max batches after seq. ErrHistoryGone or ErrRebuilt
