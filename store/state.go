@@ -228,12 +228,16 @@ func (st *state) purgeTombstones(cutoff int64) int {
 	for len(st.tombQ) > 0 && st.tombQ[0].at < cutoff {
 		t := st.tombQ[0]
 		st.tombQ = st.tombQ[1:]
-		if cur, ok := st.tree.Get(&Entry{Key: t.key}); ok && cur.Deleted && cur.Partition == t.part && cur.Offset == t.off {
-			st.tree.Delete(cur)
-			st.tombs--
-			st.snap = nil
-			n++
+		cur, ok := st.tree.Get(&Entry{Key: t.key})
+		if !ok || !cur.Deleted || cur.Partition != t.part || cur.Offset != t.off {
+			// Superseded by a later put or delete of the key, which the
+			// index still holds: a diff from before it stays exact.
+			continue
 		}
+		st.tree.Delete(cur)
+		st.tombs--
+		st.snap = nil
+		n++
 		if st.recording && int(t.part) < len(st.diffFloor) && st.diffFloor[t.part] <= t.off {
 			st.diffFloor[t.part] = t.off + 1
 		}
@@ -254,7 +258,8 @@ func (st *state) snapshot() *Snapshot {
 }
 
 // since returns up to max batches after seq.
-func (st *state) since(seq uint64, max int) ([]*Batch, error) {
+func (st *state) since(seq uint64, limit int) ([]*Batch, error) {
+	limit = max(limit, 1)
 	if seq+1 < st.epochStart {
 		return nil, ErrRebuilt
 	}
@@ -265,7 +270,7 @@ func (st *state) since(seq uint64, max int) ([]*Batch, error) {
 	if i >= len(st.history) {
 		return nil, nil
 	}
-	j := min(i+max, len(st.history))
+	j := min(i+limit, len(st.history))
 	return slices.Clone(st.history[i:j]), nil
 }
 

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -455,12 +456,14 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 	}
 	e := &Entry{Key: key, Deleted: r.Value == nil}
 	if !e.Deleted {
-		e.Value = r.Value
+		// Copied: franz-go hands out slices of the whole decoded fetch
+		// buffer, which a long-lived entry would otherwise keep alive.
+		e.Value = bytes.Clone(r.Value)
 	}
 	if len(r.Headers) > 0 {
 		e.Headers = make([]Header, len(r.Headers))
 		for i, h := range r.Headers {
-			e.Headers[i] = Header{Key: h.Key, Value: h.Value}
+			e.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
 			if h.Key == ContentTypeHeader {
 				e.ContentType = string(h.Value)
 			}
@@ -482,8 +485,11 @@ func (s *Store) apply(recs []rec) {
 	s.mu.Lock()
 	b, res := s.st.apply(recs, now)
 	purged := s.st.purgeTombstones(now - s.cfg.TombstoneRetention.Nanoseconds())
+	wasReady := s.ready
 	s.checkReadyLocked()
-	if b != nil || purged > 0 || res.applied > 0 {
+	// Becoming ready is a change too: the last records before it may all
+	// have been skipped (a transaction marker at a partition's tail).
+	if b != nil || purged > 0 || res.applied > 0 || s.ready != wasReady {
 		s.notifyLocked()
 	}
 	s.updateGaugesLocked()
@@ -780,6 +786,10 @@ type Write struct {
 // Produce writes w and returns its version and a cursor that includes it,
 // once Kafka acknowledged it with acks=all.
 func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset int64, c cursor.Cursor, err error) {
+	// A record the store would skip on read must not be acknowledged.
+	if err := keyspace.ValidateKey(w.Key); err != nil {
+		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce: %w", err)
+	}
 	if s.Stale() {
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
 	}
