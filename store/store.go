@@ -52,6 +52,10 @@ type Store struct {
 	targets []int64       // end offsets to reach before ready
 	changed chan struct{} // closed and replaced on every change
 	hw      []int64       // latest known high watermark per partition
+	// produced is the next offset after the newest record this store
+	// wrote, per partition, so a write's cursor also covers the same
+	// writer's earlier writes that are not applied yet.
+	produced []int64
 
 	lastContact atomic.Int64 // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
@@ -106,7 +110,7 @@ func New(cfg Config) (*Store, error) {
 		// The admin client shares this client; kgo answers metadata
 		// requests from a cache younger than MetadataMinAge (default 5s),
 		// which would hide a recreated topic from the probe for that long.
-		kgo.MetadataMinAge(min(c.ProbeInterval/2, time.Second)),
+		kgo.MetadataMinAge(min(c.ProbeInterval/4, 250*time.Millisecond)),
 	}, c.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: producer client: %w", err)
@@ -302,7 +306,21 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 		if err := s.createTopic(rctx); err != nil {
 			return topicMeta{}, err
 		}
-		return topicMeta{}, errors.New("topic created, describing again")
+		// Metadata lags creation briefly; ask again before giving up.
+		for range 50 {
+			select {
+			case <-rctx.Done():
+				return topicMeta{}, rctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			details, err = s.adm.ListTopics(rctx, s.cfg.Topic)
+			if err != nil {
+				continue
+			}
+			if td, ok = details[s.cfg.Topic]; ok && td.Err == nil && len(td.Partitions) > 0 {
+				break
+			}
+		}
 	}
 	if td.Err != nil {
 		return topicMeta{}, fmt.Errorf("describe topic %q: %w", s.cfg.Topic, td.Err)
@@ -391,12 +409,13 @@ func (s *Store) install(meta topicMeta, start, targets []int64) {
 	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes})
 	s.targets = targets
 	s.hw = slices.Clone(targets)
+	s.produced = nil
 	s.ready = false
 	s.m.ready.Set(0)
 	s.m.lag.Reset()
+	s.log.Info("consuming topic", "topic_id", meta.id.String(), "partitions", meta.partitions, "target", cursor.Cursor{Topic: meta.id, Offsets: targets}.Sum())
 	s.checkReadyLocked()
 	s.notifyLocked()
-	s.log.Info("consuming topic", "topic_id", meta.id.String(), "partitions", meta.partitions, "target", cursor.Cursor{Topic: meta.id, Offsets: targets}.Sum())
 }
 
 // fence stops serving the current incarnation until the next is caught up.
@@ -818,12 +837,18 @@ func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset i
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce %q: %w", w.Key, err)
 	}
 	s.touch()
-	s.mu.RLock()
-	c = s.st.cursor()
-	s.mu.RUnlock()
-	for int(r.Partition) >= len(c.Offsets) {
-		c.Offsets = append(c.Offsets, 0)
+	s.mu.Lock()
+	for int(r.Partition) >= len(s.produced) {
+		s.produced = append(s.produced, 0)
 	}
-	c.Offsets[r.Partition] = max(c.Offsets[r.Partition], r.Offset+1)
+	s.produced[r.Partition] = max(s.produced[r.Partition], r.Offset+1)
+	c = s.st.cursor()
+	for p, off := range s.produced {
+		if p >= len(c.Offsets) {
+			c.Offsets = append(c.Offsets, 0)
+		}
+		c.Offsets[p] = max(c.Offsets[p], off)
+	}
+	s.mu.Unlock()
 	return r.Partition, r.Offset, c, nil
 }

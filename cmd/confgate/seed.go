@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/confgate/confgate/store"
+)
+
+// The seed format is documented in examples/seed (doc.go).
+type seedFile struct {
+	Entries []seedEntry `json:"entries"`
+}
+
+type seedEntry struct {
+	Key         string            `json:"key"`
+	Value       json.RawMessage   `json:"value"`
+	ContentType string            `json:"content_type"`
+	Headers     map[string]string `json:"headers"`
+}
+
+// parseSeed reads a seed file into writes, checking all of it before
+// anything is written. name is how errors refer to the file.
+func parseSeed(name string, data []byte) ([]store.Write, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var f seedFile
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("seed %s: %w (want {\"entries\": [{\"key\": ..., \"value\": ...}, ...]})", name, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("seed %s: unexpected data after the top-level object", name)
+	}
+	writes := make([]store.Write, 0, len(f.Entries))
+	for i, e := range f.Entries {
+		w, err := e.write()
+		if err != nil {
+			return nil, fmt.Errorf("seed %s: entry %d (key %q): %w", name, i+1, e.Key, err)
+		}
+		writes = append(writes, w)
+	}
+	return writes, nil
+}
+
+func (e seedEntry) write() (store.Write, error) {
+	if err := keyspace.ValidateKey(e.Key); err != nil {
+		return store.Write{}, err
+	}
+	w := store.Write{Key: e.Key, ContentType: e.ContentType}
+	raw := bytes.TrimSpace(e.Value)
+	switch {
+	case len(raw) == 0:
+		return store.Write{}, errors.New(`"value" is missing`)
+	case string(raw) == "null":
+		return store.Write{}, errors.New(`"value" is null: a seed sets values; give a string or a JSON document`)
+	case raw[0] == '"':
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return store.Write{}, err
+		}
+		w.Value = []byte(s)
+	default:
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, raw); err != nil {
+			return store.Write{}, err
+		}
+		w.Value = buf.Bytes()
+		if w.ContentType == "" {
+			w.ContentType = "application/json"
+		}
+	}
+	keys := make([]string, 0, len(e.Headers))
+	for k := range e.Headers {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		w.Headers = append(w.Headers, store.Header{Key: k, Value: []byte(e.Headers[k])})
+	}
+	return w, nil
+}
+
+// loadSeed writes the entries in order (each acknowledged with acks=all)
+// and returns a cursor that covers all of them.
+func loadSeed(ctx context.Context, st *store.Store, writes []store.Write) (cursor.Cursor, error) {
+	var all cursor.Cursor
+	for _, w := range writes {
+		_, _, c, err := st.Produce(ctx, w)
+		if err != nil {
+			return cursor.Cursor{}, fmt.Errorf("write seed entry %q: %w", w.Key, err)
+		}
+		all = mergeCursors(all, c)
+	}
+	return all, nil
+}
+
+// mergeCursors returns the cursor at or past both, partition by partition.
+// a may be the zero cursor.
+func mergeCursors(a, b cursor.Cursor) cursor.Cursor {
+	out := b.Clone()
+	if a.Topic != b.Topic {
+		return out
+	}
+	for p, off := range a.Offsets {
+		if p >= len(out.Offsets) {
+			out.Offsets = append(out.Offsets, off)
+		} else {
+			out.Offsets[p] = max(out.Offsets[p], off)
+		}
+	}
+	return out
+}

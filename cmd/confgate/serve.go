@@ -1,0 +1,81 @@
+package main
+
+import (
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &serverFlags{}
+	var (
+		brokers           []string
+		createTopic       bool
+		replicationFactor int16
+		topicConfigs      map[string]string
+	)
+	cmd := &cobra.Command{
+		Use:   "serve --brokers HOST:PORT[,...] --topic NAME",
+		Short: "Run a gateway: consume the config topic, serve it over gRPC",
+		Long: `Run a gateway. It consumes every partition of the compacted config topic into
+memory, reports NOT_SERVING (health, /readyz) until it has caught up, then
+serves snapshots, changes and writes over gRPC. Gateways are stateless and
+interchangeable: run as many as you need behind any load balancer.
+
+On SIGINT or SIGTERM the gateway drains first (health turns NOT_SERVING,
+streams are told to resume elsewhere), then stops consuming.
+
+Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(brokers) == 0 {
+				return usagef(cmd, "--brokers is required: the Kafka bootstrap servers, host:port[,...]")
+			}
+			if f.topic == "" {
+				return usagef(cmd, "--topic is required: the compacted config topic")
+			}
+			if f.cacheBytes < 0 {
+				return usagef(cmd, "--cache-bytes must not be negative")
+			}
+			sc, err := f.storeConfig()
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			for i, b := range brokers {
+				brokers[i] = strings.TrimSpace(b)
+			}
+			sc.Brokers = brokers
+			sc.CreateTopic = createTopic
+			sc.ReplicationFactor = replicationFactor
+			sc.TopicConfigs = topicConfigs
+			gc, err := f.gatewayConfig()
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			ctx := cmd.Context()
+			n, err := startNode(ctx, g.log, sc, gc, f.listen, f.adminListen)
+			if err != nil {
+				return err
+			}
+			go func() {
+				if n.waitReady(ctx) != nil {
+					return
+				}
+				st := n.st.Status()
+				g.log.Info("gateway ready", "grpc", n.addrs.GRPC, "entries", st.Entries, "cursor", st.Cursor.String())
+				if g.env.Started != nil {
+					g.env.Started(n.addrs)
+				}
+			}()
+			return n.wait()
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringSliceVar(&brokers, "brokers", nil, "Kafka bootstrap servers, host:port[,...] (required)")
+	fs.StringVar(&f.topic, "topic", "", "the compacted config topic (required)")
+	fs.BoolVar(&createTopic, "create-topic", false, "create the topic, compacted, when it does not exist; without it a missing topic is an error at start (the safe default: a typo does not create an empty topic)")
+	fs.Int16Var(&replicationFactor, "replication-factor", -1, "replication factor of a topic created with --create-topic; -1 takes the broker's default.replication.factor")
+	fs.StringToStringVar(&topicConfigs, "topic-config", nil, "extra configs of a topic created with --create-topic, on top of cleanup.policy=compact, e.g. segment.ms=3600000,min.cleanable.dirty.ratio=0.1")
+	f.register(fs)
+	return cmd
+}

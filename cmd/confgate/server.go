@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/pflag"
+)
+
+// serverFlags are the tuning flags serve and dev share. Defaults are the
+// store's and gateway's own, spelled out so --help shows them.
+type serverFlags struct {
+	listen      string
+	adminListen string
+	topic       string
+	partitions  int32
+
+	historyBatches         int
+	historyBytes           int64
+	tombstoneRetention     time.Duration
+	maxBatchRecords        int
+	fetchMaxWait           time.Duration
+	fetchMaxPartitionBytes int64
+	probeInterval          time.Duration
+	staleAfter             time.Duration
+	produceTimeout         time.Duration
+
+	chunkBytes            int64
+	cacheBytes            int64
+	progressInterval      time.Duration
+	waitTimeout           time.Duration
+	maxPendingBatches     int
+	maxCoalescedBytes     int64
+	keepaliveTime         time.Duration
+	keepaliveTimeout      time.Duration
+	maxConnectionAge      time.Duration
+	maxConnectionAgeGrace time.Duration
+	shutdownGrace         time.Duration
+}
+
+func (f *serverFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.listen, "listen", defaultAddr, "gRPC listen address host:port; port 0 picks a free port")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9464", "admin HTTP address for /healthz, /readyz (200 only once caught up), /debug/state and /metrics; empty disables it")
+	fs.Int32Var(&f.partitions, "partitions", 6, "partitions of a topic the gateway creates; more spread the write load, and a key always lives in the one Kafka's default partitioner picks")
+
+	fs.IntVar(&f.historyBatches, "history-batches", 65536, "length of the change window resumes are served from, in batches: a longer window turns more resumes into cheap deltas instead of snapshots, at the cost of memory")
+	f.historyBytes = 64 << 20
+	fs.Var(byteSize{&f.historyBytes}, "history-bytes", "memory bound of the change window (see --history-batches)")
+	fs.DurationVar(&f.tombstoneRetention, "tombstone-retention", 24*time.Hour, "how long deleted keys are remembered, so a subscriber resuming from older than the change window still learns of deletes without a full snapshot; mirror the topic's delete.retention.ms")
+	fs.IntVar(&f.maxBatchRecords, "max-batch-records", 512, "most records one history batch holds, which bounds the size of the deltas built from it")
+	fs.DurationVar(&f.fetchMaxWait, "fetch-max-wait", 500*time.Millisecond, "how long a broker may hold an empty fetch (fetch.max.wait.ms); it does not delay records: a fetch returns as soon as any arrive")
+	f.fetchMaxPartitionBytes = 8 << 20
+	fs.Var(byteSize{&f.fetchMaxPartitionBytes}, "fetch-max-partition-bytes", "most a broker returns per partition per fetch (max.partition.fetch.bytes); larger speeds up bootstrap, at the cost of memory")
+	fs.DurationVar(&f.probeInterval, "probe-interval", 2*time.Second, "how often topic identity and end offsets (lag) are checked; shorter notices a recreated topic sooner, at the cost of more metadata requests")
+	fs.DurationVar(&f.staleAfter, "stale-after", 10*time.Second, "with no successful contact with Kafka for this long the gateway reports stale (it keeps serving its last state) and writes fail fast")
+	fs.DurationVar(&f.produceTimeout, "produce-timeout", 10*time.Second, "bound on one write, retries included (delivery.timeout.ms); longer rides out broker failovers, shorter answers callers sooner")
+
+	f.chunkBytes = 1 << 20
+	fs.Var(byteSize{&f.chunkBytes}, "chunk-bytes", "target size of one snapshot chunk or delta message; must stay under 3MiB so messages fit gRPC's 4MiB default limit; an entry larger than it travels alone")
+	f.cacheBytes = 64 << 20
+	fs.Var(byteSize{&f.cacheBytes}, "cache-bytes", "budget of the encoded-payload cache (snapshot chunks, encoded entries); 0 turns it off: everything still works, at the cost of re-encoding")
+	fs.DurationVar(&f.progressInterval, "progress-interval", 5*time.Second, "how often a subscriber gets a progress message with its cursor and the gateway's lag; shorter lets clients notice staleness sooner, at the cost of traffic")
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "bound on every wait for this gateway to reach a cursor (resumes from a newer cursor, --min-cursor reads, --wait writes); past it the call fails with UNAVAILABLE, which clients retry, possibly on another gateway")
+	fs.IntVar(&f.maxPendingBatches, "max-pending-batches", 256, "a subscriber further behind the head than this many batches gets its pending changes coalesced per key (latest wins) instead of one delta per batch")
+	f.maxCoalescedBytes = 3 << 20
+	fs.Var(byteSize{&f.maxCoalescedBytes}, "max-coalesced-bytes", "bound on one coalesced delta; past it a slow subscriber is sent a snapshot instead; keep it under the 4MiB client limit")
+	fs.DurationVar(&f.keepaliveTime, "keepalive-time", 30*time.Second, "ping a connection idle this long to check it is alive; shorter detects dead clients sooner, at the cost of traffic")
+	fs.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered within this")
+	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", 0, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
+	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", 30*time.Second, "time open streams get after --max-connection-age before the connection is cut")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
+}
+
+// storeConfig is the part of store.Config the shared flags set.
+func (f *serverFlags) storeConfig() (store.Config, error) {
+	if f.fetchMaxPartitionBytes > math.MaxInt32 {
+		return store.Config{}, errors.New("--fetch-max-partition-bytes must be under 2GiB")
+	}
+	return store.Config{
+		Topic:                  f.topic,
+		Partitions:             f.partitions,
+		HistoryBatches:         f.historyBatches,
+		HistoryBytes:           f.historyBytes,
+		TombstoneRetention:     f.tombstoneRetention,
+		MaxBatchRecords:        f.maxBatchRecords,
+		FetchMaxWait:           f.fetchMaxWait,
+		FetchMaxPartitionBytes: int32(f.fetchMaxPartitionBytes),
+		ProbeInterval:          f.probeInterval,
+		StaleAfter:             f.staleAfter,
+		ProduceTimeout:         f.produceTimeout,
+	}, nil
+}
+
+func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
+	if f.chunkBytes > math.MaxInt32 || f.maxCoalescedBytes > math.MaxInt32 {
+		return gateway.Config{}, errors.New("--chunk-bytes and --max-coalesced-bytes must be under 2GiB")
+	}
+	return gateway.Config{
+		ChunkBytes:            int(f.chunkBytes),
+		CacheBytes:            f.cacheBytes,
+		ProgressInterval:      f.progressInterval,
+		WaitTimeout:           f.waitTimeout,
+		MaxPendingBatches:     f.maxPendingBatches,
+		MaxCoalescedBytes:     int(f.maxCoalescedBytes),
+		KeepaliveTime:         f.keepaliveTime,
+		KeepaliveTimeout:      f.keepaliveTimeout,
+		MaxConnectionAge:      f.maxConnectionAge,
+		MaxConnectionAgeGrace: f.maxConnectionAgeGrace,
+		ShutdownGrace:         f.shutdownGrace,
+	}, nil
+}
+
+// node is a running store and gateway: what serve runs, and dev on top of
+// its embedded broker.
+type node struct {
+	log   *slog.Logger
+	st    *store.Store
+	addrs Addrs
+
+	stop context.CancelFunc // starts the shutdown
+	done chan struct{}      // closed once everything stopped
+	err  error              // why it stopped, set before done closes
+}
+
+// startNode listens, starts the store consuming and the gateway serving, and
+// returns. The node runs until ctx ends or the store fails: the gateway
+// drains first, then the store stops.
+func startNode(ctx context.Context, log *slog.Logger, sc store.Config, gc gateway.Config, listen, adminListen string) (*node, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	sc.Logger, sc.Registerer = log, reg
+	st, err := store.New(sc)
+	if err != nil {
+		return nil, err
+	}
+	gc.Source, gc.Logger, gc.Registerer, gc.Gatherer = st, log, reg, reg
+	gw, err := gateway.New(gc)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	lis, err := listenTCP("--listen", listen)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	var adm net.Listener // a nil interface, not a nil *TCPListener: Serve checks it
+	if adminListen != "" {
+		if adm, err = listenTCP("--admin-listen", adminListen); err != nil {
+			lis.Close()
+			st.Close()
+			return nil, err
+		}
+	}
+
+	gwCtx, stopGW := context.WithCancel(ctx)
+	// The store outlives the gateway's drain, so draining streams still
+	// read a live state; it stops once the gateway is done.
+	stCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
+	n := &node{log: log, st: st, stop: stopGW, done: make(chan struct{})}
+	n.addrs = Addrs{GRPC: lis.Addr().String(), Kafka: sc.Brokers, Topic: sc.Topic}
+	if adm != nil {
+		n.addrs.Admin = adm.Addr().String()
+	}
+
+	storeErr := make(chan error, 1)
+	go func() {
+		err := st.Run(stCtx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("store stopped", "err", err)
+			stopGW()
+		}
+		storeErr <- err
+	}()
+	go func() {
+		serveErr := gw.Serve(gwCtx, lis, adm)
+		stopGW()
+		stopStore()
+		err := <-storeErr
+		st.Close()
+		switch {
+		case err != nil && !errors.Is(err, context.Canceled):
+			n.err = err
+		case serveErr != nil:
+			n.err = serveErr
+		}
+		log.Info("stopped")
+		close(n.done)
+	}()
+	log.Info("listening", "grpc", n.addrs.GRPC, "admin", n.addrs.Admin, "topic", sc.Topic, "brokers", strings.Join(sc.Brokers, ","))
+	return n, nil
+}
+
+// waitReady waits until the store has caught up with the topic, the node
+// stopped, or ctx ended.
+func (n *node) waitReady(ctx context.Context) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	err := n.st.WaitReady(wctx)
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-n.done:
+		if n.err != nil {
+			return n.err
+		}
+		return errors.New("stopped before it was ready")
+	default:
+		return err
+	}
+}
+
+// wait blocks until the node stopped and returns why.
+func (n *node) wait() error {
+	<-n.done
+	return n.err
+}
+
+func listenTCP(flag, addr string) (net.Listener, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		hint := ""
+		if errors.Is(err, syscall.EADDRINUSE) {
+			hint = fmt.Sprintf(" (something already listens there: another confgate? pick another address with %s, port 0 for any free one)", flag)
+		}
+		return nil, fmt.Errorf("listen on %s (%s): %w%s", addr, flag, err, hint)
+	}
+	return lis, nil
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/confgate/confgate/internal/cursor"
+)
+
+func TestParseSeed(t *testing.T) {
+	ws, err := parseSeed("t", []byte(`{"entries":[
+		{"key":"a/b","value":"5s","content_type":"text/plain"},
+		{"key":"a/doc","value":{ "x" : [1, 2] },"headers":{"z":"1","owner":"me"}},
+		{"key":"a/n","value":42,"content_type":"text/x-number"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ws[0].Value) != "5s" || ws[0].ContentType != "text/plain" {
+		t.Errorf("string entry: %+v", ws[0])
+	}
+	if string(ws[1].Value) != `{"x":[1,2]}` || ws[1].ContentType != "application/json" {
+		t.Errorf("JSON entry: %+v", ws[1])
+	}
+	if len(ws[1].Headers) != 2 || ws[1].Headers[0].Key != "owner" {
+		t.Errorf("headers not sorted: %+v", ws[1].Headers)
+	}
+	if string(ws[2].Value) != "42" || ws[2].ContentType != "text/x-number" {
+		t.Errorf("explicit content type: %+v", ws[2])
+	}
+
+	for in, want := range map[string]string{
+		`{"entries":[{"key":"/x","value":"v"}]}`:                   "leading slash",
+		`{"entries":[{"key":"x"}]}`:                                `"value" is missing`,
+		`{"entries":[{"key":"x","value":null}]}`:                   "null",
+		`{"entries":[{"key":"x","value":"v","content-type":"a"}]}`: "unknown field",
+		`{"entries":[]} {}`:                                        "after the top-level object",
+		`[1]`:                                                      "want {",
+		`{"entries":[{"key":"ok","value":"v"},{"key":"a//b","value":1}]}`: "entry 2",
+	} {
+		if _, err := parseSeed("t", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("parseSeed(%s) = %v, want an error containing %q", in, err, want)
+		}
+	}
+}
+
+func TestMergeCursors(t *testing.T) {
+	var id cursor.TopicID
+	id[0] = 1
+	a := cursor.Cursor{Topic: id, Offsets: []int64{5, 0, 2}}
+	b := cursor.Cursor{Topic: id, Offsets: []int64{1, 3}}
+	got := mergeCursors(mergeCursors(cursor.Cursor{}, a), b)
+	if !got.Equal(cursor.Cursor{Topic: id, Offsets: []int64{5, 3, 2}}) {
+		t.Errorf("merge = %v", got.Offsets)
+	}
+}
+
+func TestValueRendering(t *testing.T) {
+	for in, want := range map[string]string{
+		"7s":         "7s",
+		"two\nlines": `"two\nlines"`,
+		"\x00\xff":   "(base64) AP8=",
+		"":           "",
+		"tab\there":  `"tab\there"`,
+		"unicodé ✓":  "unicodé ✓",
+	} {
+		if got := displayValue([]byte(in)); got != want {
+			t.Errorf("displayValue(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if s, enc := encodeValue([]byte{0xff}); s != "/w==" || enc != "base64" {
+		t.Errorf("encodeValue: %q %q", s, enc)
+	}
+}
+
+func TestByteSizes(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "64MiB": 64 << 20, "512KiB": 512 << 10, "1 GiB": 1 << 30, "8mb": 8 << 20, "100B": 100} {
+		got, err := parseBytes(in)
+		if err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "MiB", "1.5MiB", "lots"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) accepted", in)
+		}
+	}
+	for n, want := range map[int64]string{0: "0", 64 << 20: "64MiB", 1 << 30: "1GiB", 1500: "1500", 3 << 10: "3KiB"} {
+		if got := formatBytes(n); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
