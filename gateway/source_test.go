@@ -9,6 +9,7 @@ import (
 
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"google.golang.org/grpc"
@@ -76,7 +77,7 @@ func TestResumeAcrossDifferentBatchingNeverGoesBackwards(t *testing.T) {
 	// (cursor p0:0 p1:2) but not a or c.
 	resume := cursor.Cursor{Topic: topic, Offsets: []int64{0, 2}}
 
-	gw, err := gateway.New(gateway.Config{Source: src, ProgressInterval: time.Hour})
+	gw, err := gateway.New(gateway.Config{Source: src, ProgressInterval: time.Hour, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
