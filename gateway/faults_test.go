@@ -168,10 +168,15 @@ func TestCompactionKeepsStateAndDigest(t *testing.T) {
 		testkit.Delete(t, a, fmt.Sprintf("c/%02d", i*3))
 	}
 	written := k.CountRecords(t, topic)
+	// Appending to every partition rolls each one's active segment, so
+	// the segments holding old values and tombstones become cleanable.
+	rollKeys := testkit.KeysPerPartition("c/roll/", 6)
 	rolls := 0
 	k.Compact(t, topic, written, func() {
 		rolls++
-		testkit.Put(t, a, "c/roll", fmt.Sprint(rolls))
+		for _, key := range rollKeys {
+			testkit.Put(t, a, key, fmt.Sprint(rolls))
+		}
 	})
 	last := testkit.Put(t, a, "c/last", "1").Cursor
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -185,12 +190,15 @@ func TestCompactionKeepsStateAndDigest(t *testing.T) {
 	if !sa.Cursor.Equal(sb.Cursor) {
 		t.Fatalf("cursors differ: %s vs %s", sa.Cursor, sb.Cursor)
 	}
-	want := 41 // 40 live + c/last
-	if rolls > 0 {
-		want++ // c/roll
-	}
+	want := 40 + 1 + len(rollKeys) // live c/NN, c/last, c/roll/*
 	if string(sa.Digest) != string(sb.Digest) || sa.Entries != sb.Entries || sa.Entries != want {
 		t.Fatalf("state differs after compaction: %d vs %d entries (want %d)", sa.Entries, sb.Entries, want)
+	}
+	if n, tombs := k.CountLog(t, topic); tombs != 0 || n >= written {
+		t.Fatalf("log not compacted: %d records (%d before), %d tombstones", n, written, tombs)
+	}
+	if sa.Tombstones != 10 || sb.Tombstones != 0 {
+		t.Fatalf("tombstones: first gateway %d (want 10 seen live), fresh one %d (want 0: compacted away)", sa.Tombstones, sb.Tombstones)
 	}
 	ra, rb := testkit.Metric(t, a, "confgate_store_records_applied_total", ""), testkit.Metric(t, b, "confgate_store_records_applied_total", "")
 	if rb >= ra {

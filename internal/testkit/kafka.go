@@ -3,6 +3,7 @@ package testkit
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -74,6 +75,12 @@ func (k *Kafka) DeleteTopic(t testing.TB, topic string) {
 // CountRecords reads a topic from the start to its end offsets and counts
 // the records (data and control) still in the log.
 func (k *Kafka) CountRecords(t testing.TB, topic string) int {
+	n, _ := k.CountLog(t, topic)
+	return n
+}
+
+// CountLog is CountRecords plus the number of tombstones among them.
+func (k *Kafka) CountLog(t testing.TB, topic string) (records, tombstones int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -88,7 +95,7 @@ func (k *Kafka) CountRecords(t testing.TB, topic string) int {
 		}
 	})
 	if len(want) == 0 {
-		return 0
+		return 0, 0
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
@@ -96,7 +103,7 @@ func (k *Kafka) CountRecords(t testing.TB, topic string) int {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	n := 0
+	n, tombs := 0, 0
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -104,34 +111,59 @@ func (k *Kafka) CountRecords(t testing.TB, topic string) int {
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			n++
+			if r.Value == nil && !r.Attrs.IsControl() {
+				tombs++
+			}
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
 		})
 	}
-	return n
+	return n, tombs
 }
 
 // Compact makes the broker compact topic and waits until the log holds
-// fewer than before records: kfake compacts on request, real Kafka's
-// cleaner runs on its own (the topic needs segment.ms and
-// min.cleanable.dirty.ratio small enough, and a record written after the
-// segment rolled so the dirty segment can be cleaned).
+// fewer than before records and no tombstone: kfake compacts on request,
+// real Kafka's cleaner runs on its own (the topic needs segment.ms,
+// min.cleanable.dirty.ratio and delete.retention.ms small, and records
+// written after the segment rolled, which roll provides, so dirty segments
+// become cleanable and tombstones expire in a later pass).
 func (k *Kafka) Compact(t testing.TB, topic string, before int, roll func()) {
 	t.Helper()
-	if k.Fake != nil {
-		k.Fake.Compact()
-		return
-	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		roll()
-		if n := k.CountRecords(t, topic); n < before {
+		if k.Fake != nil {
+			// kfake drops tombstones older than delete.retention.ms from
+			// every batch but a partition's last, on request.
+			time.Sleep(200 * time.Millisecond)
+			k.Fake.Compact()
+		}
+		if n, tombs := k.CountLog(t, topic); n < before && tombs == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the log cleaner did not compact %s within 3m", topic)
+			t.Fatalf("the log cleaner did not compact %s (and drop its tombstones) within 3m", topic)
 		}
-		time.Sleep(2 * time.Second)
+		if k.Fake == nil {
+			time.Sleep(2 * time.Second)
+		}
 	}
+}
+
+// KeysPerPartition returns one key under prefix for each of n partitions,
+// by Kafka's default partitioner: writing them appends to every partition.
+func KeysPerPartition(prefix string, n int) []string {
+	keys := make([]string, n)
+	found := 0
+	part := kgo.StickyKeyPartitioner(nil).ForTopic("")
+	for i := 0; found < n; i++ {
+		k := prefix + strconv.Itoa(i)
+		p := part.Partition(&kgo.Record{Key: []byte(k)}, n)
+		if keys[p] == "" {
+			keys[p] = k
+			found++
+		}
+	}
+	return keys
 }
