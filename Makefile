@@ -8,11 +8,13 @@ GO ?= go
 run:
 	$(GO) run ./cmd/confgate dev
 
-# The whole test suite (what CI runs).
+# The whole test suite (what CI runs): starts Apache Kafka on loopback
+# (fetched from Maven Central; needs java and mvn), runs every test against
+# it with -race, then the broker fault tests.
 test: lint
-	$(GO) test -race -count=1 -timeout 20m ./...
+	./scripts/test.sh
 
-# Fast unit tests only.
+# Fast tests only, against the in-process dev broker: no Java needed.
 unit:
 	$(GO) test -count=1 -short ./...
 

@@ -830,7 +830,18 @@ func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset i
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
 	defer cancel()
-	if err := s.prod.ProduceSync(pctx, r).FirstErr(); err != nil {
+	// franz-go does not give up on a record already in flight when its
+	// context ends (a broker killed mid-request), so wait on the promise or
+	// the deadline, whichever comes first. A write that times out here may
+	// still land: the caller is told UNAVAILABLE, never a false success.
+	done := make(chan error, 1)
+	s.prod.Produce(pctx, r, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err = <-done:
+	case <-pctx.Done():
+		err = pctx.Err()
+	}
+	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout) {
 			return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: write not acknowledged within %s: %w", ErrUnreachable, s.cfg.ProduceTimeout, err)
 		}

@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -166,4 +167,59 @@ func KeysPerPartition(prefix string, n int) []string {
 		}
 	}
 	return keys
+}
+
+// LogRecord is one data record read back from a topic.
+type LogRecord struct {
+	Partition int32
+	Offset    int64
+	Key       string
+	Value     []byte
+	Tombstone bool
+}
+
+// ReadLog reads every committed data record of topic up to its current
+// end offsets, in offset order per partition.
+func (k *Kafka) ReadLog(t testing.TB, topic string) []LogRecord {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ends, err := k.Admin(t).ListCommittedOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var out []LogRecord
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read log of %s: %v", topic, ctx.Err())
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			end, ok := want[r.Partition]
+			if !ok || r.Offset >= end {
+				return
+			}
+			if r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+			if r.Attrs.IsControl() {
+				return
+			}
+			out = append(out, LogRecord{Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: bytes.Clone(r.Value), Tombstone: r.Value == nil})
+		})
+	}
+	return out
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as `make test` and CI run it: a real Apache Kafka on
+# loopback (scripts/kafka.sh), every Go test against it with -race, then the
+# broker fault tests, which start and break clusters of their own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+suite_dir=.cache/kafka/run-suite
+cleanup() {
+  CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+echo "== Apache Kafka (single node, 127.0.0.1:19092)" >&2
+out=$(CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh up --port 19092)
+eval "export $out"
+echo "CONFGATE_KAFKA_BROKERS=$CONFGATE_KAFKA_BROKERS" >&2
+
+echo "== go test -race ./... (integration tests on Apache Kafka)" >&2
+go test -race -count=1 -timeout 20m ./...
+
+echo "== broker fault tests (their own single-node and three-node clusters)" >&2
+go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/brokerfaults
