@@ -67,21 +67,25 @@ func BenchmarkPropagation(b *testing.B) {
 // BenchmarkPutLatency measures Put (acks=all) round trips through a
 // gateway, for the producer linger setting.
 func BenchmarkPutLatency(b *testing.B) {
-	k := testkit.StartKafka(b)
-	g := testkit.StartGateway(b, k, testkit.Topic(b), testkit.Options{})
-	h := hdrhistogram.New(1, int64(30*time.Second/time.Microsecond), 3)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := range b.N {
-		start := time.Now()
-		if _, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: fmt.Sprintf("put/%d", i%256), Value: []byte("v")}); err != nil {
-			b.Fatal(err)
-		}
-		_ = h.RecordValue(time.Since(start).Microseconds())
+	for _, linger := range []time.Duration{0, 10 * time.Millisecond} {
+		b.Run("linger="+linger.String(), func(b *testing.B) {
+			k := testkit.StartKafka(b)
+			g := testkit.StartGateway(b, k, testkit.Topic(b), testkit.Options{Store: store.Config{ProducerLinger: linger}})
+			h := hdrhistogram.New(1, int64(30*time.Second/time.Microsecond), 3)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := range b.N {
+				start := time.Now()
+				if _, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: fmt.Sprintf("put/%d", i%256), Value: []byte("v")}); err != nil {
+					b.Fatal(err)
+				}
+				_ = h.RecordValue(time.Since(start).Microseconds())
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(h.ValueAtQuantile(50)), "p50-us")
+			b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-us")
+		})
 	}
-	b.StopTimer()
-	b.ReportMetric(float64(h.ValueAtQuantile(50)), "p50-us")
-	b.ReportMetric(float64(h.ValueAtQuantile(99)), "p99-us")
 }
 
 // fill writes mb megabytes of 1 KiB entries over keys distinct keys.

@@ -64,6 +64,11 @@ type Config struct {
 	// ProduceTimeout bounds one write, retries included
 	// (delivery.timeout.ms). Default 10s.
 	ProduceTimeout time.Duration
+	// ProducerLinger is how long a write may wait for others to share its
+	// produce request (linger.ms). Writes are single records a caller
+	// waits on, so the default is 0: any linger is added latency (franz-go's
+	// own default is 10ms). Raise it only for bulk writers.
+	ProducerLinger time.Duration
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

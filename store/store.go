@@ -104,7 +104,7 @@ func New(cfg Config) (*Store, error) {
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Writes are single records waiting on an answer: do not linger.
-		kgo.ProducerLinger(0),
+		kgo.ProducerLinger(c.ProducerLinger),
 		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
 		kgo.ProduceRequestTimeout(c.ProduceTimeout),
 		// The admin client shares this client; kgo answers metadata

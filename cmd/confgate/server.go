@@ -35,6 +35,7 @@ type serverFlags struct {
 	probeInterval          time.Duration
 	staleAfter             time.Duration
 	produceTimeout         time.Duration
+	producerLinger         time.Duration
 
 	chunkBytes            int64
 	cacheBytes            int64
@@ -64,6 +65,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.Var(byteSize{&f.fetchMaxPartitionBytes}, "fetch-max-partition-bytes", "most a broker returns per partition per fetch (max.partition.fetch.bytes); larger speeds up bootstrap, at the cost of memory")
 	fs.DurationVar(&f.probeInterval, "probe-interval", 2*time.Second, "how often topic identity and end offsets (lag) are checked; shorter notices a recreated topic sooner, at the cost of more metadata requests")
 	fs.DurationVar(&f.staleAfter, "stale-after", 10*time.Second, "with no successful contact with Kafka for this long the gateway reports stale (it keeps serving its last state) and writes fail fast")
+	fs.DurationVar(&f.producerLinger, "producer-linger", 0, "how long a write may wait to share a produce request (linger.ms); 0 keeps writes fastest, raise only for bulk writers")
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", 10*time.Second, "bound on one write, retries included (delivery.timeout.ms); longer rides out broker failovers, shorter answers callers sooner")
 
 	f.chunkBytes = 1 << 20
@@ -99,6 +101,7 @@ func (f *serverFlags) storeConfig() (store.Config, error) {
 		ProbeInterval:          f.probeInterval,
 		StaleAfter:             f.staleAfter,
 		ProduceTimeout:         f.produceTimeout,
+		ProducerLinger:         f.producerLinger,
 	}, nil
 }
 

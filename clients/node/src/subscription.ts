@@ -1,0 +1,377 @@
+// Subscription: a resumable subscription to a selector that keeps a local,
+// always-readable view of the selected entries. A port of the Go client
+// (client/ in the Go module), with the same semantics:
+//
+// - one Subscribe stream to one gateway at a time builds the view from
+//   snapshots, applies deltas and follows progress;
+// - on any failure it backs off (exponential, full jitter) and resumes on the
+//   next address with the last applied cursor;
+// - it never goes backwards: a change not newer than the view's version of
+//   its key is ignored, and a gateway that sends a cursor behind the view's
+//   (same topic, not a flagged reset) is dropped, never applied;
+// - it never shows a half-applied state: a snapshot replaces the view only at
+//   its SnapshotEnd, once its entry count and digest check out; a delta is
+//   applied whole (Node runs it in one tick);
+// - it keeps the last-known-good state while no gateway answers.
+
+import { type ClientReadableStream, status as Code } from "@grpc/grpc-js";
+import { ready as digestReady } from "./digest";
+import { ConfigServiceClient, SubscribeRequest, type SubscribeResponse } from "./gen/confgate/v1/config";
+import { type ConnectionOptions, channelArgs, checkAddrs, grpcCode } from "./grpc";
+import { compareKeys, normalizeSelector } from "./keyspace";
+import { ProtocolViolation, Replica, type Result, Session } from "./replica";
+import type { Entry, Event, Status } from "./types";
+
+export const DEFAULT_BACKOFF_MIN_MS = 100;
+export const DEFAULT_BACKOFF_MAX_MS = 10_000;
+
+export interface SubscriptionOptions extends ConnectionOptions {
+  /** Gateway addresses ("host:port" or any gRPC target). Gateways are
+   * interchangeable: the client starts at a random one (unless shuffle is
+   * false) and moves to the next after every lost stream. */
+  addrs: string[];
+  /** The selector. Empty, or "" among them, selects every key. Validated and
+   * normalized by the gateways' rules. */
+  prefixes?: string[];
+  /** Called with each change, in order, after the view was updated. While it
+   * runs no further messages are applied, so it should return quickly. An
+   * exception it throws is logged and ignored. */
+  onChange?: (e: Event) => void;
+  /** The wait before reconnecting is a uniform draw in
+   * [0, min(backoffMaxMs, backoffMinMs * 2^n)] ("full jitter"). The exponent
+   * resets once a stream delivered messages and stayed up for backoffMaxMs.
+   * Defaults 100 ms and 10 s. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+  /** Default true. */
+  shuffle?: boolean;
+  /** Receives connection changes and protocol violations. Default: nothing
+   * below warn, console.warn for warnings. */
+  logger?: Logger;
+}
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+}
+
+const defaultLogger: Logger = { info: () => {}, warn: (m) => console.warn(`confgate: ${m}`) };
+
+/** waitSynced was interrupted because the subscription was closed. */
+export class SubscriptionClosed extends Error {
+  constructor() {
+    super("confgate: subscription closed");
+    this.name = "SubscriptionClosed";
+  }
+}
+
+/** The gateway ended the stream without an error. */
+export class StreamEnded extends Error {
+  constructor(addr: string) {
+    super(`gateway ${addr} closed the stream`);
+    this.name = "StreamEnded";
+  }
+}
+
+/**
+ * A live view of the entries whose keys start with one of the prefixes.
+ * Starts at once; await waitSynced() for the first snapshot. Reads never
+ * wait for the network and see the last applied state.
+ */
+export class Subscription {
+  private readonly addrs: string[];
+  private readonly selector: string[];
+  private readonly backoffMin: number;
+  private readonly backoffMax: number;
+  private readonly log: Logger;
+  private readonly replica = new Replica();
+  private st = {
+    connected: false,
+    addr: "",
+    gatewayStale: false,
+    lag: 0n,
+    reconnects: 0,
+    resets: 0,
+    lastError: undefined as Error | undefined,
+  };
+  private synced = false;
+  private stopError?: Error;
+  private closing = false;
+  private call?: ClientReadableStream<SubscribeResponse>;
+  private wake?: () => void;
+  private waiters = new Set<() => void>();
+  private readonly done: Promise<void>;
+  private running = true;
+
+  constructor(private readonly opts: SubscriptionOptions) {
+    this.addrs = checkAddrs(opts.addrs);
+    this.selector = normalizeSelector(opts.prefixes ?? []);
+    let min = opts.backoffMinMs ?? 0;
+    let max = opts.backoffMaxMs ?? 0;
+    if (min < 0 || max < 0) throw new Error("backoffMinMs and backoffMaxMs must not be negative");
+    if (min === 0) min = DEFAULT_BACKOFF_MIN_MS;
+    if (max === 0) max = Math.max(DEFAULT_BACKOFF_MAX_MS, min);
+    if (min > max) throw new Error(`backoffMinMs (${min}) is greater than backoffMaxMs (${max})`);
+    this.backoffMin = min;
+    this.backoffMax = max;
+    this.log = opts.logger ?? defaultLogger;
+    if (opts.shuffle ?? true) {
+      for (let i = this.addrs.length - 1; i > 0; i--) {
+        const j = Math.floor(Math.random() * (i + 1));
+        [this.addrs[i], this.addrs[j]] = [this.addrs[j], this.addrs[i]];
+      }
+    }
+    this.done = this.run().finally(() => {
+      this.running = false;
+      this.st.connected = false;
+      this.notify();
+    });
+  }
+
+  // Reading the view.
+
+  /** The entry for key, or undefined. */
+  get(key: string): Entry | undefined {
+    return this.replica.entries.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.replica.entries.has(key);
+  }
+
+  /** The number of entries in the view. */
+  get size(): number {
+    return this.replica.entries.size;
+  }
+
+  /** The entries whose keys start with prefix, in key order (by UTF-8 bytes,
+   * like the gateways). */
+  entries(prefix = ""): Entry[] {
+    const out: Entry[] = [];
+    for (const [k, e] of this.replica.entries) if (k.startsWith(prefix)) out.push(e);
+    return out.sort((a, b) => compareKeys(a.key, b.key));
+  }
+
+  /** The last applied cursor in its text form (the one the CLI prints and
+   * accepts), or "" before the first snapshot. */
+  get cursor(): string {
+    return this.replica.cursor?.toString() ?? "";
+  }
+
+  /** The state digest of the view's entries (16 bytes): the value a gateway
+   * computes for this selector at the view's cursor. */
+  get digest(): Buffer {
+    return this.replica.digest.toBytes();
+  }
+
+  /** The normalized selector. */
+  get prefixes(): string[] {
+    return [...this.selector];
+  }
+
+  /** False once the subscription stopped (close(), or a permanent error). */
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  status(): Status {
+    const s = this.st;
+    return {
+      connected: s.connected,
+      addr: s.addr,
+      stale: !s.connected || !this.synced || s.gatewayStale,
+      lagRecords: s.lag,
+      reconnects: s.reconnects,
+      resets: s.resets,
+      lastError: s.lastError,
+    };
+  }
+
+  // Lifecycle.
+
+  /**
+   * Resolves once the first snapshot was applied. Rejects after timeoutMs,
+   * with the permanent error that stopped the subscription (a gRPC error,
+   * INVALID_ARGUMENT for a refused selector), or with SubscriptionClosed.
+   */
+  waitSynced(timeoutMs?: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const check = (): boolean => {
+        if (this.synced) {
+          resolve();
+        } else if (!this.running) {
+          reject(this.stopError ?? new SubscriptionClosed());
+        } else {
+          return false;
+        }
+        if (timer) clearTimeout(timer);
+        this.waiters.delete(check);
+        return true;
+      };
+      if (check()) return;
+      this.waiters.add(check);
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          this.waiters.delete(check);
+          reject(new Error(`confgate: no snapshot within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Stops the subscription. The view stays readable with its last state.
+   * Idempotent. */
+  async close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      this.stopError ??= new SubscriptionClosed();
+      this.call?.cancel();
+      this.wake?.();
+    }
+    await this.done;
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) w();
+  }
+
+  // The connection loop.
+
+  private async run(): Promise<void> {
+    try {
+      await digestReady();
+      let attempt = 0; // backoff exponent
+      for (let i = 0; ; i++) {
+        if (this.closing) return;
+        const addr = this.addrs[i % this.addrs.length];
+        this.st.addr = addr;
+        if (i > 0) this.st.reconnects++;
+        const resumed = this.replica.synced && !this.replica.fresh;
+        const start = Date.now();
+        const { delivered, err } = await this.stream(addr, resumed);
+        this.st.connected = false;
+        this.st.gatewayStale = false;
+        if (this.closing) return;
+        if (delivered && Date.now() - start >= this.backoffMax) attempt = 0;
+        const code = grpcCode(err);
+        if (err instanceof ProtocolViolation) {
+          this.replica.fresh ||= err.fresh;
+          this.log.warn(`dropping gateway stream from ${addr}: ${err.message} (resubscribe fresh: ${err.fresh})`);
+        } else if (code === Code.INVALID_ARGUMENT && resumed) {
+          // Either the cursor or the selector was refused. Retry without the
+          // cursor: if the selector was the problem, the next answer is
+          // permanent.
+          this.replica.fresh = true;
+          this.log.warn(`gateway ${addr} refused the request; resubscribing without a cursor: ${err.message}`);
+        } else if (code === Code.INVALID_ARGUMENT) {
+          this.log.warn(`gateway ${addr} refused the selector; subscription stopped: ${err.message}`);
+          this.st.lastError = err;
+          this.stopError = err;
+          return;
+        } else {
+          this.log.info(`gateway ${addr} stream ended; reconnecting: ${err.message}`);
+        }
+        this.st.lastError = err;
+        const wait = this.backoff(attempt++);
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, wait);
+          this.wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    } catch (e) {
+      // A bug: keep the view, say why it stopped.
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.log.warn(`subscription stopped: ${err.stack ?? err.message}`);
+      this.st.lastError = err;
+      this.stopError = err;
+    }
+  }
+
+  private backoff(n: number): number {
+    const bound = Math.min(this.backoffMax, this.backoffMin * 2 ** Math.min(n, 60));
+    return Math.random() * bound;
+  }
+
+  /** Runs one Subscribe stream until it fails. */
+  private stream(addr: string, resumed: boolean): Promise<{ delivered: boolean; err: Error }> {
+    let client: ConfigServiceClient;
+    try {
+      client = new ConfigServiceClient(addr, ...channelArgs(this.opts));
+    } catch (e) {
+      return Promise.resolve({ delivered: false, err: e as Error });
+    }
+    const req = SubscribeRequest.fromPartial({
+      selector: { prefixes: this.selector },
+      resumeCursor: resumed ? this.replica.cursor!.encode() : Buffer.alloc(0),
+    });
+    const call = client.subscribe(req);
+    this.call = call;
+    const sess = new Session(resumed);
+    let delivered = false;
+    return new Promise((resolve) => {
+      let finished = false;
+      const finish = (err: Error) => {
+        if (finished) return;
+        finished = true;
+        this.call = undefined;
+        call.cancel();
+        client.close();
+        resolve({ delivered, err });
+      };
+      call.on("data", (m: SubscribeResponse) => {
+        if (finished) return;
+        if (!delivered) {
+          delivered = true;
+          this.st.connected = true;
+          this.log.info(`connected to gateway ${addr} (resumed: ${resumed})`);
+        }
+        let res: Result;
+        try {
+          res = this.replica.handle(sess, m);
+        } catch (e) {
+          finish(e as Error);
+          return;
+        }
+        this.applied(res);
+        if (this.closing) finish(new SubscriptionClosed());
+      });
+      call.on("error", (e: Error) => finish(e));
+      call.on("end", () => finish(new StreamEnded(addr)));
+    });
+  }
+
+  private applied(res: Result): void {
+    if (res.progress) {
+      this.st.lag = res.progress.lagRecords;
+      this.st.gatewayStale = res.progress.stale;
+    }
+    if (res.reset) {
+      this.st.resets++;
+      this.log.info(`view replaced by a new snapshot at ${this.cursor} (${this.size} entries)`);
+    }
+    if (res.first) {
+      this.synced = true;
+      this.notify();
+    }
+    const cb = this.opts.onChange;
+    if (!cb) return;
+    for (const ev of res.events) {
+      if (this.closing) return;
+      try {
+        cb(ev);
+      } catch (e) {
+        this.log.warn(`onChange threw; continuing: ${(e as Error)?.stack ?? e}`);
+      }
+    }
+  }
+}
+
+/** Starts a subscription; see Subscription. */
+export function subscribe(opts: SubscriptionOptions): Subscription {
+  return new Subscription(opts);
+}

@@ -1,0 +1,317 @@
+"use strict";
+// The Node client against a running gateway. scripts/polyglot-test.sh starts
+// one (clients/testgateway) and sets CONFGATE_ADDR (the gateway),
+// CONFGATE_PROXY_ADDR (a TCP proxy to it that the tests cut and restore),
+// CONFGATE_CONTROL_URL (the proxy's control endpoint) and CONFGATE_BIN (the
+// confgate CLI, for cross-checks).
+
+const { test, before, after } = require("node:test");
+const assert = require("node:assert/strict");
+const { execFileSync } = require("node:child_process");
+const { randomBytes, randomUUID } = require("node:crypto");
+const grpc = require("@grpc/grpc-js");
+const { confgate, pb, eventually } = require("./helpers");
+
+function env(name) {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run scripts/polyglot-test.sh, which starts a gateway for these tests`);
+  return v;
+}
+
+let addr, proxyAddr, controlURL, client;
+before(async () => {
+  addr = env("CONFGATE_ADDR");
+  proxyAddr = env("CONFGATE_PROXY_ADDR");
+  controlURL = env("CONFGATE_CONTROL_URL");
+  client = new confgate.Client({ addrs: [addr] });
+  await confgate.digestReady();
+});
+after(() => client?.close());
+
+const newPrefix = () => `node-${randomUUID().slice(0, 12)}/`;
+
+// Writes n entries and waits until the gateway applied them all: a put is
+// acknowledged once Kafka has it, not once the gateway applied it, so without
+// the wait a subscription opened right after could see the last writes as
+// deltas.
+async function seed(prefix, n) {
+  for (let i = 0; i < n; i++) {
+    const key = `${prefix}k${String(i).padStart(3, "0")}`;
+    const waitApplied = i === n - 1;
+    if (i % 3 === 0) {
+      await client.put(key, `v${i}`, { contentType: "application/json", headers: [{ key: "by", value: "node-test" }], waitApplied });
+    } else {
+      await client.put(key, `v${i}`, { waitApplied });
+    }
+  }
+}
+
+function open(addrs, prefixes, events, opts = {}) {
+  return new confgate.Subscription({
+    addrs,
+    prefixes,
+    onChange: events ? (e) => events.push(e) : undefined,
+    backoffMinMs: 20,
+    backoffMaxMs: 500,
+    shuffle: false,
+    ...opts,
+  });
+}
+
+async function control(what) {
+  const r = await fetch(`${controlURL}/proxy/${what}`, { method: "POST" });
+  assert.equal(r.status, 200);
+}
+
+// grpc.health.v1 without a health package: HealthCheckRequest{service} is
+// field 1 (string); HealthCheckResponse{status} field 1 (enum, SERVING = 1).
+function health(service) {
+  const name = Buffer.from(service);
+  const req = name.length ? Buffer.concat([Buffer.from([0x0a, name.length]), name]) : Buffer.alloc(0);
+  const c = new grpc.Client(addr, grpc.credentials.createInsecure());
+  return new Promise((resolve, reject) => {
+    c.makeUnaryRequest("/grpc.health.v1.Health/Check", (x) => x, (x) => x, req, { deadline: Date.now() + 5000 }, (err, resp) => {
+      c.close();
+      if (err) return reject(err);
+      assert.equal(resp[0], 0x08);
+      resolve(resp[1]);
+    });
+  });
+}
+
+const same = (a, b) =>
+  assert.deepEqual(
+    a.map((e) => [e.key, e.value.toString("hex"), e.partition, e.offset, e.contentType, e.headers.map((h) => [h.key, h.value.toString()])]),
+    b.map((e) => [e.key, e.value.toString("hex"), e.partition, e.offset, e.contentType, e.headers.map((h) => [h.key, h.value.toString()])]),
+  );
+
+test("health answers SERVING", async () => {
+  assert.equal(await health(""), 1);
+  assert.equal(await health("confgate.v1.ConfigService"), 1);
+});
+
+test("the snapshot matches GetSnapshot", async () => {
+  const prefix = newPrefix();
+  await seed(prefix, 25);
+  await client.put(`${prefix}bin`, Buffer.from(Array.from({ length: 256 }, (_, i) => i)), { waitApplied: true });
+  const events = [];
+  const sub = open([addr], [prefix], events);
+  try {
+    await sub.waitSynced(20_000);
+    const snap = await client.snapshot([prefix], { minCursor: sub.cursor });
+    assert.equal(snap.entries.length, 26);
+    same(sub.entries(), snap.entries);
+    assert.deepEqual(sub.digest, snap.digest);
+    assert.equal(sub.size, 26);
+    const e = sub.get(`${prefix}k000`);
+    assert.equal(e.contentType, "application/json");
+    assert.ok(e.headers.some((h) => h.key === "by" && h.value.toString() === "node-test"));
+    assert.equal(sub.get(`${prefix}bin`).value.length, 256);
+    assert.ok(confgate.Cursor.parse(sub.cursor));
+    assert.deepEqual(events.map((e) => e.kind), ["snapshot"]);
+    const st = sub.status();
+    assert.ok(st.connected && st.addr === addr && !st.stale && st.resets === 0, JSON.stringify(st, (k, v) => (typeof v === "bigint" ? String(v) : v)));
+  } finally {
+    await sub.close();
+  }
+});
+
+test("matches the confgate CLI", { skip: !process.env.CONFGATE_BIN && "CONFGATE_BIN not set" }, async () => {
+  const cli = process.env.CONFGATE_BIN;
+  const prefix = newPrefix();
+  await seed(prefix, 5);
+  const events = [];
+  const sub = open([addr], [prefix], events);
+  try {
+    await sub.waitSynced(20_000);
+    const put = JSON.parse(execFileSync(cli, ["--addr", addr, "put", `${prefix}cli`, "from-cli", "-o", "json"], { timeout: 30_000 }).toString().trim().split("\n").pop());
+    await eventually("the CLI's put", () => events.length >= 2);
+    assert.equal(events[1].kind, "put");
+    assert.equal(events[1].key, `${prefix}cli`);
+    assert.equal(events[1].entry.partition, put.version.partition);
+    assert.equal(events[1].entry.offset, BigInt(put.version.offset));
+    const lines = execFileSync(cli, ["--addr", addr, "snapshot", prefix, "--min-cursor", put.cursor, "-o", "json"], { timeout: 30_000 })
+      .toString().trim().split("\n").map((l) => JSON.parse(l));
+    const end = lines.pop();
+    assert.deepEqual(
+      lines.map((e) => [e.key, e.value, e.version.partition, BigInt(e.version.offset)]),
+      sub.entries().map((e) => [e.key, e.value.toString(), e.partition, e.offset]),
+    );
+    assert.equal(end.entry_count, sub.size);
+    assert.deepEqual(Buffer.from(end.digest, "base64url"), sub.digest);
+  } finally {
+    await sub.close();
+  }
+});
+
+test("put and delete arrive as deltas", async () => {
+  const prefix = newPrefix();
+  await seed(prefix, 3);
+  const events = [];
+  const sub = open([addr], [prefix], events);
+  try {
+    await sub.waitSynced(20_000);
+    const w1 = await client.put(`${prefix}new`, "1", { contentType: "text/plain" });
+    const w2 = await client.put(`${prefix}k001`, "changed");
+    const w3 = await client.delete(`${prefix}k002`);
+    await client.put("elsewhere/not-selected", "x");
+    await eventually("three changes", () => events.length >= 4);
+    const evs = events.slice(1);
+    assert.deepEqual(evs.map((e) => `${e.kind} ${e.key}`), [`put ${prefix}new`, `put ${prefix}k001`, `delete ${prefix}k002`]);
+    assert.deepEqual([evs[0].entry.partition, evs[0].entry.offset, evs[0].entry.contentType], [w1.partition, w1.offset, "text/plain"]);
+    assert.deepEqual([evs[1].entry.value.toString(), evs[1].entry.offset], ["changed", w2.offset]);
+    assert.equal(evs[2].entry, undefined);
+    assert.equal(sub.get(`${prefix}k002`), undefined);
+    await eventually("the cursor to include the delete", () =>
+      confgate.Cursor.parse(sub.cursor).covers(confgate.Cursor.parse(w3.cursor)));
+    const snap = await client.snapshot([prefix], { minCursor: sub.cursor });
+    same(sub.entries(), snap.entries);
+    assert.deepEqual(sub.digest, snap.digest);
+    assert.equal(sub.status().resets, 0);
+    assert.equal((await client.get(`${prefix}new`, { minCursor: w1.cursor })).value.toString(), "1");
+    assert.equal(await client.get(`${prefix}k002`, { minCursor: w3.cursor }), undefined);
+  } finally {
+    await sub.close();
+  }
+});
+
+test("after a disconnect, resume yields exactly the missed changes", async () => {
+  const prefix = newPrefix();
+  await seed(prefix, 4);
+  const events = [];
+  await control("up");
+  const sub = open([proxyAddr], [prefix], events);
+  try {
+    await sub.waitSynced(20_000);
+    const before = sub.cursor;
+    await control("down");
+    await eventually("the disconnect", () => !sub.status().connected);
+    const w = [
+      await client.put(`${prefix}k000`, "v0-new"),
+      await client.put(`${prefix}added`, "a"),
+      await client.delete(`${prefix}k003`),
+    ];
+    // While disconnected the view serves the last-known-good state.
+    assert.equal(sub.get(`${prefix}k000`).value.toString(), "v0");
+    assert.equal(sub.cursor, before);
+    assert.ok(sub.status().stale);
+    await control("up");
+    await eventually("the missed changes", () => events.length >= 4);
+    assert.deepEqual(events.map((e) => `${e.kind} ${e.key}`), [
+      "snapshot ", `put ${prefix}k000`, `put ${prefix}added`, `delete ${prefix}k003`,
+    ]);
+    assert.deepEqual(events.slice(1, 3).map((e) => e.entry.offset), [w[0].offset, w[1].offset]);
+    const st = sub.status();
+    assert.equal(st.resets, 0);
+    assert.ok(st.reconnects >= 1);
+    const snap = await client.snapshot([prefix], { minCursor: sub.cursor });
+    same(sub.entries(), snap.entries);
+    assert.deepEqual(sub.digest, snap.digest);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(events.length, 4, "nothing but the missed changes arrived");
+  } finally {
+    await control("up");
+    await sub.close();
+  }
+});
+
+// Reads a raw Subscribe stream until stop() says enough.
+function readStream(c, req, stop) {
+  return new Promise((resolve, reject) => {
+    const msgs = [];
+    const call = c.subscribe(req, { deadline: Date.now() + 30_000 });
+    call.on("data", (m) => {
+      msgs.push(m);
+      if (stop(m, msgs)) {
+        call.cancel();
+        resolve(msgs);
+      }
+    });
+    call.on("error", (e) => (e.code === grpc.status.CANCELLED ? resolve(msgs) : reject(e)));
+    call.on("end", () => resolve(msgs));
+  });
+}
+
+test("raw resume by cursor is exact, with no snapshot", async () => {
+  const prefix = newPrefix();
+  await seed(prefix, 3);
+  const c = new pb.ConfigServiceClient(addr, grpc.credentials.createInsecure());
+  try {
+    const sel = { prefixes: [prefix] };
+    const first = await readStream(c, pb.SubscribeRequest.fromPartial({ selector: sel }), (m) => m.message?.$case === "snapshotEnd");
+    const endMsg = first[first.length - 1].message.snapshotEnd;
+    assert.equal(endMsg.entryCount, 3n);
+    assert.equal(endMsg.reset, false);
+    await client.put(`${prefix}k000`, "x");
+    await client.delete(`${prefix}k001`);
+    await client.put(`${prefix}k000`, "y");
+    const got = [];
+    const msgs = await readStream(c, pb.SubscribeRequest.fromPartial({ selector: sel, resumeCursor: endMsg.cursor }), (m) => {
+      if (m.message?.$case === "delta") {
+        for (const ch of m.message.delta.changes) {
+          got.push(ch.change.$case === "put" ? `put ${ch.change.put.key}=${ch.change.put.value}` : `delete ${ch.change.delete.key}`);
+        }
+      }
+      return got.length >= 3;
+    });
+    for (const m of msgs) assert.ok(["delta", "progress"].includes(m.message?.$case), `resume sent ${m.message?.$case}`);
+    assert.deepEqual(got, [`put ${prefix}k000=x`, `delete ${prefix}k001`, `put ${prefix}k000=y`]);
+  } finally {
+    c.close();
+  }
+});
+
+test("a malformed cursor gives INVALID_ARGUMENT", async () => {
+  const prefix = newPrefix();
+  const bad = [Buffer.from("\x07not-a-cursor"), Buffer.from("\x01truncated")];
+  const c = new pb.ConfigServiceClient(addr, grpc.credentials.createInsecure());
+  try {
+    for (const cur of bad) {
+      await assert.rejects(
+        readStream(c, pb.SubscribeRequest.fromPartial({ selector: { prefixes: [prefix] }, resumeCursor: cur }), () => true),
+        (e) => e.code === grpc.status.INVALID_ARGUMENT && /cursor/.test(e.details),
+      );
+    }
+    await assert.rejects(
+      readStream(c, pb.SubscribeRequest.fromPartial({ selector: { prefixes: ["/abs"] } }), () => true),
+      (e) => e.code === grpc.status.INVALID_ARGUMENT,
+    );
+  } finally {
+    c.close();
+  }
+  await assert.rejects(client.get(`${prefix}x`, { minCursor: bad[0] }), (e) => e.code === grpc.status.INVALID_ARGUMENT);
+  await assert.rejects(client.snapshot([prefix], { minCursor: bad[1] }), (e) => e.code === grpc.status.INVALID_ARGUMENT);
+  // The subscription rejects a bad selector locally, before any call.
+  assert.throws(() => open([addr], ["/abs"]), /leading slash/);
+});
+
+test("a snapshot over 4 MiB works with default gRPC limits", async () => {
+  const prefix = newPrefix();
+  const size = 100 * 1024;
+  const n = 60; // 6 MB in all
+  const writer = new confgate.Client({ addrs: [addr], timeoutMs: 30_000 });
+  try {
+    for (let i = 0; i < n; i++) await writer.put(`${prefix}big${String(i).padStart(2, "0")}`, randomBytes(size), { waitApplied: i === n - 1 });
+  } finally {
+    writer.close();
+  }
+  // maxReceiveMessageLength: null is gRPC's default 4 MiB limit.
+  const small = new confgate.Client({ addrs: [addr], timeoutMs: 30_000, maxReceiveMessageLength: null });
+  let snap;
+  try {
+    snap = await small.snapshot([prefix]);
+  } finally {
+    small.close();
+  }
+  assert.equal(snap.entries.length, n);
+  assert.ok(snap.entries.every((e) => e.value.length === size));
+  const sub = open([addr], [prefix], undefined, { maxReceiveMessageLength: null });
+  try {
+    await sub.waitSynced(60_000);
+    assert.equal(sub.size, n);
+    assert.deepEqual(sub.digest, snap.digest);
+    assert.equal(sub.status().resets, 0);
+  } finally {
+    await sub.close();
+  }
+});

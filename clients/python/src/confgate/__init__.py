@@ -1,0 +1,42 @@
+"""confgate client for Python.
+
+    import confgate
+
+    sub = confgate.Subscription(["127.0.0.1:50051"], ["payments/"])
+    sub.wait_synced(timeout=10)
+    print(sub.get("payments/db/timeout"))
+
+Subscription keeps a live, resumable local view of a selector; Client makes
+one-shot calls (get, put, delete, snapshot). The generated protobuf and gRPC
+modules are confgate.v1.config_pb2 and confgate.v1.config_pb2_grpc.
+"""
+
+from ._cursor import Cursor
+from ._digest import Digest, entry_hash
+from ._replica import ProtocolViolation
+from ._types import DELETE, PUT, RESET, SNAPSHOT, Entry, Event, Header, Snapshot, Status, WriteResult
+from .client import Client
+from .subscription import StreamEnded, Subscription, SubscriptionClosed
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "Cursor",
+    "DELETE",
+    "Digest",
+    "Entry",
+    "Event",
+    "Header",
+    "PUT",
+    "ProtocolViolation",
+    "RESET",
+    "SNAPSHOT",
+    "Snapshot",
+    "Status",
+    "StreamEnded",
+    "Subscription",
+    "SubscriptionClosed",
+    "WriteResult",
+    "entry_hash",
+]

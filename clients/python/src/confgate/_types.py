@@ -1,0 +1,124 @@
+"""Public value types."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .v1 import config_pb2 as pb
+
+
+@dataclass(frozen=True)
+class Header:
+    """A Kafka record header carried with an entry."""
+
+    key: str
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One configuration key with its value, version and metadata.
+
+    (partition, offset) is the entry's version: the Kafka position of the
+    record that set it. Versions of one key only grow."""
+
+    key: str
+    value: bytes
+    partition: int
+    offset: int
+    content_type: str = ""
+    headers: Tuple[Header, ...] = ()
+
+    @property
+    def version(self) -> Tuple[int, int]:
+        return (self.partition, self.offset)
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The value decoded as text."""
+        return self.value.decode(encoding)
+
+    @classmethod
+    def from_proto(cls, e: "pb.Entry") -> "Entry":
+        if not e.key:
+            raise ValueError("entry has no key")
+        if not e.HasField("version"):
+            raise ValueError(f"entry {e.key!r} has no version")
+        return cls(
+            key=e.key,
+            value=bytes(e.value),
+            partition=e.version.partition,
+            offset=e.version.offset,
+            content_type=e.content_type,
+            headers=tuple(Header(h.key, bytes(h.value)) for h in e.headers),
+        )
+
+
+# Event kinds.
+PUT = "put"
+DELETE = "delete"
+SNAPSHOT = "snapshot"
+RESET = "reset"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change to a Subscription's view, passed to on_change.
+
+    kind is "put" (key was set to entry), "delete" (key was deleted),
+    "snapshot" (the first snapshot was applied: the view is synced) or
+    "reset" (a later snapshot replaced the whole view: keys may have
+    appeared, changed or disappeared without individual events).
+    cursor is the view's cursor (text form) once the message carrying the
+    change was applied."""
+
+    kind: str
+    cursor: str
+    key: str = ""
+    entry: Optional[Entry] = None
+
+
+@dataclass(frozen=True)
+class Status:
+    """The connection state of a Subscription."""
+
+    connected: bool
+    """A stream to a gateway delivers messages."""
+    addr: str
+    """The gateway of the current stream, or of the last attempt."""
+    stale: bool
+    """The view may be behind the topic: not synced yet, disconnected (it
+    serves the last-known-good state), or the gateway said it has not heard
+    from Kafka recently."""
+    lag_records: int
+    """The gateway's lag behind the topic, from the last progress message."""
+    reconnects: int
+    """Stream attempts after the first one."""
+    resets: int
+    """Snapshots that replaced an existing view."""
+    last_error: Optional[BaseException] = field(default=None)
+    """What ended the most recent failed stream (kept after a successful
+    reconnect), or the permanent error that stopped the subscription."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """The outcome of a put or delete: the record's version and a cursor
+    that includes the write (pass it as min_cursor to read it back from any
+    gateway)."""
+
+    partition: int
+    offset: int
+    cursor: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A consistent state of a selector at one cursor, checked against its
+    entry count and digest."""
+
+    entries: Tuple[Entry, ...]
+    cursor: str
+    digest: bytes
+    reason: int = 0
+    reset: bool = False

@@ -1,0 +1,205 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class SnapshotReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SNAPSHOT_REASON_UNSPECIFIED: _ClassVar[SnapshotReason]
+    SNAPSHOT_REASON_INITIAL: _ClassVar[SnapshotReason]
+    SNAPSHOT_REASON_HISTORY_EXPIRED: _ClassVar[SnapshotReason]
+    SNAPSHOT_REASON_TOPIC_CHANGED: _ClassVar[SnapshotReason]
+    SNAPSHOT_REASON_SLOW_SUBSCRIBER: _ClassVar[SnapshotReason]
+    SNAPSHOT_REASON_STATE_REBUILT: _ClassVar[SnapshotReason]
+SNAPSHOT_REASON_UNSPECIFIED: SnapshotReason
+SNAPSHOT_REASON_INITIAL: SnapshotReason
+SNAPSHOT_REASON_HISTORY_EXPIRED: SnapshotReason
+SNAPSHOT_REASON_TOPIC_CHANGED: SnapshotReason
+SNAPSHOT_REASON_SLOW_SUBSCRIBER: SnapshotReason
+SNAPSHOT_REASON_STATE_REBUILT: SnapshotReason
+
+class Version(_message.Message):
+    __slots__ = ("partition", "offset")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    offset: int
+    def __init__(self, partition: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class Header(_message.Message):
+    __slots__ = ("key", "value")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+
+class Entry(_message.Message):
+    __slots__ = ("key", "value", "version", "content_type", "headers")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    version: Version
+    content_type: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., version: _Optional[_Union[Version, _Mapping]] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
+
+class Selector(_message.Message):
+    __slots__ = ("prefixes",)
+    PREFIXES_FIELD_NUMBER: _ClassVar[int]
+    prefixes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, prefixes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Change(_message.Message):
+    __slots__ = ("put", "delete")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    put: Entry
+    delete: Deletion
+    def __init__(self, put: _Optional[_Union[Entry, _Mapping]] = ..., delete: _Optional[_Union[Deletion, _Mapping]] = ...) -> None: ...
+
+class Deletion(_message.Message):
+    __slots__ = ("key", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version: Version
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+
+class SubscribeRequest(_message.Message):
+    __slots__ = ("selector", "resume_cursor")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    selector: Selector
+    resume_cursor: bytes
+    def __init__(self, selector: _Optional[_Union[Selector, _Mapping]] = ..., resume_cursor: _Optional[bytes] = ...) -> None: ...
+
+class SubscribeResponse(_message.Message):
+    __slots__ = ("snapshot_chunk", "snapshot_end", "delta", "progress")
+    SNAPSHOT_CHUNK_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_END_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    snapshot_chunk: SnapshotChunk
+    snapshot_end: SnapshotEnd
+    delta: Delta
+    progress: Progress
+    def __init__(self, snapshot_chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., snapshot_end: _Optional[_Union[SnapshotEnd, _Mapping]] = ..., delta: _Optional[_Union[Delta, _Mapping]] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class SnapshotChunk(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[Entry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ...) -> None: ...
+
+class SnapshotEnd(_message.Message):
+    __slots__ = ("cursor", "reason", "reset", "entry_count", "digest")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RESET_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    cursor: bytes
+    reason: SnapshotReason
+    reset: bool
+    entry_count: int
+    digest: bytes
+    def __init__(self, cursor: _Optional[bytes] = ..., reason: _Optional[_Union[SnapshotReason, str]] = ..., reset: _Optional[bool] = ..., entry_count: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...
+
+class Delta(_message.Message):
+    __slots__ = ("changes", "cursor", "coalesced")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    COALESCED_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[Change]
+    cursor: bytes
+    coalesced: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[Change, _Mapping]]] = ..., cursor: _Optional[bytes] = ..., coalesced: _Optional[bool] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("cursor", "lag_records", "stale")
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LAG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    cursor: bytes
+    lag_records: int
+    stale: bool
+    def __init__(self, cursor: _Optional[bytes] = ..., lag_records: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class GetSnapshotRequest(_message.Message):
+    __slots__ = ("selector", "min_cursor")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    MIN_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    selector: Selector
+    min_cursor: bytes
+    def __init__(self, selector: _Optional[_Union[Selector, _Mapping]] = ..., min_cursor: _Optional[bytes] = ...) -> None: ...
+
+class GetSnapshotResponse(_message.Message):
+    __slots__ = ("chunk", "end")
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    chunk: SnapshotChunk
+    end: SnapshotEnd
+    def __init__(self, chunk: _Optional[_Union[SnapshotChunk, _Mapping]] = ..., end: _Optional[_Union[SnapshotEnd, _Mapping]] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("key", "min_cursor")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MIN_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    min_cursor: bytes
+    def __init__(self, key: _Optional[str] = ..., min_cursor: _Optional[bytes] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("entry", "cursor")
+    ENTRY_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    entry: Entry
+    cursor: bytes
+    def __init__(self, entry: _Optional[_Union[Entry, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
+
+class PutRequest(_message.Message):
+    __slots__ = ("key", "value", "content_type", "headers", "wait_applied")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: bytes
+    content_type: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    wait_applied: bool
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., wait_applied: _Optional[bool] = ...) -> None: ...
+
+class PutResponse(_message.Message):
+    __slots__ = ("version", "cursor")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    version: Version
+    cursor: bytes
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("key", "wait_applied")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    WAIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    wait_applied: bool
+    def __init__(self, key: _Optional[str] = ..., wait_applied: _Optional[bool] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("version", "cursor")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    version: Version
+    cursor: bytes
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
