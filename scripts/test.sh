@@ -19,5 +19,8 @@ echo "CONFGATE_KAFKA_BROKERS=$CONFGATE_KAFKA_BROKERS" >&2
 echo "== go test -race ./... (integration tests on Apache Kafka)" >&2
 go test -race -count=1 -timeout 20m ./...
 
+echo "== polyglot clients (Python grpcio, Node grpc-js, grpcurl)" >&2
+./scripts/polyglot-test.sh
+
 echo "== broker fault tests (their own single-node and three-node clusters)" >&2
 go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/brokerfaults
