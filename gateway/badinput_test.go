@@ -9,6 +9,7 @@ import (
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -75,9 +76,9 @@ func TestBadInputStatusCodes(t *testing.T) {
 			return err
 		}, codes.InvalidArgument, "empty path segment"},
 		{"put huge value", func(ctx context.Context) error {
-			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/huge", Value: make([]byte, 2<<20)})
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/huge", Value: make([]byte, 1<<20+1)})
 			return err
-		}, codes.InvalidArgument, "more than the limit"},
+		}, codes.InvalidArgument, "value: is 1048577 bytes, more than the limit"},
 		{"put control character", func(ctx context.Context) error {
 			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/\x01", Value: []byte("x")})
 			return err
@@ -109,6 +110,19 @@ func TestBadInputStatusCodes(t *testing.T) {
 			err := tt.call(ctx)
 			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
 				t.Fatalf("got %v, want %v containing %q", err, tt.code, tt.msg)
+			}
+			if tt.code != codes.InvalidArgument {
+				return
+			}
+			// The field at fault, machine-readable, matches the message.
+			var field string
+			for _, d := range status.Convert(err).Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok && len(br.FieldViolations) == 1 {
+					field = br.FieldViolations[0].Field
+				}
+			}
+			if field == "" || !strings.HasPrefix(status.Convert(err).Message(), field+": ") {
+				t.Fatalf("no BadRequest field violation matching %q", status.Convert(err).Message())
 			}
 		})
 	}

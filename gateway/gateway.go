@@ -16,6 +16,7 @@ import (
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -238,10 +239,22 @@ var (
 	errDraining = status.Error(codes.Unavailable, "gateway is shutting down: reconnect with your cursor to another gateway")
 )
 
+// invalidArg is INVALID_ARGUMENT naming the request field at fault, in the
+// message and as a google.rpc.BadRequest detail, so clients can tell a bad
+// cursor (drop it and resubscribe) from a bad selector (give up) without
+// parsing text.
+func invalidArg(field, msg string) error {
+	st := status.New(codes.InvalidArgument, field+": "+msg)
+	if d, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}}}); err == nil {
+		st = d
+	}
+	return st.Err()
+}
+
 func parseSelector(sel *confgatev1.Selector) (keyspace.Selector, error) {
 	s, err := keyspace.NewSelector(sel.GetPrefixes())
 	if err != nil {
-		return keyspace.Selector{}, status.Error(codes.InvalidArgument, "selector: "+err.Error())
+		return keyspace.Selector{}, invalidArg("selector", err.Error())
 	}
 	return s, nil
 }
@@ -249,9 +262,16 @@ func parseSelector(sel *confgatev1.Selector) (keyspace.Selector, error) {
 func parseCursor(field string, b []byte) (cursor.Cursor, error) {
 	c, err := cursor.Decode(b)
 	if err != nil {
-		return cursor.Cursor{}, status.Errorf(codes.InvalidArgument, "%s: %v", field, err)
+		return cursor.Cursor{}, invalidArg(field, err.Error())
 	}
 	return c, nil
+}
+
+func validateKey(key string) error {
+	if err := keyspace.ValidateKey(key); err != nil {
+		return invalidArg("key", err.Error())
+	}
+	return nil
 }
 
 // waitApplied waits, bounded, for this gateway to reach c.
@@ -275,8 +295,8 @@ func (g *Gateway) waitApplied(ctx context.Context, field string, c cursor.Cursor
 
 // Get returns one entry.
 func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgatev1.GetResponse, error) {
-	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+	if err := validateKey(req.GetKey()); err != nil {
+		return nil, err
 	}
 	if len(req.GetMinCursor()) > 0 {
 		c, err := parseCursor("min_cursor", req.GetMinCursor())
@@ -299,14 +319,14 @@ func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgat
 
 // Put writes an entry.
 func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgatev1.PutResponse, error) {
-	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+	if err := validateKey(req.GetKey()); err != nil {
+		return nil, err
 	}
 	if n := len(req.GetValue()); n > MaxValueBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "value is %d bytes, more than the limit %d: keep config entries small", n, MaxValueBytes)
+		return nil, invalidArg("value", fmt.Sprintf("is %d bytes, more than the limit %d: keep config entries small", n, MaxValueBytes))
 	}
 	if len(req.GetContentType()) > 256 {
-		return nil, status.Error(codes.InvalidArgument, "content_type is longer than 256 bytes")
+		return nil, invalidArg("content_type", "longer than 256 bytes")
 	}
 	w := store.Write{Key: req.GetKey(), Value: req.GetValue(), ContentType: req.GetContentType()}
 	for _, h := range req.GetHeaders() {
@@ -321,8 +341,8 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 
 // Delete writes a tombstone.
 func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*confgatev1.DeleteResponse, error) {
-	if err := keyspace.ValidateKey(req.GetKey()); err != nil {
-		return nil, status.Error(codes.InvalidArgument, err.Error())
+	if err := validateKey(req.GetKey()); err != nil {
+		return nil, err
 	}
 	v, c, err := g.write(ctx, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())
 	if err != nil {

@@ -461,10 +461,23 @@ func (x *Deletion) GetVersion() *Version {
 	return nil
 }
 
+// Cursors (resume_cursor, min_cursor and every `cursor` field) are the
+// position a gateway has applied: the topic's identity plus the next offset
+// of every partition. Pass them back exactly as received. Clients compare
+// them to refuse going backwards, so the encoding is fixed:
+//
+//	byte 0: format, 1
+//	bytes 1..16: the Kafka topic ID
+//	then an unsigned varint: the partition count N
+//	then N unsigned varints: the next offset of partitions 0..N-1
+//
+// Cursor A covers cursor B when both name the same topic and A's offset is
+// >= B's in every partition (a partition missing from a cursor is at 0).
+// Cursors of different topics never cover each other.
 type SubscribeRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Selector *Selector              `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
-	// Opaque cursor from an earlier message (snapshot end, delta or progress).
+	// A cursor from an earlier message (snapshot end, delta or progress).
 	// Empty: start with a snapshot.
 	ResumeCursor  []byte `protobuf:"bytes,2,opt,name=resume_cursor,json=resumeCursor,proto3" json:"resume_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -687,10 +700,13 @@ type SnapshotEnd struct {
 	// (any reason other than INITIAL).
 	Reset_     bool   `protobuf:"varint,3,opt,name=reset,proto3" json:"reset,omitempty"`
 	EntryCount uint64 `protobuf:"varint,4,opt,name=entry_count,json=entryCount,proto3" json:"entry_count,omitempty"`
-	// Digest of the selected entries at cursor: the lane-wise sum of the
-	// 128-bit XXH3 hash of every entry (length-prefixed key, length-prefixed
-	// value, big-endian partition and offset). A client recomputes it over
-	// its view to prove it holds exactly the gateway's state.
+	// Digest of the selected entries at cursor, so a client can prove it
+	// holds exactly the gateway's state. For each entry, h = XXH3-128 (seed
+	// 0) of: uvarint(len(key)) key uvarint(len(value)) value
+	// partition (4 bytes, big-endian) offset (8 bytes, big-endian). The
+	// digest sums the high and low 64-bit halves of every h separately,
+	// modulo 2^64, and is 16 bytes: the high sum then the low sum, both
+	// big-endian. The empty set's digest is 16 zero bytes.
 	Digest        []byte `protobuf:"bytes,5,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1467,7 +1483,8 @@ const file_confgate_v1_config_proto_rawDesc = "" +
 	"\vGetSnapshot\x12\x1f.confgate.v1.GetSnapshotRequest\x1a .confgate.v1.GetSnapshotResponse0\x01\x128\n" +
 	"\x03Get\x12\x17.confgate.v1.GetRequest\x1a\x18.confgate.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.confgate.v1.PutRequest\x1a\x18.confgate.v1.PutResponse\x12A\n" +
-	"\x06Delete\x12\x1a.confgate.v1.DeleteRequest\x1a\x1b.confgate.v1.DeleteResponseB;Z9github.com/confgate/confgate/proto/confgate/v1;confgatev1b\x06proto3"
+	"\x06Delete\x12\x1a.confgate.v1.DeleteRequest\x1a\x1b.confgate.v1.DeleteResponseBi\n" +
+	"\x0fcom.confgate.v1B\vConfigProtoP\x01Z9github.com/confgate/confgate/proto/confgate/v1;confgatev1\xaa\x02\vConfgate.V1b\x06proto3"
 
 var (
 	file_confgate_v1_config_proto_rawDescOnce sync.Once

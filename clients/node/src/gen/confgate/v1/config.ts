@@ -146,12 +146,25 @@ export interface Deletion {
   version: Version | undefined;
 }
 
+/**
+ * Cursors (resume_cursor, min_cursor and every `cursor` field) are the
+ * position a gateway has applied: the topic's identity plus the next offset
+ * of every partition. Pass them back exactly as received. Clients compare
+ * them to refuse going backwards, so the encoding is fixed:
+ *   byte 0: format, 1
+ *   bytes 1..16: the Kafka topic ID
+ *   then an unsigned varint: the partition count N
+ *   then N unsigned varints: the next offset of partitions 0..N-1
+ * Cursor A covers cursor B when both name the same topic and A's offset is
+ * >= B's in every partition (a partition missing from a cursor is at 0).
+ * Cursors of different topics never cover each other.
+ */
 export interface SubscribeRequest {
   selector:
     | Selector
     | undefined;
   /**
-   * Opaque cursor from an earlier message (snapshot end, delta or progress).
+   * A cursor from an earlier message (snapshot end, delta or progress).
    * Empty: start with a snapshot.
    */
   resumeCursor: Buffer;
@@ -190,10 +203,13 @@ export interface SnapshotEnd {
   reset: boolean;
   entryCount: bigint;
   /**
-   * Digest of the selected entries at cursor: the lane-wise sum of the
-   * 128-bit XXH3 hash of every entry (length-prefixed key, length-prefixed
-   * value, big-endian partition and offset). A client recomputes it over
-   * its view to prove it holds exactly the gateway's state.
+   * Digest of the selected entries at cursor, so a client can prove it
+   * holds exactly the gateway's state. For each entry, h = XXH3-128 (seed
+   * 0) of: uvarint(len(key)) key uvarint(len(value)) value
+   * partition (4 bytes, big-endian) offset (8 bytes, big-endian). The
+   * digest sums the high and low 64-bit halves of every h separately,
+   * modulo 2^64, and is 16 bytes: the high sum then the low sum, both
+   * big-endian. The empty set's digest is 16 zero bytes.
    */
   digest: Buffer;
 }
