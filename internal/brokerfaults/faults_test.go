@@ -6,6 +6,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,6 +192,16 @@ func runFault(t *testing.T, tc faultCase) {
 		for i, g := range gws {
 			testkit.Eventually(t, 20*time.Second, fmt.Sprintf("gateway %d stale", i), g.Store.Stale)
 		}
+		for i, g := range gws {
+			// Health and metrics say stale; the gateway stays ready.
+			body := httpGet(t, "http://"+g.Admin+"/healthz")
+			if !strings.Contains(body, `"stale":true`) || !strings.Contains(body, `"ready":true`) {
+				t.Fatalf("gateway %d /healthz while Kafka is down: %s", i, body)
+			}
+			if m := httpGet(t, "http://"+g.Admin+"/metrics"); !strings.Contains(m, "confgate_store_stale 1") {
+				t.Fatalf("gateway %d metrics do not say stale", i)
+			}
+		}
 		for i, s := range streams {
 			s.Until(20*time.Second, fmt.Sprintf("stream %d told stale", i), func(s *testkit.Stream) bool {
 				return s.LastProgress != nil && s.LastProgress.Stale
@@ -282,6 +294,20 @@ func runFault(t *testing.T, tc faultCase) {
 	for i, s := range streams {
 		checkStream(t, i, s, log, prefixes[i])
 	}
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // logEnd is the cursor after the last record read.
