@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,8 +15,9 @@ import (
 
 // Defaults of the Config knobs.
 const (
-	DefaultBackoffMin = 100 * time.Millisecond
-	DefaultBackoffMax = 10 * time.Second
+	DefaultBackoffMin        = 100 * time.Millisecond
+	DefaultBackoffMax        = 10 * time.Second
+	DefaultStateFileInterval = time.Second
 )
 
 // maxRecvMsgSize bounds one received message. Gateways keep snapshot chunks
@@ -60,6 +62,39 @@ type Config struct {
 	// subscriber, which is safe). It must not call Close.
 	OnChange func(Event)
 
+	// StateFile, when set, is the path of the last-known-good file: the
+	// view and its cursor, so that a restarted service boots from it while
+	// no gateway answers, and then resumes with deltas instead of a full
+	// snapshot. Empty (the default): no file.
+	//
+	// Subscribe reads the file before it returns: when it is valid and was
+	// made for the same selector, Get and Range serve its entries at once,
+	// WaitLoaded returns at once, Status reports FromFile and Stale until a
+	// gateway answers, and the first stream resumes from the file's
+	// cursor. A missing file is normal (first start); a corrupt, truncated
+	// or unreadable file, or one made for another selector, is ignored as
+	// a whole with a logged warning (the view then starts empty, as
+	// without a file) and reported in Status.StateFileError.
+	//
+	// The file is written atomically (a temporary file in the same
+	// directory, fsynced, renamed over the path, then the directory
+	// fsynced), with mode 0600, by a goroutine of its own, never by the one
+	// applying gateway messages: at once after the first snapshot, then at
+	// most every StateFileInterval while the view or its cursor moves, and
+	// once more when the subscription ends (Close). Leftover temporary
+	// files ("<name>.tmp-*", from a crash mid-write) are removed at
+	// Subscribe. One View per file: two views sharing a path overwrite
+	// each other. The layout is documented in statefile.go.
+	StateFile string
+
+	// StateFileInterval is the least time between two writes of the state
+	// file. Each write rewrites the whole view, so a large view with a
+	// moving cursor costs one full write per interval; a longer interval
+	// writes less and keeps an older cursor (a restarted service then
+	// replays more deltas, or gets a snapshot when the gateways no longer
+	// hold the history after it). Default: DefaultStateFileInterval (1s).
+	StateFileInterval time.Duration
+
 	// Logger receives connection changes (info) and gateway protocol
 	// violations (warn). Default: slog.Default().
 	Logger *slog.Logger
@@ -67,13 +102,15 @@ type Config struct {
 
 // settings is a validated Config with defaults filled in.
 type settings struct {
-	addrs       []string
-	selector    keyspace.Selector
-	dialOptions []grpc.DialOption
-	backoffMin  time.Duration
-	backoffMax  time.Duration
-	onChange    func(Event)
-	log         *slog.Logger
+	addrs             []string
+	selector          keyspace.Selector
+	dialOptions       []grpc.DialOption
+	backoffMin        time.Duration
+	backoffMax        time.Duration
+	onChange          func(Event)
+	log               *slog.Logger
+	stateFile         string
+	stateFileInterval time.Duration
 }
 
 func (c Config) settings() (settings, error) {
@@ -90,13 +127,15 @@ func (c Config) settings() (settings, error) {
 		return settings{}, fmt.Errorf("client: %w", err)
 	}
 	s := settings{
-		addrs:       append([]string(nil), c.Addrs...),
-		selector:    sel,
-		dialOptions: c.DialOptions,
-		backoffMin:  c.BackoffMin,
-		backoffMax:  c.BackoffMax,
-		onChange:    c.OnChange,
-		log:         c.Logger,
+		addrs:             append([]string(nil), c.Addrs...),
+		selector:          sel,
+		dialOptions:       c.DialOptions,
+		backoffMin:        c.BackoffMin,
+		backoffMax:        c.BackoffMax,
+		onChange:          c.OnChange,
+		log:               c.Logger,
+		stateFile:         c.StateFile,
+		stateFileInterval: c.StateFileInterval,
 	}
 	if s.dialOptions == nil {
 		s.dialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -112,6 +151,15 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.backoffMin > s.backoffMax {
 		return settings{}, fmt.Errorf("client: Config.BackoffMin (%v) is greater than BackoffMax (%v)", s.backoffMin, s.backoffMax)
+	}
+	if s.stateFileInterval < 0 {
+		return settings{}, errors.New("client: Config.StateFileInterval must not be negative")
+	}
+	if s.stateFileInterval == 0 {
+		s.stateFileInterval = DefaultStateFileInterval
+	}
+	if s.stateFile != "" {
+		s.stateFile = filepath.Clean(s.stateFile)
 	}
 	if s.log == nil {
 		s.log = slog.Default()

@@ -16,6 +16,25 @@
 // deltas, follows progress, and on any failure backs off and resumes on the
 // next gateway address with the last applied cursor.
 //
+// With Config.StateFile, it also owns a last-known-good file: the view and
+// its cursor, rewritten atomically by a second goroutine (at once after the
+// first snapshot, then at most every StateFileInterval, and on Close). A
+// restarted service boots from it while every gateway is down:
+//
+//	v, err := client.Subscribe(ctx, client.Config{
+//		Addrs:     []string{"gw1:7070", "gw2:7070"},
+//		Prefixes:  []string{"payments/"},
+//		StateFile: "/var/lib/myservice/confgate.state",
+//	})
+//	if err != nil { ... }
+//	if err := v.WaitLoaded(ctx); err != nil { ... } // at once from the file
+//	// Status().FromFile and Stale stay true until a gateway answers.
+//
+// The first stream then resumes from the file's cursor, so a gateway that
+// still holds the history after it answers with deltas, not a snapshot.
+// A file that fails any check (checksum, format version, selector, entry
+// count, digest) is ignored as a whole with a warning.
+//
 // What it must never do:
 //   - Go backwards. A change whose version is not newer than what the view
 //     holds for its key is ignored, and a gateway that sends a cursor behind
@@ -26,6 +45,11 @@
 //     time and never wait for the network.
 //   - Drop the last-known-good state. While no gateway answers, the view
 //     keeps serving what it had, and Status reports it as stale.
+//   - Load a partial or foreign state file, or leave a partial one behind:
+//     a file is adopted only when all of it checks out, and it is replaced
+//     by rename, never rewritten in place.
+//   - Wait for the disk while applying gateway messages: the state file
+//     writer reads published, immutable versions of the view.
 //
 // Proto types stay inside this package: the API speaks Entry, Event and
 // cursor strings.

@@ -25,6 +25,11 @@ type replica struct {
 	// its checks, cleared once a snapshot is applied. The view's cursor
 	// still guards against going backwards meanwhile.
 	fresh bool
+	// live is true once a gateway vouched for the view: it applied a
+	// snapshot, or a delta or progress cursor that covers the view's. A
+	// view loaded from the state file is synced (its cursor is meaningful
+	// and is resumed from) but not live until then.
+	live bool
 }
 
 func newReplica() *replica { return &replica{tree: newTree()} }
@@ -72,25 +77,31 @@ type result struct {
 	moved   bool    // only the cursor moved: publish it
 	events  []Event // for OnChange, in order
 	reset   bool    // a snapshot replaced an existing view
-	first   bool    // the first snapshot was applied
+	// vouched: the message carried a cursor the view now stands at (a
+	// snapshot end, a delta, a progress cursor that passed the checks).
+	vouched bool
+	first   bool // the first message that vouched for this view: synced
 	// progress fields, when the message was a Progress
 	progress *confgatev1.Progress
 }
 
 // handle applies one message. On error nothing was applied.
-func (r *replica) handle(s *session, m *confgatev1.SubscribeResponse) (result, error) {
+func (r *replica) handle(s *session, m *confgatev1.SubscribeResponse) (res result, err error) {
 	switch {
 	case m.GetSnapshotChunk() != nil:
-		return result{}, r.chunk(s, m.GetSnapshotChunk())
+		err = r.chunk(s, m.GetSnapshotChunk())
 	case m.GetSnapshotEnd() != nil:
-		return r.snapshotEnd(s, m.GetSnapshotEnd())
+		res, err = r.snapshotEnd(s, m.GetSnapshotEnd())
 	case m.GetDelta() != nil:
-		return r.delta(s, m.GetDelta())
+		res, err = r.delta(s, m.GetDelta())
 	case m.GetProgress() != nil:
-		return r.progress(s, m.GetProgress())
+		res, err = r.progress(s, m.GetProgress())
 	}
-	// An unknown message kind from a newer gateway: skip it.
-	return result{}, nil
+	// An unknown message kind from a newer gateway is skipped.
+	if err == nil && res.vouched && !r.live {
+		r.live, res.first = true, true
+	}
+	return res, err
 }
 
 func (r *replica) chunk(s *session, c *confgatev1.SnapshotChunk) error {
@@ -141,7 +152,7 @@ func (r *replica) snapshotEnd(s *session, end *confgatev1.SnapshotEnd) (result, 
 		return result{}, violation(false, "snapshot cursor %s (reason %v, reset %v) is behind the view's cursor %s",
 			next, end.GetReason(), end.GetReset_(), r.cur)
 	}
-	res := result{changed: true, reset: r.synced, first: !r.synced}
+	res := result{changed: true, reset: r.synced, vouched: true}
 	r.tree, r.sum, r.cur, r.synced, r.fresh = b.tree, b.sum, next, true, false
 	kind := EventSnapshot
 	if res.reset {
@@ -217,7 +228,7 @@ func (r *replica) delta(s *session, d *confgatev1.Delta) (result, error) {
 		ops = append(ops, o)
 	}
 
-	res := result{moved: true}
+	res := result{moved: true, vouched: true}
 	cs := next.String()
 	for _, o := range ops {
 		if o.put != nil {
@@ -260,6 +271,7 @@ func (r *replica) progress(s *session, p *confgatev1.Progress) (result, error) {
 		return result{}, err
 	}
 	res.moved = !next.Equal(r.cur)
+	res.vouched = true
 	r.cur = next
 	return res, nil
 }
@@ -295,6 +307,23 @@ func removeEntry(d *digest.Digest, e *Entry) {
 }
 
 var errNoVersion = errors.New("entry has no version")
+
+// toProto is fromProto's inverse, for the state file.
+func toProto(e *Entry) *confgatev1.Entry {
+	pe := &confgatev1.Entry{
+		Key:         e.Key,
+		Value:       e.Value,
+		Version:     &confgatev1.Version{Partition: e.Partition, Offset: e.Offset},
+		ContentType: e.ContentType,
+	}
+	if len(e.Headers) > 0 {
+		pe.Headers = make([]*confgatev1.Header, len(e.Headers))
+		for i, h := range e.Headers {
+			pe.Headers[i] = &confgatev1.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return pe
+}
 
 func fromProto(pe *confgatev1.Entry) (*Entry, error) {
 	if pe.GetKey() == "" {

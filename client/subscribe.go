@@ -15,10 +15,11 @@ import (
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
 
-// Subscribe validates cfg, starts the subscription in a background
-// goroutine and returns at once; use WaitSynced to wait for the first
-// snapshot. The subscription runs until Close is called or ctx is done,
-// and survives gateway failures by reconnecting (see Config).
+// Subscribe validates cfg, loads Config.StateFile when set, starts the
+// subscription in a background goroutine and returns; use WaitSynced to
+// wait for the first snapshot, or WaitLoaded to also accept the state
+// file's content. The subscription runs until Close is called or ctx is
+// done, and survives gateway failures by reconnecting (see Config).
 func Subscribe(ctx context.Context, cfg Config) (*View, error) {
 	return subscribe(ctx, cfg, true)
 }
@@ -41,6 +42,12 @@ func subscribe(ctx context.Context, cfg Config, shuffle bool) (*View, error) {
 		done:   make(chan struct{}),
 	}
 	r := newReplica()
+	if s.stateFile != "" {
+		v.dirty = make(chan struct{}, 1)
+		if lr := v.loadStateFile(); lr != nil {
+			r, v.loaded = lr, true
+		}
+	}
 	v.state.Store(r.publish())
 	go v.run(ctx, r)
 	return v, nil
@@ -50,6 +57,21 @@ func subscribe(ctx context.Context, cfg Config, shuffle bool) (*View, error) {
 // backoff and the next address.
 func (v *View) run(ctx context.Context, r *replica) {
 	defer close(v.done)
+	if v.s.stateFile != "" {
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			v.persist(stop)
+		}()
+		// Runs before close(v.done): Close returns after the last write.
+		defer func() {
+			close(stop)
+			<-stopped
+		}()
+	}
+	if v.loaded && v.s.onChange != nil {
+		v.s.onChange(Event{Kind: EventLoaded, Cursor: r.cur.String()})
+	}
 	log := v.s.log
 	attempt := 0 // backoff exponent
 	for i := 0; ; i++ {
@@ -152,6 +174,12 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 func (v *View) applied(ctx context.Context, r *replica, res result) {
 	if res.changed || res.moved {
 		v.state.Store(r.publish())
+		if v.dirty != nil {
+			select {
+			case v.dirty <- struct{}{}:
+			default: // a write is already pending; it will see this state
+			}
+		}
 	}
 	v.setStatus(func(st *connState) {
 		if p := res.progress; p != nil {

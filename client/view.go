@@ -46,9 +46,16 @@ const (
 	// Read the view (Range) for its content.
 	EventSnapshot
 	// EventReset: a later snapshot replaced the whole view (history
-	// expired, slow subscriber, topic recreated, ...). Keys may have
-	// appeared, changed or disappeared without individual events.
+	// expired, slow subscriber, topic recreated, ...), or replaced a view
+	// loaded from the state file. Keys may have appeared, changed or
+	// disappeared without individual events.
 	EventReset
+	// EventLoaded: the view was loaded from Config.StateFile. It is the
+	// first event, delivered before any gateway is contacted; the view is
+	// stale until a gateway answers (Status.FromFile). Then changes arrive
+	// as EventPut and EventDelete, or as one EventReset; there is no
+	// EventSnapshot in the life of a loaded view.
+	EventLoaded
 )
 
 func (k EventKind) String() string {
@@ -61,6 +68,8 @@ func (k EventKind) String() string {
 		return "snapshot"
 	case EventReset:
 		return "reset"
+	case EventLoaded:
+		return "loaded"
 	}
 	return "unknown"
 }
@@ -83,10 +92,15 @@ type Status struct {
 	Connected bool
 	// Addr is the gateway of the current stream, or of the last attempt.
 	Addr string
-	// Stale is true when the view may be behind the topic: not synced yet,
-	// disconnected (the view serves the last-known-good state), or the
-	// gateway reported that it has not heard from Kafka recently.
+	// Stale is true when the view may be behind the topic: not synced yet
+	// (or only loaded from the state file), disconnected (the view serves
+	// the last-known-good state), or the gateway reported that it has not
+	// heard from Kafka recently.
 	Stale bool
+	// FromFile is true while the view holds what was loaded from
+	// Config.StateFile and no gateway has answered yet (WaitSynced has not
+	// returned). Stale is true meanwhile.
+	FromFile bool
 	// LagRecords is the gateway's lag behind the topic, from the last
 	// progress message.
 	LagRecords int64
@@ -98,6 +112,10 @@ type Status struct {
 	// after a successful reconnect), or the permanent error that stopped
 	// the subscription.
 	LastError error
+	// StateFileError is why the state file was ignored at Subscribe or why
+	// its last write failed; nil once a write succeeded. The view is not
+	// affected, only what a restart would boot from.
+	StateFileError error
 }
 
 // ErrClosed is returned by WaitSynced when the view was closed before its
@@ -115,9 +133,18 @@ type View struct {
 	state atomic.Pointer[state]
 
 	cancel    context.CancelFunc
-	synced    chan struct{} // closed once the first snapshot is applied
+	synced    chan struct{} // closed once a gateway vouched for the view
 	done      chan struct{} // closed when the run goroutine returns
 	closeOnce sync.Once
+	// loaded is true when Subscribe loaded the view from the state file.
+	// Set before the run goroutine starts, never changed.
+	loaded bool
+	// dirty asks the state file writer for a write (capacity 1: one
+	// pending request stands for any number of changes).
+	dirty chan struct{}
+	// saved is what the state file holds; only loadStateFile (before the
+	// goroutines start) and then the writer goroutine touch it.
+	saved savedState
 
 	mu sync.Mutex // guards the fields below; never held while calling out
 	st connState
@@ -134,6 +161,7 @@ type connState struct {
 	resets       int
 	lastErr      error
 	stopErr      error // why the run goroutine stopped
+	fileErr      error // state file: load failure or last write failure
 }
 
 // state is one immutable version of the view.
@@ -175,7 +203,8 @@ func (v *View) Range(prefix string, fn func(Entry) bool) {
 func (v *View) Len() int { return v.state.Load().tree.Len() }
 
 // Cursor returns the last applied cursor in its text form (the one the CLI
-// prints and accepts), or "" before the first snapshot.
+// prints and accepts), or "" before the first snapshot. A view loaded from
+// the state file starts at the file's cursor.
 func (v *View) Cursor() string {
 	s := v.state.Load()
 	if !s.synced {
@@ -194,20 +223,35 @@ func (v *View) Status() Status {
 	defer v.mu.Unlock()
 	st := v.st
 	return Status{
-		Connected:  st.connected,
-		Addr:       st.addr,
-		Stale:      !st.connected || !st.isSynced || st.gatewayStale,
-		LagRecords: st.lag,
-		Reconnects: st.reconnects,
-		Resets:     st.resets,
-		LastError:  st.lastErr,
+		Connected:      st.connected,
+		Addr:           st.addr,
+		Stale:          !st.connected || !st.isSynced || st.gatewayStale,
+		FromFile:       v.loaded && !st.isSynced,
+		LagRecords:     st.lag,
+		Reconnects:     st.reconnects,
+		Resets:         st.resets,
+		LastError:      st.lastErr,
+		StateFileError: st.fileErr,
 	}
 }
 
-// WaitSynced blocks until the first snapshot has been applied and returns
-// nil. It returns early with ctx's error, with the permanent error that
-// stopped the subscription (for example INVALID_ARGUMENT for the selector),
-// or with ErrClosed.
+// WaitLoaded is WaitSynced, except that it returns nil at once when the view
+// was loaded from Config.StateFile: it waits until the view has a state to
+// serve, fresh or last-known-good. A service that should start even while
+// every gateway is down waits with WaitLoaded and watches Status().Stale.
+func (v *View) WaitLoaded(ctx context.Context) error {
+	if v.loaded {
+		return nil
+	}
+	return v.WaitSynced(ctx)
+}
+
+// WaitSynced blocks until a gateway has vouched for the view and returns
+// nil: the first snapshot was applied or, for a view loaded from the state
+// file, the resumed stream's first delta, progress or snapshot. It returns
+// early with ctx's error, with the permanent error that stopped the
+// subscription (for example INVALID_ARGUMENT for the selector), or with
+// ErrClosed.
 func (v *View) WaitSynced(ctx context.Context) error {
 	select {
 	case <-v.synced:
@@ -231,8 +275,9 @@ func (v *View) WaitSynced(ctx context.Context) error {
 	}
 }
 
-// Close stops the subscription and waits for its goroutine (and a running
-// OnChange call) to return. The view stays readable with its last state.
+// Close stops the subscription and waits for its goroutines (and a running
+// OnChange call) to return; with a state file, that includes its last
+// write. The view stays readable with its last state.
 // Close is idempotent and always returns nil.
 func (v *View) Close() error {
 	v.closeOnce.Do(func() {
