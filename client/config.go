@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"log/slog"
 	"path/filepath"
 	"time"
@@ -62,6 +63,14 @@ type Config struct {
 	// subscriber, which is safe). It must not call Close.
 	OnChange func(Event)
 
+	// Observe, when set, is called with every message the view accepted,
+	// in order, tagged with the stream it came on. It is for audits and
+	// history checkers, not for reading config (use OnChange): it runs on
+	// the subscription's goroutine and must return quickly. Messages a view
+	// rejects (a cursor going backwards, a snapshot failing its checks) are
+	// not observed; the stream they came on ends.
+	Observe func(Observation)
+
 	// StateFile, when set, is the path of the last-known-good file: the
 	// view and its cursor, so that a restarted service boots from it while
 	// no gateway answers, and then resumes with deltas instead of a full
@@ -101,6 +110,18 @@ type Config struct {
 }
 
 // settings is a validated Config with defaults filled in.
+// Observation is one accepted message and the stream it came on.
+type Observation struct {
+	// Stream numbers the streams of this view, from 1; it changes on every
+	// reconnect.
+	Stream int
+	// Addr is the gateway address the stream was opened to.
+	Addr string
+	// ResumeCursor is the cursor the stream was opened with (nil: none).
+	ResumeCursor []byte
+	Message      *confgatev1.SubscribeResponse
+}
+
 type settings struct {
 	addrs             []string
 	selector          keyspace.Selector
@@ -108,6 +129,7 @@ type settings struct {
 	backoffMin        time.Duration
 	backoffMax        time.Duration
 	onChange          func(Event)
+	observe           func(Observation)
 	log               *slog.Logger
 	stateFile         string
 	stateFileInterval time.Duration
@@ -133,6 +155,7 @@ func (c Config) settings() (settings, error) {
 		backoffMin:        c.BackoffMin,
 		backoffMax:        c.BackoffMax,
 		onChange:          c.OnChange,
+		observe:           c.Observe,
 		log:               c.Logger,
 		stateFile:         c.StateFile,
 		stateFileInterval: c.StateFileInterval,

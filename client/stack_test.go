@@ -352,3 +352,43 @@ func TestStackEveryGatewayDown(t *testing.T) {
 		}
 	})
 }
+
+// Observe sees every accepted message with its stream, and a resumed
+// stream carries the cursor it resumed from.
+func TestObserveTagsStreams(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
+	testkit.Put(t, g, "obs/a", "1")
+	var mu sync.Mutex
+	var seen []Observation
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	v, err := Subscribe(ctx, Config{Addrs: []string{g.Addr}, Prefixes: []string{"obs/"}, Observe: func(o Observation) {
+		mu.Lock()
+		seen = append(seen, o)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if err := v.WaitSynced(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Put(t, g, "obs/b", "2")
+	testkit.Eventually(t, 10*time.Second, "the delta observed", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, o := range seen {
+			if o.Message.GetDelta() != nil {
+				return true
+			}
+		}
+		return false
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if seen[0].Stream != 1 || seen[0].ResumeCursor != nil || seen[0].Addr != g.Addr || seen[0].Message.GetSnapshotChunk() == nil {
+		t.Fatalf("first observation %+v: want stream 1, no resume cursor, a snapshot chunk", seen[0])
+	}
+}

@@ -151,6 +151,7 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 		return false, err
 	}
 	sess := &session{resumed: resumed}
+	v.streams++
 	for {
 		m, err := sc.Recv()
 		if err != nil {
@@ -164,6 +165,9 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 		res, err := r.handle(sess, m)
 		if err != nil {
 			return delivered, err
+		}
+		if v.s.observe != nil {
+			v.s.observe(Observation{Stream: v.streams, Addr: addr, ResumeCursor: req.ResumeCursor, Message: m})
 		}
 		v.applied(ctx, r, res)
 	}

@@ -131,6 +131,8 @@ type View struct {
 	// state is the published, immutable version of the view. Only the run
 	// goroutine stores it.
 	state atomic.Pointer[state]
+	// streams counts the streams opened; only the run goroutine uses it.
+	streams int
 
 	cancel    context.CancelFunc
 	synced    chan struct{} // closed once a gateway vouched for the view
