@@ -1,0 +1,257 @@
+//go:build kafkafaults
+
+package failover_test
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// confgateBin is the binary under test, built once by TestMain.
+var confgateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "confgate-failover")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	confgateBin = filepath.Join(dir, "confgate")
+	build := exec.Command("go", "build", "-race", "-o", confgateBin, "../../cmd/confgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build confgate:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func brokers(t *testing.T) string {
+	t.Helper()
+	b := os.Getenv("CONFGATE_KAFKA_BROKERS")
+	if b == "" {
+		t.Fatal("CONFGATE_KAFKA_BROKERS is not set: run through scripts/test.sh (make test)")
+	}
+	return b
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// gatewayProc is one `confgate serve` process with fixed ports, so it can
+// be killed and restarted behind the same load-balancer entry.
+type gatewayProc struct {
+	t     *testing.T
+	name  string
+	addr  string
+	admin string
+	args  []string
+	cmd   *exec.Cmd
+	exit  chan error
+	log   *os.File
+}
+
+func newGateway(t *testing.T, name, topic string, extra ...string) *gatewayProc {
+	t.Helper()
+	g := &gatewayProc{t: t, name: name, addr: freePort(t), admin: freePort(t)}
+	g.args = append([]string{"serve", "--brokers", brokers(t), "--topic", topic, "--create-topic",
+		"--listen", g.addr, "--admin-listen", g.admin, "--progress-interval", "200ms",
+		"--probe-interval", "500ms", "--shutdown-grace", "5s", "--log-level", "warn"}, extra...)
+	f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.log = f
+	t.Cleanup(func() {
+		g.kill()
+		f.Close()
+		if t.Failed() {
+			if b, err := os.ReadFile(f.Name()); err == nil && len(b) > 0 {
+				t.Logf("%s log (tail):\n%s", name, tailString(string(b), 3000))
+			}
+		}
+	})
+	return g
+}
+
+func tailString(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (g *gatewayProc) running() bool { return g.cmd != nil }
+
+// start launches the process and waits until /readyz answers 200.
+func (g *gatewayProc) start() {
+	g.t.Helper()
+	if g.running() {
+		return
+	}
+	cmd := exec.Command(confgateBin, g.args...)
+	cmd.Stdout, cmd.Stderr = g.log, g.log
+	if err := cmd.Start(); err != nil {
+		g.t.Fatal(err)
+	}
+	g.cmd, g.exit = cmd, make(chan error, 1)
+	go func() { g.exit <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if ready(g.admin) {
+			return
+		}
+		select {
+		case err := <-g.exit:
+			g.t.Fatalf("%s exited while starting: %v", g.name, err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("%s not ready within 60s", g.name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func ready(admin string) bool {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + admin + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// kill sends SIGKILL and waits.
+func (g *gatewayProc) kill() { g.signal(syscall.SIGKILL, 10*time.Second) }
+
+// term sends SIGTERM (graceful drain) and waits for a clean exit.
+func (g *gatewayProc) term() error { return g.signal(syscall.SIGTERM, 30*time.Second) }
+
+func (g *gatewayProc) signal(sig syscall.Signal, wait time.Duration) error {
+	if !g.running() {
+		return nil
+	}
+	_ = g.cmd.Process.Signal(sig)
+	var err error
+	select {
+	case err = <-g.exit:
+	case <-time.After(wait):
+		_ = g.cmd.Process.Kill()
+		err = <-g.exit
+		err = fmt.Errorf("%s did not exit within %s after %v (killed): %v", g.name, wait, sig, err)
+	}
+	g.cmd = nil
+	if sig == syscall.SIGKILL {
+		return nil
+	}
+	return err
+}
+
+// metric sums the samples of a metric in /metrics whose line starts with
+// prefix (a name, or a name with labels such as `x{method="Subscribe"}`).
+func (g *gatewayProc) metric(prefix string) float64 {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + g.admin + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		f := strings.Fields(line)
+		var v float64
+		if _, err := fmt.Sscan(f[len(f)-1], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// haproxy is a real load balancer in TCP mode in front of the gateways.
+// Health checks use each gateway's /readyz, and sessions to a server
+// marked down are cut, as an operator would configure it.
+type haproxy struct {
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startHAProxy(t *testing.T, gws []*gatewayProc) *haproxy {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatal("haproxy not installed: scripts/test.sh installs it (apt-get install haproxy)")
+	}
+	h := &haproxy{addr: freePort(t)}
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+  maxconn 4096
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+frontend confgate
+  bind %s
+  default_backend gateways
+backend gateways
+  balance roundrobin
+  option httpchk
+  http-check send meth GET uri /readyz
+  default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions
+`, h.addr)
+	for _, g := range gws {
+		_, adminPort, _ := net.SplitHostPort(g.admin)
+		fmt.Fprintf(&b, "  server %s %s check port %s\n", g.name, g.addr, adminPort)
+	}
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.cmd = exec.Command(bin, "-db", "-f", cfg)
+	logf, _ := os.Create(filepath.Join(t.TempDir(), "haproxy.log"))
+	h.cmd.Stdout, h.cmd.Stderr = logf, logf
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.cmd.Process.Kill(); _ = h.cmd.Wait(); logf.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", h.addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return h
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("haproxy not listening: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
