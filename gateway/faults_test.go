@@ -327,6 +327,9 @@ func TestTopicRecreatedResetsSubscribers(t *testing.T) {
 	if testkit.Metric(t, g, "confgate_store_rebuilds_total", "") < 1 {
 		t.Fatal("rebuild not counted")
 	}
+	// Writes through the gateway reach the new topic.
+	testkit.Put(t, g, "new/d", "3")
+	s.Until(30*time.Second, "a write after the rebuild", func(s *testkit.Stream) bool { return s.View["new/d"] != nil })
 	// An old cursor now resumes as TOPIC_CHANGED.
 	s2 := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{ResumeCursor: oldCursor.Encode()})
 	s2.Until(10*time.Second, "reset", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })

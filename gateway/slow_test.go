@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/internal/history"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
@@ -21,7 +22,8 @@ import (
 // final state is exact; a subscriber reading along gets every change.
 func TestSlowSubscriberIsCoalesced(t *testing.T) {
 	k := testkit.StartKafka(t)
-	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{
+	topicName := testkit.Topic(t)
+	g := testkit.StartGateway(t, k, topicName, testkit.Options{
 		Store:   store.Config{MaxBatchRecords: 1},
 		Gateway: gateway.Config{MaxPendingBatches: 8, MaxCoalescedBytes: 3 << 20},
 	})
@@ -60,6 +62,8 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 		t.Fatalf("fast reader got %d puts, want every one of %d", fast.Puts, writes)
 	}
 
+	rec := history.NewRecorder()
+	audit := rec.Client("slow", []string{"hot/"})
 	view := map[string]*confgatev1.Entry{}
 	var coalesced, puts int
 	var pending map[string]*confgatev1.Entry
@@ -68,6 +72,7 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		audit.ObserveProto(m)
 		switch x := m.Message.(type) {
 		case *confgatev1.SubscribeResponse_SnapshotChunk:
 			if pending == nil {
@@ -108,6 +113,12 @@ done:
 		if v := string(view[fmt.Sprintf("hot/%d", i)].GetValue()); !strings.HasPrefix(v, "29") {
 			t.Fatalf("hot/%d has an old value %.4q...", i, v)
 		}
+	}
+	// The checker agrees with the topic's log: coalesced deltas carry the
+	// latest of each key changed, nothing older, nothing missing.
+	topic := g.Store.Status().Topic
+	if err := rec.Check(k.ReadLog(t, topicName), topic); err != nil {
+		t.Fatalf("history check of the slow reader: %v", err)
 	}
 	t.Logf("%d writes: fast reader got %d puts, slow reader %d puts in %d coalesced deltas", writes, fast.Puts, puts, coalesced)
 }

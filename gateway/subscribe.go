@@ -182,6 +182,13 @@ func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
 			return true
 		})
 		end := r.Snap.Cursor.Encode()
+		if len(latest) == 0 {
+			// Nothing this selector cares about changed: confirm the new
+			// position without an empty delta.
+			g.m.resumes.WithLabelValues("diff").Inc()
+			s.pos, s.at, s.atBytes = r.Seq, r.Snap.Cursor, end
+			return s.progress()
+		}
 		f, ok := g.coalesced(latest, end, g.cfg.MaxCoalescedBytes)
 		if !ok {
 			g.m.resumes.WithLabelValues("reset").Inc()
@@ -337,6 +344,11 @@ func (s *subscription) catchUp(ctx context.Context, first []*store.Batch) error 
 			break
 		}
 		ok = add(more)
+	}
+	if ok && len(latest) == 0 {
+		// Nothing matched while it was behind: move on; progress follows.
+		s.pos, s.at, s.atBytes, s.filter = last.Seq, last.End, last.EndBytes, nil
+		return nil
 	}
 	if ok {
 		var f *frame

@@ -403,6 +403,14 @@ func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(conte
 func (s *Store) install(meta topicMeta, start, targets []int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.st.topic != (cursor.TopicID{}) && s.st.topic != meta.id {
+		// franz-go's producer, like its consumer, never adopts a
+		// recreated topic's new ID by itself: writes would fail with
+		// UNKNOWN_TOPIC_ID forever. Purging makes it look the topic up
+		// again.
+		s.prod.PurgeTopicsFromClient(s.cfg.Topic)
+		s.log.Info("topic has a new identity: producer re-reads its metadata", "topic_id", meta.id.String())
+	}
 	// Skip one seq so a reader positioned at the old head sees
 	// ErrRebuilt rather than an empty, seemingly current history.
 	seq := s.st.nextSeq + 1

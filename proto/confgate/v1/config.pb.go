@@ -1231,8 +1231,9 @@ func (x *PutRequest) GetWaitApplied() bool {
 type PutResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	// A cursor that includes the write: pass it as min_cursor or
-	// resume_cursor to read it back from any gateway.
+	// A cursor that includes the write (and this gateway's earlier writes):
+	// pass it as min_cursor to read it back from any gateway. It is not a
+	// resume_cursor: resuming from it would skip everything before it.
 	Cursor        []byte `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

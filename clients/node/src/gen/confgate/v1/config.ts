@@ -291,8 +291,9 @@ export interface PutResponse {
     | Version
     | undefined;
   /**
-   * A cursor that includes the write: pass it as min_cursor or
-   * resume_cursor to read it back from any gateway.
+   * A cursor that includes the write (and this gateway's earlier writes):
+   * pass it as min_cursor to read it back from any gateway. It is not a
+   * resume_cursor: resuming from it would skip everything before it.
    */
   cursor: Buffer;
 }
