@@ -140,12 +140,17 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 	case err = <-errc:
 	}
 	g.log.Info("shutting down: draining streams")
-	g.Drain()
+	// Health first (load balancers stop routing here), then GOAWAY and no
+	// new streams (GracefulStop), then the open streams end with
+	// UNAVAILABLE so their clients resume on another gateway rather than
+	// on a new stream over this connection.
+	g.health.Shutdown()
 	done := make(chan struct{})
 	go func() {
 		srv.GracefulStop()
 		close(done)
 	}()
+	g.Drain()
 	select {
 	case <-done:
 	case <-time.After(g.cfg.ShutdownGrace):

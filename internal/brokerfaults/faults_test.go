@@ -18,7 +18,7 @@ import (
 
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
-	"github.com/confgate/confgate/internal/digest"
+	"github.com/confgate/confgate/internal/history"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
@@ -253,7 +253,7 @@ func runFault(t *testing.T, tc faultCase) {
 
 	// Every gateway reaches the end of the log; every stream reaches it.
 	log := k.ReadLog(t, topic)
-	end := logEnd(log, gws[0].Store.Status().Topic)
+	end := history.LogEnd(log, gws[0].Store.Status().Topic)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i, g := range gws {
@@ -283,7 +283,11 @@ func runFault(t *testing.T, tc faultCase) {
 		}
 	}
 	// Every gateway's state is exactly the topic's content.
-	want := logDigest(log)
+	final, err := history.StateAt(log, end, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := history.Digest(final)
 	for i, g := range gws {
 		if got := g.Store.Status().Digest; !bytes.Equal(got, want) {
 			t.Fatalf("gateway %d digest differs from the topic's content", i)
@@ -308,32 +312,6 @@ func httpGet(t *testing.T, url string) string {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// logEnd is the cursor after the last record read.
-func logEnd(log []testkit.LogRecord, topic cursor.TopicID) cursor.Cursor {
-	c := cursor.Cursor{Topic: topic}
-	for _, r := range log {
-		for int(r.Partition) >= len(c.Offsets) {
-			c.Offsets = append(c.Offsets, 0)
-		}
-		c.Offsets[r.Partition] = max(c.Offsets[r.Partition], r.Offset+1)
-	}
-	return c
-}
-
-func logDigest(log []testkit.LogRecord) []byte {
-	latest := map[string]testkit.LogRecord{}
-	for _, r := range log {
-		latest[r.Key] = r
-	}
-	var d digest.Digest
-	for _, r := range latest {
-		if !r.Tombstone {
-			d.Add(digest.Hash(r.Key, r.Value, r.Partition, r.Offset))
-		}
-	}
-	return d.Bytes()
 }
 
 // checkStream compares what a subscriber received after its snapshot with
@@ -409,7 +387,11 @@ func checkStream(t *testing.T, i int, s *testkit.Stream, log []testkit.LogRecord
 			t.Fatalf("stream %d: changes in partition %d the log does not have", i, p)
 		}
 	}
-	if !bytes.Equal(testkit.DigestOf(s.View), logSelectedDigest(log, match)) {
+	selected, err := history.StateAt(log, history.LogEnd(log, start.Topic), prefixes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(testkit.DigestOf(s.View), history.Digest(selected)) {
 		t.Fatalf("stream %d: final view differs from the topic's content", i)
 	}
 }
@@ -419,14 +401,4 @@ func tail(s []string, n int) []string {
 		return nil
 	}
 	return s[n:min(len(s), n+3)]
-}
-
-func logSelectedDigest(log []testkit.LogRecord, match func(string) bool) []byte {
-	var sel []testkit.LogRecord
-	for _, r := range log {
-		if match(r.Key) {
-			sel = append(sel, r)
-		}
-	}
-	return logDigest(sel)
 }

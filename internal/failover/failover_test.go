@@ -18,7 +18,6 @@ import (
 
 	"github.com/confgate/confgate/client"
 	"github.com/confgate/confgate/internal/cursor"
-	"github.com/confgate/confgate/internal/digest"
 	"github.com/confgate/confgate/internal/history"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -134,18 +133,16 @@ func settle(t *testing.T, k *testkit.Kafka, topic string, gws []*gatewayProc, w 
 		t.Fatal(err)
 	}
 	id := cursor.TopicID(td[topic].ID)
-	end := cursor.Cursor{Topic: id}
-	for _, r := range log {
-		for int(r.Partition) >= len(end.Offsets) {
-			end.Offsets = append(end.Offsets, 0)
-		}
-		end.Offsets[r.Partition] = max(end.Offsets[r.Partition], r.Offset+1)
-	}
+	end := history.LogEnd(log, id)
 	for _, s := range subs {
 		testkit.Eventually(t, 60*time.Second, s.name+" at the log's end", func() bool { return s.at().Covers(end) })
 		s.halt()
 	}
-	want := base64.RawURLEncoding.EncodeToString(logDigest(log))
+	final, err := history.StateAt(log, end, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := base64.RawURLEncoding.EncodeToString(history.Digest(final))
 	for _, g := range gws {
 		testkit.Eventually(t, 30*time.Second, g.name+" digest equal to the topic's", func() bool { return debugDigest(g) == want })
 	}
@@ -175,20 +172,6 @@ func debugDigest(g *gatewayProc) string {
 		return ""
 	}
 	return st.Digest
-}
-
-func logDigest(log []testkit.LogRecord) []byte {
-	latest := map[string]testkit.LogRecord{}
-	for _, r := range log {
-		latest[r.Key] = r
-	}
-	var d digest.Digest
-	for _, r := range latest {
-		if !r.Tombstone {
-			d.Add(digest.Hash(r.Key, r.Value, r.Partition, r.Offset))
-		}
-	}
-	return d.Bytes()
 }
 
 func startGateways(t *testing.T, topic string, n int, extra ...string) []*gatewayProc {
