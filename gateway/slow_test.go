@@ -25,7 +25,9 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 	topicName := testkit.Topic(t)
 	g := testkit.StartGateway(t, k, topicName, testkit.Options{
 		Store:   store.Config{MaxBatchRecords: 1},
-		Gateway: gateway.Config{MaxPendingBatches: 8, MaxCoalescedBytes: 3 << 20},
+		// The stalled reader falls ~300 batches behind; a reading one
+		// starved of CPU under -race must stay well inside the bound.
+		Gateway: gateway.Config{MaxPendingBatches: 64, MaxCoalescedBytes: 3 << 20},
 	})
 	for i := range 10 {
 		testkit.Put(t, g, fmt.Sprintf("hot/%d", i), "0")
@@ -45,6 +47,12 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 		t.Fatal(err)
 	}
 	fast := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("hot/")})
+	// Both snapshots are taken before the writes start, so the reading
+	// subscriber must get every write as a delta.
+	fast.Until(10*time.Second, "the fast reader's snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	testkit.Eventually(t, 10*time.Second, "both streams open", func() bool {
+		return testkit.Metric(t, g, "confgate_gateway_snapshots_total", "initial") >= 2
+	})
 
 	// 10 keys rewritten 30 times with 16 KiB values: ~5 MB, far more than
 	// the slow stream's window.
