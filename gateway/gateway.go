@@ -63,6 +63,12 @@ type Gateway struct {
 
 	buildMu sync.Mutex
 	builds  map[string]*snapBuild
+	// builders tracks snapshot builds, which may outlive the request that
+	// started them; Serve waits for them before closing the cache.
+	// closing (under buildMu) refuses new builds once Serve is stopping,
+	// since a forced grpc Stop does not wait for handlers.
+	builders sync.WaitGroup
+	closing  bool
 
 	status   atomic.Pointer[store.Status] // refreshed by Serve
 	draining chan struct{}                // closed when shutting down
@@ -164,6 +170,10 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 		cancel()
 	}
 	wg.Wait()
+	g.buildMu.Lock()
+	g.closing = true
+	g.buildMu.Unlock()
+	g.builders.Wait()
 	g.cache.close()
 	return err
 }

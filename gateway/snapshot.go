@@ -44,12 +44,20 @@ func (g *Gateway) streamSnapshot(ctx context.Context, snap *store.Snapshot, sel 
 
 	key := snapshotCacheKey(sel.Key(), snap.Seq)
 	g.buildMu.Lock()
+	if g.closing {
+		g.buildMu.Unlock()
+		return snapshotResult{}, errDraining
+	}
 	b, ok := g.builds[key]
 	if !ok {
 		b = &snapBuild{more: make(chan struct{})}
 		g.builds[key] = b
 		g.m.encodes.WithLabelValues("snapshot").Inc()
-		go g.buildSnapshot(b, snap, sel)
+		g.builders.Add(1)
+		go func() {
+			defer g.builders.Done()
+			g.buildSnapshot(b, snap, sel)
+		}()
 	} else {
 		g.m.cacheHits.WithLabelValues("snapshot").Inc()
 	}
