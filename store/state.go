@@ -144,8 +144,11 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		}
 		e := r.entry
 		e.Partition, e.Offset, e.appliedAt = r.part, r.off, now
-		old, had := st.tree.Get(e)
+		// One traversal: insert, and put the old entry back in the rare
+		// case it was not older.
+		old, had := st.tree.ReplaceOrInsert(e)
 		if had && old.Partition == e.Partition && old.Offset >= e.Offset {
+			st.tree.ReplaceOrInsert(old)
 			res.skip(skipNoop)
 			continue
 		}
@@ -158,7 +161,6 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 			}
 		}
 		if e.Deleted {
-			st.tree.ReplaceOrInsert(e)
 			st.tombs++
 			st.tombQ = append(st.tombQ, tombRef{e.Key, e.Partition, e.Offset, now})
 			if !had || old.Deleted {
@@ -171,7 +173,6 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 			e.hash = digest.Hash(e.Key, e.Value, e.Partition, e.Offset)
 			st.dig.Add(e.hash)
 			st.live++
-			st.tree.ReplaceOrInsert(e)
 		}
 		res.applied++
 		changes = append(changes, e)
