@@ -24,7 +24,7 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 	k := testkit.StartKafka(t)
 	topicName := testkit.Topic(t)
 	g := testkit.StartGateway(t, k, topicName, testkit.Options{
-		Store:   store.Config{MaxBatchRecords: 1},
+		Store: store.Config{MaxBatchRecords: 1},
 		// The stalled reader falls ~300 batches behind; a reading one
 		// starved of CPU under -race must stay well inside the bound.
 		Gateway: gateway.Config{MaxPendingBatches: 64, MaxCoalescedBytes: 3 << 20},

@@ -14,13 +14,12 @@ import (
 // selector at the same batch seq while it is in flight reads the same
 // chunks as they are produced, so a reconnect storm encodes once.
 type snapBuild struct {
-	mu      sync.Mutex
-	more    chan struct{} // closed and replaced when chunks grow or done
-	chunks  []*frame
-	done    bool
-	count   uint64
-	digest  []byte
-	readers int
+	mu     sync.Mutex
+	more   chan struct{} // closed and replaced when chunks grow or done
+	chunks []*frame
+	done   bool
+	count  uint64
+	digest []byte
 }
 
 // snapshotResult is what a reader needs besides the chunks.
@@ -61,9 +60,7 @@ func (g *Gateway) streamSnapshot(ctx context.Context, snap *store.Snapshot, sel 
 	} else {
 		g.m.cacheHits.WithLabelValues("snapshot").Inc()
 	}
-	b.readers++
 	g.buildMu.Unlock()
-	defer g.leaveBuild(key, b)
 
 	for i := 0; ; {
 		b.mu.Lock()
@@ -88,18 +85,6 @@ func (g *Gateway) streamSnapshot(ctx context.Context, snap *store.Snapshot, sel 
 			return snapshotResult{}, ctx.Err()
 		case <-more:
 		}
-	}
-}
-
-func (g *Gateway) leaveBuild(key string, b *snapBuild) {
-	g.buildMu.Lock()
-	defer g.buildMu.Unlock()
-	b.mu.Lock()
-	b.readers--
-	gone := b.readers == 0 && b.done
-	b.mu.Unlock()
-	if gone && g.builds[key] == b {
-		delete(g.builds, key)
 	}
 }
 
@@ -143,11 +128,11 @@ func (g *Gateway) buildSnapshot(b *snapBuild, snap *store.Snapshot, sel keyspace
 	res.chunks = chunks
 	g.cache.putSnapshot(snapshotCacheKey(sel.Key(), snap.Seq), res)
 
+	// Readers still streaming keep their pointer to b; later requests find
+	// the cache (when it admitted the snapshot) or build anew.
 	g.buildMu.Lock()
-	b.mu.Lock()
-	if b.readers == 0 && g.builds[snapshotCacheKey(sel.Key(), snap.Seq)] == b {
-		delete(g.builds, snapshotCacheKey(sel.Key(), snap.Seq))
+	if key := snapshotCacheKey(sel.Key(), snap.Seq); g.builds[key] == b {
+		delete(g.builds, key)
 	}
-	b.mu.Unlock()
 	g.buildMu.Unlock()
 }
