@@ -12,8 +12,6 @@ import (
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // BenchmarkSlowReaders measures what subscribers that stop reading cost
@@ -32,14 +30,7 @@ func BenchmarkSlowReaders(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			for range stalled {
-				// Small fixed windows and no Recv: the stream stops reading.
-				conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-					grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer conn.Close()
-				if _, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"slow/"}}}); err != nil {
+				if _, err := testkit.SlowReaderClient(b, g).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"slow/"}}}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -65,17 +65,17 @@ func entryCacheKey(e *store.Entry) string {
 // cache when it holds exactly this key and version.
 func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) []byte {
 	if pc.c == nil {
-		m.encodes.WithLabelValues("entry").Inc()
+		m.encEntry.Inc()
 		return encodeAny(e)
 	}
 	k := entryCacheKey(e)
 	if v, ok := pc.c.Get(k); ok {
 		if ce, ok := v.(*cachedEntry); ok && ce.key == e.Key && ce.part == e.Partition && ce.off == e.Offset && ce.del == e.Deleted {
-			m.cacheHits.WithLabelValues("entry").Inc()
+			m.hitEntry.Inc()
 			return ce.b
 		}
 	}
-	m.encodes.WithLabelValues("entry").Inc()
+	m.encEntry.Inc()
 	b := encodeAny(e)
 	pc.c.Set(k, &cachedEntry{key: e.Key, part: e.Partition, off: e.Offset, del: e.Deleted, b: b}, int64(len(b)+len(k)+64))
 	return b

@@ -22,9 +22,13 @@ type group struct {
 	key  string
 	refs int // guarded by groups.mu
 
-	mu    sync.Mutex
-	memo  map[uint64]*memoFrames
-	order []uint64 // memo keys, oldest first
+	mu   sync.Mutex
+	memo map[uint64]*memoFrames
+	// ring holds the memo's keys in insertion order; next is where the
+	// next key goes, evicting the oldest once the ring is full.
+	ring [memoBatches]uint64
+	next int
+	full bool
 }
 
 type memoFrames struct {
@@ -71,22 +75,23 @@ func (grp *group) frames(g *Gateway, b *store.Batch, prev cursor.Cursor) []*fram
 	mf, ok := grp.memo[b.Seq]
 	if !ok {
 		mf = &memoFrames{}
-		grp.memo[b.Seq] = mf
-		grp.order = append(grp.order, b.Seq)
-		if len(grp.order) > memoBatches {
-			delete(grp.memo, grp.order[0])
-			grp.order = slices.Delete(grp.order, 0, 1)
+		if grp.full {
+			delete(grp.memo, grp.ring[grp.next])
 		}
+		grp.memo[b.Seq] = mf
+		grp.ring[grp.next] = b.Seq
+		grp.next = (grp.next + 1) % memoBatches
+		grp.full = grp.full || grp.next == 0
 	}
 	grp.mu.Unlock()
 	mf.once.Do(func() {
 		mf.frames = g.deltaFrames(b, prev, grp.sel, nil)
 		if len(mf.frames) > 0 {
-			g.m.encodes.WithLabelValues("delta").Add(float64(len(mf.frames)))
+			g.m.encDelta.Add(float64(len(mf.frames)))
 		}
 	})
 	if ok {
-		g.m.cacheHits.WithLabelValues("delta").Inc()
+		g.m.hitDelta.Inc()
 	}
 	return mf.frames
 }

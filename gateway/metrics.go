@@ -13,6 +13,14 @@ type metrics struct {
 	coalesced   prometheus.Counter
 	groups      prometheus.Gauge
 	requests    *prometheus.CounterVec
+
+	// Children resolved once: the fan-out and snapshot paths count per
+	// entry and per message, where a label lookup each time would cost a
+	// hash and a map probe.
+	sentChunk, sentEnd, sentDelta, sentProgress prometheus.Counter
+	encEntry, encDelta, encSnapshot             prometheus.Counter
+	hitEntry, hitDelta, hitSnapshot             prometheus.Counter
+	subscribeStreams, snapshotStreams           prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,6 +36,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		groups:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_selector_groups", Help: "Distinct selectors with open subscriptions."}),
 		requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_requests_total", Help: "Finished RPCs, by method and status code."}, []string{"method", "code"}),
 	}
+	m.sentChunk, m.sentEnd = m.sent.WithLabelValues("snapshot_chunk"), m.sent.WithLabelValues("snapshot_end")
+	m.sentDelta, m.sentProgress = m.sent.WithLabelValues("delta"), m.sent.WithLabelValues("progress")
+	m.encEntry, m.encDelta, m.encSnapshot = m.encodes.WithLabelValues("entry"), m.encodes.WithLabelValues("delta"), m.encodes.WithLabelValues("snapshot")
+	m.hitEntry, m.hitDelta, m.hitSnapshot = m.cacheHits.WithLabelValues("entry"), m.cacheHits.WithLabelValues("delta"), m.cacheHits.WithLabelValues("snapshot")
+	m.subscribeStreams, m.snapshotStreams = m.subscribers.WithLabelValues("Subscribe"), m.subscribers.WithLabelValues("GetSnapshot")
 	if reg != nil {
 		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.groups, m.requests)
 	}

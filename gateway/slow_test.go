@@ -13,8 +13,6 @@ import (
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Invariant 6: a subscriber that stops reading hurts only itself. Its
@@ -32,17 +30,9 @@ func TestSlowSubscriberIsCoalesced(t *testing.T) {
 	for i := range 10 {
 		testkit.Put(t, g, fmt.Sprintf("hot/%d", i), "0")
 	}
-	// Small fixed flow-control windows so the slow reader's stream fills
-	// up quickly instead of being buffered by the client.
-	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	slow, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("hot/")})
+	slow, err := testkit.SlowReaderClient(t, g).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("hot/")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,15 +128,9 @@ func TestSlowSubscriberPastBoundIsResnapshotted(t *testing.T) {
 		Store:   store.Config{MaxBatchRecords: 1},
 		Gateway: gateway.Config{MaxPendingBatches: 4, MaxCoalescedBytes: 64 << 10},
 	})
-	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	slow, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("wide/")})
+	slow, err := testkit.SlowReaderClient(t, g).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("wide/")})
 	if err != nil {
 		t.Fatal(err)
 	}

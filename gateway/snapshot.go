@@ -32,7 +32,7 @@ type snapshotResult struct {
 // encoding with concurrent identical requests and the cache.
 func (g *Gateway) streamSnapshot(ctx context.Context, snap *store.Snapshot, sel keyspace.Selector, send func(*frame) error) (snapshotResult, error) {
 	if cs, ok := g.cache.snapshot(sel.Key(), snap.Seq); ok {
-		g.m.cacheHits.WithLabelValues("snapshot").Inc()
+		g.m.hitSnapshot.Inc()
 		for _, c := range cs.chunks {
 			if err := send(c); err != nil {
 				return snapshotResult{}, err
@@ -51,14 +51,14 @@ func (g *Gateway) streamSnapshot(ctx context.Context, snap *store.Snapshot, sel 
 	if !ok {
 		b = &snapBuild{more: make(chan struct{})}
 		g.builds[key] = b
-		g.m.encodes.WithLabelValues("snapshot").Inc()
+		g.m.encSnapshot.Inc()
 		g.builders.Add(1)
 		go func() {
 			defer g.builders.Done()
 			g.buildSnapshot(b, snap, sel)
 		}()
 	} else {
-		g.m.cacheHits.WithLabelValues("snapshot").Inc()
+		g.m.hitSnapshot.Inc()
 	}
 	g.buildMu.Unlock()
 

@@ -3,12 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -49,8 +51,8 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	if !g.src.Ready() {
 		return errNotReady
 	}
-	g.m.subscribers.WithLabelValues("Subscribe").Inc()
-	defer g.m.subscribers.WithLabelValues("Subscribe").Dec()
+	g.m.subscribeStreams.Inc()
+	defer g.m.subscribeStreams.Dec()
 	grp := g.groups.acquire(sel)
 	defer g.groups.release(grp)
 
@@ -67,12 +69,17 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	return s.loop(ctx)
 }
 
-func (s *subscription) send(f *frame, kind string) error {
-	if err := s.stream.SendMsg(f); err != nil {
+// send writes one frame and counts it under kind.
+func (s *subscription) send(f *frame, kind prometheus.Counter) error {
+	return s.g.sendFrame(s.stream, f, kind)
+}
+
+func (g *Gateway) sendFrame(st grpc.ServerStream, f *frame, kind prometheus.Counter) error {
+	if err := st.SendMsg(f); err != nil {
 		return err
 	}
-	s.g.m.sent.WithLabelValues(kind).Inc()
-	s.g.m.sentBytes.Add(float64(len(f.b)))
+	kind.Inc()
+	g.m.sentBytes.Add(float64(len(f.b)))
 	return nil
 }
 
@@ -100,39 +107,30 @@ func (s *subscription) snapshot(ctx context.Context, reason confgatev1.SnapshotR
 			return s.doneErr(ctx)
 		}
 	}
-	res, err := g.streamSnapshot(ctx, snap, s.sel, func(f *frame) error { return s.send(f, "snapshot_chunk") })
+	res, err := g.streamSnapshot(ctx, snap, s.sel, func(f *frame) error { return s.send(f, g.m.sentChunk) })
 	if err != nil {
 		return err
 	}
+	at := snap.Cursor.Encode()
 	end := endFrame(&confgatev1.SnapshotEnd{
-		Cursor:     snap.Cursor.Encode(),
+		Cursor:     at,
 		Reason:     reason,
 		Reset_:     reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL,
 		EntryCount: res.count,
 		Digest:     res.digest,
 	})
-	if err := s.send(end, "snapshot_end"); err != nil {
+	if err := s.send(end, g.m.sentEnd); err != nil {
 		return err
 	}
 	g.m.snapshots.WithLabelValues(reasonLabel(reason)).Inc()
-	s.pos, s.at, s.atBytes, s.filter = snap.Seq, snap.Cursor, snap.Cursor.Encode(), nil
+	s.pos, s.at, s.atBytes, s.filter = snap.Seq, snap.Cursor, at, nil
 	return nil
 }
 
+// reasonLabel is the reason's enum name without its prefix, lower case:
+// "initial", "history_expired", ...
 func reasonLabel(r confgatev1.SnapshotReason) string {
-	switch r {
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL:
-		return "initial"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED:
-		return "history_expired"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED:
-		return "topic_changed"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER:
-		return "slow_subscriber"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT:
-		return "state_rebuilt"
-	}
-	return "unknown"
+	return strings.ToLower(strings.TrimPrefix(r.String(), "SNAPSHOT_REASON_"))
 }
 
 // resume continues from a client's cursor: never backwards, no gaps.
@@ -181,26 +179,13 @@ func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
 			}
 			return true
 		})
-		end := r.Snap.Cursor.Encode()
-		if len(latest) == 0 {
-			// Nothing this selector cares about changed: confirm the new
-			// position without an empty delta.
+		ok, err := s.sendCoalesced(latest, r.Seq, r.Snap.Cursor, r.Snap.Cursor.Encode())
+		if err != nil || ok {
 			g.m.resumes.WithLabelValues("diff").Inc()
-			s.pos, s.at, s.atBytes = r.Seq, r.Snap.Cursor, end
-			return s.progress()
-		}
-		f, ok := g.coalesced(latest, end, g.cfg.MaxCoalescedBytes)
-		if !ok {
-			g.m.resumes.WithLabelValues("reset").Inc()
-			return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED)
-		}
-		if err := s.send(f, "delta"); err != nil {
 			return err
 		}
-		g.m.resumes.WithLabelValues("diff").Inc()
-		g.m.coalesced.Inc()
-		s.pos, s.at, s.atBytes = r.Seq, r.Snap.Cursor, end
-		return nil
+		g.m.resumes.WithLabelValues("reset").Inc()
+		return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED)
 	}
 	return status.Errorf(codes.Internal, "resume: unknown kind %d", r.Kind)
 }
@@ -283,9 +268,9 @@ func (s *subscription) sendBatch(b *store.Batch) error {
 	if s.filter != nil {
 		floor := *s.filter
 		frames = s.g.deltaFrames(b, s.at, s.sel, &floor)
-		s.g.m.encodes.WithLabelValues("delta").Add(float64(len(frames)))
+		s.g.m.encDelta.Add(float64(len(frames)))
 		for _, f := range frames {
-			if err := s.send(f, "delta"); err != nil {
+			if err := s.send(f, s.g.m.sentDelta); err != nil {
 				return err
 			}
 		}
@@ -300,7 +285,7 @@ func (s *subscription) sendBatch(b *store.Batch) error {
 		return nil
 	}
 	for _, f := range s.grp.frames(s.g, b, s.at) {
-		if err := s.send(f, "delta"); err != nil {
+		if err := s.send(f, s.g.m.sentDelta); err != nil {
 			return err
 		}
 	}
@@ -345,23 +330,36 @@ func (s *subscription) catchUp(ctx context.Context, first []*store.Batch) error 
 		}
 		ok = add(more)
 	}
-	if ok && len(latest) == 0 {
-		// Nothing matched while it was behind: move on; progress follows.
-		s.pos, s.at, s.atBytes, s.filter = last.Seq, last.End, last.EndBytes, nil
-		return nil
-	}
 	if ok {
-		var f *frame
-		if f, ok = g.coalesced(latest, last.EndBytes, g.cfg.MaxCoalescedBytes); ok {
-			if err := s.send(f, "delta"); err != nil {
-				return err
-			}
-			g.m.coalesced.Inc()
-			s.pos, s.at, s.atBytes, s.filter = last.Seq, last.End, last.EndBytes, nil
-			return nil
+		if ok, err := s.sendCoalesced(latest, last.Seq, last.End, last.EndBytes); err != nil || ok {
+			return err
 		}
 	}
 	return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER)
+}
+
+// sendCoalesced sends latest (per key, its latest change) as one coalesced
+// delta ending at end and moves the subscription there. When nothing
+// selected changed, a progress message confirms the new position instead
+// of an empty delta. ok is false when the delta would exceed
+// MaxCoalescedBytes: nothing was sent and the caller snapshots instead.
+func (s *subscription) sendCoalesced(latest map[string]*store.Entry, seq uint64, end cursor.Cursor, endBytes []byte) (ok bool, err error) {
+	g := s.g
+	if len(latest) > 0 {
+		f, fits := g.coalesced(latest, endBytes, g.cfg.MaxCoalescedBytes)
+		if !fits {
+			return false, nil
+		}
+		if err := s.send(f, g.m.sentDelta); err != nil {
+			return true, err
+		}
+		g.m.coalesced.Inc()
+	}
+	s.pos, s.at, s.atBytes, s.filter = seq, end, endBytes, nil
+	if len(latest) == 0 {
+		return true, s.progress()
+	}
+	return true, nil
 }
 
 func (s *subscription) progress() error {
@@ -370,7 +368,7 @@ func (s *subscription) progress() error {
 		Cursor:     s.atBytes,
 		LagRecords: st.LagRecords,
 		Stale:      st.Stale,
-	}), "progress")
+	}), s.g.m.sentProgress)
 }
 
 // GetSnapshot streams the consistent state of a selector, then ends.
@@ -393,16 +391,9 @@ func (g *Gateway) GetSnapshot(req *confgatev1.GetSnapshotRequest, stream grpc.Se
 	if err != nil {
 		return errNotReady
 	}
-	g.m.subscribers.WithLabelValues("GetSnapshot").Inc()
-	defer g.m.subscribers.WithLabelValues("GetSnapshot").Dec()
-	send := func(f *frame) error {
-		if err := stream.SendMsg(f); err != nil {
-			return err
-		}
-		g.m.sent.WithLabelValues("snapshot_chunk").Inc()
-		g.m.sentBytes.Add(float64(len(f.b)))
-		return nil
-	}
+	g.m.snapshotStreams.Inc()
+	defer g.m.snapshotStreams.Dec()
+	send := func(f *frame) error { return g.sendFrame(stream, f, g.m.sentChunk) }
 	res, err := g.streamSnapshot(ctx, snap, sel, send)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/base64"
 	"fmt"
+	"github.com/confgate/confgate/internal/testkit"
 	"net/http"
 	"regexp"
 	"strings"
@@ -181,7 +182,7 @@ func TestWatchPutAndFrom(t *testing.T) {
 	// A live watch: the snapshot of an empty prefix, then the put, carrying
 	// the put's cursor.
 	w := c.start("watch", "-o", "json", "watched/", "--count", "1")
-	eventually(t, 10*time.Second, "the watch's snapshot end", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the watch's snapshot end", func() bool {
 		return strings.Contains(w.stdout.String(), `"op":"snapshot_end"`)
 	})
 	c1 := putCursor(t, c, "watched/a", "one")
@@ -332,11 +333,11 @@ func TestServeAndWatchFailover(t *testing.T) {
 	ca, cb := cli{t: t, addr: a.GRPC}, cli{t: t, addr: b.GRPC}
 
 	w := cli{t: t, addr: a.GRPC + "," + b.GRPC}.start("watch", "-o", "json", "rc/", "--count", "2")
-	eventually(t, 10*time.Second, "the watch's snapshot", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the watch's snapshot", func() bool {
 		return strings.Contains(w.stdout.String(), `"op":"snapshot_end"`)
 	})
 	c1 := putCursor(t, ca, "rc/one", "1")
-	eventually(t, 10*time.Second, "the first put in the watch", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the first put in the watch", func() bool {
 		return strings.Contains(w.stdout.String(), `"key":"rc/one"`)
 	})
 	if code := a.stop(); code != 0 {

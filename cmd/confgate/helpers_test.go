@@ -197,18 +197,6 @@ func jsonLines(t testing.TB, out string) []map[string]any {
 	return lines
 }
 
-// eventually polls cond every 10ms until it holds, or fails the test.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // closedPort returns a 127.0.0.1 address nothing listens on.
 func closedPort(t testing.TB) string {
 	t.Helper()

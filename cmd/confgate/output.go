@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 
@@ -159,20 +160,8 @@ func snapshotDigest(entries []*confgatev1.Entry) []byte {
 	return d.Bytes()
 }
 
-// reasonText names a snapshot reason in output: "initial",
-// "history_expired", ...
+// reasonText names a snapshot reason in output: its enum name without the
+// prefix, lower case ("initial", "history_expired", ...).
 func reasonText(r confgatev1.SnapshotReason) string {
-	switch r {
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL:
-		return "initial"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED:
-		return "history_expired"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED:
-		return "topic_changed"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER:
-		return "slow_subscriber"
-	case confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT:
-		return "state_rebuilt"
-	}
-	return "unspecified"
+	return strings.ToLower(strings.TrimPrefix(r.String(), "SNAPSHOT_REASON_"))
 }

@@ -15,8 +15,6 @@ import (
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // follower feeds one Subscribe stream into a ClientLog through the proto
@@ -241,18 +239,12 @@ func TestEndToEndSlowReaderCoalesced(t *testing.T) {
 	for i := range 10 {
 		testkit.Put(t, g, fmt.Sprintf("hot/%d", i), "0")
 	}
-	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	rec := NewRecorder()
 	slow := rec.Client("slow", []string{"hot/"})
 	slow.Reconnect(cursor.Cursor{}, g.Addr)
-	st, err := confgatev1.NewConfigServiceClient(conn).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"hot/"}}})
+	st, err := testkit.SlowReaderClient(t, g).Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"hot/"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,7 +74,7 @@ func (k *Kafka) DeleteTopic(t testing.TB, topic string) {
 }
 
 // CountRecords reads a topic from the start to its end offsets and counts
-// the records (data and control) still in the log.
+// the data records still in the log.
 func (k *Kafka) CountRecords(t testing.TB, topic string) int {
 	n, _ := k.CountLog(t, topic)
 	return n
@@ -83,44 +83,13 @@ func (k *Kafka) CountRecords(t testing.TB, topic string) int {
 // CountLog is CountRecords plus the number of tombstones among them.
 func (k *Kafka) CountLog(t testing.TB, topic string) (records, tombstones int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	ends, err := k.Admin(t).ListEndOffsets(ctx, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
+	log := k.ReadLog(t, topic)
+	for _, r := range log {
+		if r.Tombstone {
+			tombstones++
 		}
-	})
-	if len(want) == 0 {
-		return 0, 0
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(k.Brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	n, tombs := 0, 0
-	for len(want) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("count records of %s: %v", topic, ctx.Err())
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			if r.Value == nil && !r.Attrs.IsControl() {
-				tombs++
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
-			}
-		})
-	}
-	return n, tombs
+	return len(log), tombstones
 }
 
 // Compact makes the broker compact topic and waits until the log holds

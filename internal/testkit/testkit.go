@@ -251,3 +251,17 @@ func Metric(t testing.TB, g *Gateway, name, labelValue string) float64 {
 	}
 	return sum
 }
+
+// SlowReaderClient connects to g with small fixed flow-control windows
+// (64 KiB), so a stream that stops reading fills up at once instead of
+// being buffered by the client; closed at cleanup.
+func SlowReaderClient(t testing.TB, g *Gateway) confgatev1.ConfigServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return confgatev1.NewConfigServiceClient(conn)
+}
