@@ -19,8 +19,9 @@ type Config struct {
 	// makes (TLS, SASL, dialers in tests). They are applied last.
 	ClientOpts []kgo.Opt
 
-	// CreateTopic creates the topic, compacted, when it does not exist.
-	// Without it a missing topic is an error at start.
+	// CreateTopic creates the topic, compacted, when it does not exist at
+	// start. Without it a missing topic is an error at start. A topic
+	// deleted while the store runs is waited for, never recreated.
 	CreateTopic bool
 	// Partitions for a created topic. Default 6.
 	Partitions int32

@@ -297,11 +297,14 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 	}
 	td, ok := details[s.cfg.Topic]
 	if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
-		if !s.cfg.CreateTopic {
-			if first {
-				return topicMeta{}, fmt.Errorf("%w: %q (create it with cleanup.policy=compact, or start with --create-topic)", ErrTopicMissing, s.cfg.Topic)
-			}
+		// CreateTopic applies at start only: a topic deleted later was
+		// deleted by someone, who may be recreating it with settings of
+		// their own; creating it here would race them.
+		if !first {
 			return topicMeta{}, fmt.Errorf("topic %q is gone, waiting for it to come back", s.cfg.Topic)
+		}
+		if !s.cfg.CreateTopic {
+			return topicMeta{}, fmt.Errorf("%w: %q (create it with cleanup.policy=compact, or start with --create-topic)", ErrTopicMissing, s.cfg.Topic)
 		}
 		if err := s.createTopic(rctx); err != nil {
 			return topicMeta{}, err

@@ -309,6 +309,48 @@ func TestCreateTopic(t *testing.T) {
 	}
 }
 
+// A topic deleted while the store runs is not recreated by CreateTopic:
+// whoever deleted it may be recreating it with settings of their own, and
+// the store adopts what they create.
+func TestDeletedTopicNotRecreated(t *testing.T) {
+	c := newCluster(t)
+	r := startStore(t, c, func(cfg *store.Config) {
+		cfg.CreateTopic = true
+		cfg.Partitions = 3
+	})
+	r.waitReady(t)
+	adm := admin(t, c)
+	resp, err := adm.DeleteTopic(within(t, 10*time.Second), topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("delete topic: %v", err)
+	}
+	eventually(t, "the store to notice the deletion", func() bool {
+		v, _ := r.metric(t, "confgate_store_rebuilds_total")
+		return v >= 1
+	})
+	// Several probe intervals (200ms) pass with the topic still absent.
+	for range 10 {
+		td, err := adm.ListTopics(within(t, 10*time.Second), topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, ok := td[topic]; ok && d.Err == nil {
+			t.Fatal("the store recreated a topic deleted while it ran")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := c.CreateTopic(topic, 2, compact); err != nil {
+		t.Fatalf("recreate: %v", err)
+	}
+	eventually(t, "the store to adopt the recreated topic", func() bool {
+		st := r.Status()
+		return st.Ready && len(st.Cursor.Offsets) == 2
+	})
+}
+
 func TestNotCompactedTopic(t *testing.T) {
 	c := newCluster(t)
 	if err := c.CreateTopic(topic, 2, nil); err != nil {

@@ -535,9 +535,8 @@ func TestEndToEndTopicRecreated(t *testing.T) {
 		st := g.Store.Status()
 		return st.Ready && st.Topic != old.Topic && st.Entries == 1
 	})
-	// Written with a plain producer: confgate's own writes fail after a
-	// topic is recreated (the store's producer keeps the old topic ID).
-	produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)), &kgo.Record{Key: []byte("new/d"), Value: []byte("3")})
+	// Written through the gateway: its producer follows the new topic ID.
+	testkit.Put(t, g, "new/d", "3")
 	away = follow(t, g, away.cl, true)
 	id := g.Store.Status().Topic
 	log := k.ReadLog(t, topic)

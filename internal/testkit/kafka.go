@@ -33,6 +33,7 @@ func (k *Kafka) CreateTopic(t testing.TB, topic string, partitions int32, config
 	for key, v := range configs {
 		cfg[key] = kadm.StringPtr(v)
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
@@ -44,7 +45,7 @@ func (k *Kafka) CreateTopic(t testing.TB, topic string, partitions int32, config
 			return
 		}
 		if !errors.Is(err, kerr.TopicAlreadyExists) || ctx.Err() != nil {
-			t.Fatalf("create topic %s: %v", topic, err)
+			t.Fatalf("create topic %s (retried %v while one of that name existed): %v", topic, time.Since(start).Round(time.Millisecond), err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
