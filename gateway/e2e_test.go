@@ -1,11 +1,14 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
@@ -58,4 +61,44 @@ func TestSnapshotThenDeltas(t *testing.T) {
 	if err != nil || string(r.Entry.Value) != "fresh" {
 		t.Fatalf("get: %v %v", r, err)
 	}
+}
+
+// An idle subscriber gets progress: its cursor follows writes it did not
+// select, so it resumes cheaply, and progress keeps coming while nothing
+// changes, saying the gateway is caught up and fresh.
+func TestProgressWhileIdle(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gateway.Config{ProgressInterval: 50 * time.Millisecond}})
+	testkit.Put(t, g, "quiet/a", "1")
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"quiet/"}}})
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+
+	var last *confgatev1.PutResponse
+	for i := range 5 {
+		last = testkit.Put(t, g, fmt.Sprintf("busy/k%d", i), "x")
+	}
+	want, err := cursor.Decode(last.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Until(10*time.Second, "progress past unselected writes", func(s *testkit.Stream) bool {
+		if s.LastProgress == nil {
+			return false
+		}
+		c, err := cursor.Decode(s.LastProgress.Cursor)
+		return err == nil && c.Covers(want)
+	})
+	if s.Puts != 0 || s.Deletes != 0 || len(s.View) != 1 {
+		t.Fatalf("unselected writes delivered: %d puts, %d deletes, view %d keys", s.Puts, s.Deletes, len(s.View))
+	}
+
+	// Nothing written: progress goes on, at the same cursor, caught up.
+	n, at := s.Progresses, s.LastProgress.Cursor
+	s.Until(10*time.Second, "progress while nothing changes", func(s *testkit.Stream) bool {
+		p := s.LastProgress
+		if !bytes.Equal(p.Cursor, at) || p.Stale || p.LagRecords != 0 {
+			t.Fatalf("idle progress %v, want cursor %x, caught up and fresh (store %+v)", p, at, g.Store.Status())
+		}
+		return s.Progresses >= n+3
+	})
 }

@@ -70,7 +70,7 @@ type Gateway struct {
 	builders sync.WaitGroup
 	closing  bool
 
-	status   atomic.Pointer[store.Status] // refreshed by Serve
+	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}                // closed when shutting down
 	drainOne sync.Once
 }
@@ -98,10 +98,40 @@ func New(cfg Config) (*Gateway, error) {
 		builds:   map[string]*snapBuild{},
 		draining: make(chan struct{}),
 	}
-	st := c.Source.Status()
-	g.status.Store(&st)
-	g.setHealth(st.Ready)
+	g.setHealth(c.Source.Status().Ready)
 	return g, nil
+}
+
+// timedStatus is the source's status and when it was read.
+type timedStatus struct {
+	store.Status
+	at time.Time
+}
+
+// The status in progress messages is shared by every stream rather than
+// read per message. It may be statusMaxAge old; one that says not ready or
+// stale only unhealthyMaxAge, so a stream does not report what the store
+// said just before it caught up or reached Kafka again.
+const (
+	statusMaxAge    = 250 * time.Millisecond
+	unhealthyMaxAge = 10 * time.Millisecond
+)
+
+// currentStatus is the source's status, read again when the shared copy
+// is too old.
+func (g *Gateway) currentStatus() *timedStatus {
+	if st := g.status.Load(); st != nil {
+		maxAge := statusMaxAge
+		if !st.Ready || st.Stale {
+			maxAge = unhealthyMaxAge
+		}
+		if time.Since(st.at) < maxAge {
+			return st
+		}
+	}
+	st := &timedStatus{Status: g.src.Status(), at: time.Now()}
+	g.status.Store(st)
+	return st
 }
 
 // Serve serves gRPC on lis (and the admin HTTP endpoints on admin, when
@@ -212,7 +242,7 @@ func (g *Gateway) Drain() {
 }
 
 func (g *Gateway) refresh(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(statusMaxAge)
 	defer t.Stop()
 	for {
 		select {
@@ -220,9 +250,7 @@ func (g *Gateway) refresh(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		st := g.src.Status()
-		g.status.Store(&st)
-		g.setHealth(st.Ready)
+		g.setHealth(g.currentStatus().Ready)
 		g.m.groups.Set(float64(g.groups.len()))
 	}
 }

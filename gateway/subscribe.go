@@ -363,7 +363,7 @@ func (s *subscription) sendCoalesced(latest map[string]*store.Entry, seq uint64,
 }
 
 func (s *subscription) progress() error {
-	st := s.g.status.Load()
+	st := s.g.currentStatus()
 	return s.send(progressFrame(&confgatev1.Progress{
 		Cursor:     s.atBytes,
 		LagRecords: st.LagRecords,

@@ -32,8 +32,9 @@ type Stream struct {
 	inSnap  bool
 	Puts    int
 	Deletes int
-	// LastProgress is the latest progress message.
+	// LastProgress is the latest progress message; Progresses counts them.
 	LastProgress *confgatev1.Progress
+	Progresses   int
 }
 
 // Subscribe opens a stream on g.
@@ -117,6 +118,7 @@ func (s *Stream) apply(m *confgatev1.SubscribeResponse) {
 	case *confgatev1.SubscribeResponse_Progress:
 		s.Cursor = x.Progress.Cursor
 		s.LastProgress = x.Progress
+		s.Progresses++
 	}
 }
 
