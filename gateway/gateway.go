@@ -71,7 +71,7 @@ type Gateway struct {
 	closing  bool
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
-	draining chan struct{}                // closed when shutting down
+	draining chan struct{}               // closed when shutting down
 	drainOne sync.Once
 }
 
