@@ -3,15 +3,16 @@ package client
 import (
 	"errors"
 	"fmt"
-	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
 
 // Defaults of the Config knobs.
@@ -19,6 +20,8 @@ const (
 	DefaultBackoffMin        = 100 * time.Millisecond
 	DefaultBackoffMax        = 10 * time.Second
 	DefaultStateFileInterval = time.Second
+	DefaultKeepaliveTime     = 20 * time.Second
+	DefaultKeepaliveTimeout  = 10 * time.Second
 )
 
 // maxRecvMsgSize bounds one received message. Gateways keep snapshot chunks
@@ -54,6 +57,17 @@ type Config struct {
 	// Lower values recover faster and put more load on gateways during an
 	// outage.
 	BackoffMin, BackoffMax time.Duration
+
+	// KeepaliveTime: a connection silent this long is pinged, and one
+	// whose ping is not answered within KeepaliveTimeout is closed, so the
+	// view moves to another gateway. It detects a gateway that vanished
+	// without closing the connection (host lost, network partition),
+	// which a stream would otherwise wait on until TCP gives up, many
+	// minutes later. Defaults: DefaultKeepaliveTime (20s) and
+	// DefaultKeepaliveTimeout (10s). gRPC never pings more often than
+	// every 10s, and gateways refuse pings more often than every 5s. A
+	// negative KeepaliveTime turns pings off.
+	KeepaliveTime, KeepaliveTimeout time.Duration
 
 	// OnChange, when set, is called for every change to the view, in order,
 	// from a single goroutine, after the view has been updated (Get already
@@ -109,7 +123,6 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// settings is a validated Config with defaults filled in.
 // Observation is one accepted message and the stream it came on.
 type Observation struct {
 	// Stream numbers the streams of this view, from 1; it changes on every
@@ -122,6 +135,7 @@ type Observation struct {
 	Message      *confgatev1.SubscribeResponse
 }
 
+// settings is a validated Config with defaults filled in.
 type settings struct {
 	addrs             []string
 	selector          keyspace.Selector
@@ -162,6 +176,20 @@ func (c Config) settings() (settings, error) {
 	}
 	if s.dialOptions == nil {
 		s.dialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if c.KeepaliveTimeout < 0 {
+		return settings{}, errors.New("client: Config.KeepaliveTimeout must not be negative")
+	}
+	if c.KeepaliveTime >= 0 {
+		kp := keepalive.ClientParameters{Time: c.KeepaliveTime, Timeout: c.KeepaliveTimeout}
+		if kp.Time == 0 {
+			kp.Time = DefaultKeepaliveTime
+		}
+		if kp.Timeout == 0 {
+			kp.Timeout = DefaultKeepaliveTimeout
+		}
+		// First, so that keepalive parameters in DialOptions win.
+		s.dialOptions = append([]grpc.DialOption{grpc.WithKeepaliveParams(kp)}, s.dialOptions...)
 	}
 	if s.backoffMin < 0 || s.backoffMax < 0 {
 		return settings{}, errors.New("client: Config.BackoffMin and BackoffMax must not be negative")

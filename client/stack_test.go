@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"io"
 	"net"
 	"path/filepath"
 	"slices"
@@ -36,6 +35,21 @@ type proxy struct {
 	mu     sync.Mutex
 	target string
 	conns  map[net.Conn]struct{} // both ends of every forwarded connection
+	frozen bool                  // forward nothing, close nothing
+}
+
+// freeze makes the proxy a black hole: bytes are read and dropped, no
+// connection is closed, as when a gateway's host or network vanishes.
+func (p *proxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = true
+}
+
+func (p *proxy) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen
 }
 
 func startProxy(t *testing.T) *proxy {
@@ -103,9 +117,25 @@ func (p *proxy) accept() {
 
 func (p *proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	_ = dst.Close()
-	_ = src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		frozen := p.isFrozen()
+		if n > 0 && !frozen {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				err = werr
+			}
+		}
+		if err != nil {
+			// A black hole passes no close on either: set and the test's
+			// cleanup close what is left.
+			if !frozen {
+				_ = dst.Close()
+				_ = src.Close()
+			}
+			return
+		}
+	}
 }
 
 // gatewayState is a gateway's GetSnapshot for prefixes: digest and cursor.
@@ -390,5 +420,54 @@ func TestObserveTagsStreams(t *testing.T) {
 	defer mu.Unlock()
 	if seen[0].Stream != 1 || seen[0].ResumeCursor != nil || seen[0].Addr != g.Addr || seen[0].Message.GetSnapshotChunk() == nil {
 		t.Fatalf("first observation %+v: want stream 1, no resume cursor, a snapshot chunk", seen[0])
+	}
+}
+
+// A gateway that goes silent without closing the connection (host lost,
+// network partition) is detected by keepalive pings: the view moves to
+// another gateway and keeps receiving changes.
+func TestStackKeepaliveLeavesSilentGateway(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	testkit.Put(t, g1, "app/a", "1")
+	p1, p2 := startProxy(t), startProxy(t)
+	p1.set(g1.Addr)
+	p2.set(g2.Addr)
+	var mu sync.Mutex
+	var on string // the address of the view's current stream
+	v := startView(t, Config{
+		Addrs:            []string{p1.addr, p2.addr},
+		Prefixes:         []string{"app/"},
+		KeepaliveTime:    10 * time.Second, // gRPC's least
+		KeepaliveTimeout: time.Second,
+		Observe: func(o Observation) {
+			mu.Lock()
+			defer mu.Unlock()
+			on = o.Addr
+		},
+	})
+	waitSyncedFor(t, v)
+	mu.Lock()
+	silent, other, otherGW := p1, p2, g2
+	if on == p2.addr {
+		silent, other, otherGW = p2, p1, g1
+	}
+	mu.Unlock()
+	r0 := v.Status().Reconnects
+	silent.freeze()
+	testkit.Put(t, otherGW, "app/a", "2")
+	testkit.Eventually(t, 60*time.Second, "the view to leave the silent gateway", func() bool {
+		e, ok := v.Get("app/a")
+		return ok && string(e.Value) == "2"
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if on != other.addr {
+		t.Errorf("the view is on %s, want %s", on, other.addr)
+	}
+	if st := v.Status(); st.Reconnects <= r0 || st.Resets != 0 {
+		t.Errorf("Reconnects %d (was %d), Resets %d: want one move, with no reset", st.Reconnects, r0, st.Resets)
 	}
 }

@@ -15,8 +15,18 @@ export interface ConnectionOptions {
   channelOptions?: ChannelOptions;
 }
 
+/** Keepalive pings, as the Go client: a connection silent for 20 s is pinged,
+ * and closed when the ping is not answered within 10 s, so a gateway that
+ * vanished without closing the connection (host lost, network partition) is
+ * left for another instead of waited on until TCP gives up. Gateways refuse
+ * pings more often than every 5 s. channelOptions override these. */
+export const DEFAULT_KEEPALIVE: ChannelOptions = {
+  "grpc.keepalive_time_ms": 20_000,
+  "grpc.keepalive_timeout_ms": 10_000,
+};
+
 export function channelArgs(o: ConnectionOptions): [ChannelCredentials, ChannelOptions] {
-  const opts: ChannelOptions = {};
+  const opts: ChannelOptions = { ...DEFAULT_KEEPALIVE };
   const max = o.maxReceiveMessageLength === undefined ? DEFAULT_MAX_RECEIVE : o.maxReceiveMessageLength;
   if (max !== null) opts["grpc.max_receive_message_length"] = max;
   return [o.credentials ?? grpcCredentials.createInsecure(), { ...opts, ...o.channelOptions }];

@@ -151,3 +151,15 @@ test("snapshot checks", async (t) => {
     });
   }
 });
+
+test("channel options: keepalive defaults, overridden by channelOptions", () => {
+  const { channelArgs } = require("../dist/grpc");
+  const [, opts] = channelArgs({});
+  assert.deepEqual(opts, {
+    "grpc.keepalive_time_ms": 20000,
+    "grpc.keepalive_timeout_ms": 10000,
+    "grpc.max_receive_message_length": 16 << 20,
+  });
+  const [, given] = channelArgs({ maxReceiveMessageLength: null, channelOptions: { "grpc.keepalive_time_ms": 60000 } });
+  assert.deepEqual(given, { "grpc.keepalive_time_ms": 60000, "grpc.keepalive_timeout_ms": 10000 });
+});

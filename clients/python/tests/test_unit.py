@@ -207,3 +207,23 @@ def test_other_topic_without_resume_is_accepted() -> None:
     feed(r, Session(resumed=False), snapshot(cur(9), pb.SNAPSHOT_REASON_INITIAL, ent("a", "1", 0, 0)))
     feed(r, Session(resumed=False), snapshot(cur(1, topic=TOPIC_B), pb.SNAPSHOT_REASON_INITIAL, ent("b", "1", 0, 0)))
     assert view(r) == ["b=1@0:0"] and r.cursor == cur(1, topic=TOPIC_B)
+
+
+# Channel options.
+
+def test_channel_options_keepalive_defaults_and_overrides() -> None:
+    from confgate._channel import build_options
+
+    opts = dict(build_options(1 << 20, ()))
+    assert opts == {
+        "grpc.keepalive_time_ms": 20_000,
+        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.max_receive_message_length": 1 << 20,
+    }
+    given = build_options(None, [("grpc.keepalive_time_ms", 60_000), ("grpc.primary_user_agent", "x")])
+    assert [k for k, _ in given].count("grpc.keepalive_time_ms") == 1
+    assert dict(given) == {
+        "grpc.keepalive_time_ms": 60_000,
+        "grpc.keepalive_timeout_ms": 10_000,
+        "grpc.primary_user_agent": "x",
+    }

@@ -12,9 +12,22 @@ import grpc
 DEFAULT_MAX_RECEIVE = 16 << 20
 
 
+# Keepalive pings, as the Go client: a connection silent for 20 s is pinged,
+# and closed when the ping is not answered within 10 s, so a gateway that
+# vanished without closing the connection (host lost, network partition) is
+# left for another instead of waited on until TCP gives up. Gateways refuse
+# pings more often than every 5 s.
+DEFAULT_KEEPALIVE = (
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+)
+
+
 def build_options(max_receive: Optional[int], extra: Sequence[Tuple[str, Any]]) -> List[Tuple[str, Any]]:
-    opts: List[Tuple[str, Any]] = []
-    if max_receive is not None:
+    """The channel options: defaults, then extra, which overrides them."""
+    given = {k for k, _ in extra}
+    opts: List[Tuple[str, Any]] = [kv for kv in DEFAULT_KEEPALIVE if kv[0] not in given]
+    if max_receive is not None and "grpc.max_receive_message_length" not in given:
         opts.append(("grpc.max_receive_message_length", max_receive))
     opts.extend(extra)
     return opts
