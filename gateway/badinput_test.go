@@ -67,10 +67,13 @@ func TestBadInputStatusCodes(t *testing.T) {
 			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "ok/key", MinCursor: other.Encode()})
 			return err
 		}, codes.FailedPrecondition, "another incarnation of the topic"},
-		{"get min_cursor never reached", func(ctx context.Context) error {
+		{"get min_cursor past the end of the log", func(ctx context.Context) error {
 			_, err := g.Client.Get(ctx, &confgatev1.GetRequest{Key: "ok/key", MinCursor: ahead.Encode()})
 			return err
-		}, codes.Unavailable, "has not applied min_cursor"},
+		}, codes.FailedPrecondition, "min_cursor is past the end of the topic's log"},
+		{"snapshot min_cursor past the end of the log", func(ctx context.Context) error {
+			return snapshot(ctx, &confgatev1.GetSnapshotRequest{MinCursor: ahead.Encode()})
+		}, codes.FailedPrecondition, "partition 0 ends at offset"},
 		{"put bad key", func(ctx context.Context) error {
 			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "a//b", Value: []byte("x")})
 			return err
@@ -96,9 +99,6 @@ func TestBadInputStatusCodes(t *testing.T) {
 		{"subscribe truncated cursor", func(ctx context.Context) error {
 			return stream(ctx, &confgatev1.SubscribeRequest{ResumeCursor: put.Cursor[:10]})
 		}, codes.InvalidArgument, "resume_cursor: cursor is truncated"},
-		{"subscribe cursor ahead", func(ctx context.Context) error {
-			return stream(ctx, &confgatev1.SubscribeRequest{ResumeCursor: ahead.Encode()})
-		}, codes.Unavailable, "has not applied resume_cursor"},
 		{"snapshot bad selector", func(ctx context.Context) error {
 			return snapshot(ctx, &confgatev1.GetSnapshotRequest{Selector: sel("a\x00b")})
 		}, codes.InvalidArgument, "control character"},

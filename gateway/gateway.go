@@ -37,6 +37,7 @@ type Source interface {
 	Since(seq uint64, max int) ([]*store.Batch, error)
 	ResumeFrom(c cursor.Cursor) (store.Resume, error)
 	WaitApplied(ctx context.Context, c cursor.Cursor) error
+	CheckInLog(ctx context.Context, c cursor.Cursor) error
 	Produce(ctx context.Context, w store.Write) (int32, int64, cursor.Cursor, error)
 }
 
@@ -331,10 +332,24 @@ func (g *Gateway) waitApplied(ctx context.Context, field string, c cursor.Cursor
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, store.ErrNotReady):
 		return errNotReady
-	default:
-		return status.Errorf(codes.Unavailable, "gateway has not applied %s within %s: retry, or use another gateway", field, g.cfg.WaitTimeout)
 	}
+	// Not reached in time: lagging, or waiting for what will never come.
+	cctx, cancel := context.WithTimeout(ctx, g.cfg.WaitTimeout)
+	defer cancel()
+	if cerr := g.src.CheckInLog(cctx, c); errors.Is(cerr, store.ErrBeyondLog) {
+		return beyondLogError{status.New(codes.FailedPrecondition, fmt.Sprintf(
+			"%s is past the end of the topic's log (%v): the log was truncated after it was read, or it was not made by a gateway; read without it", field, cerr))}
+	}
+	return status.Errorf(codes.Unavailable, "gateway has not applied %s within %s: retry, or use another gateway", field, g.cfg.WaitTimeout)
 }
+
+// beyondLogError answers a cursor past the end of the topic's log, a
+// position no gateway will reach: FAILED_PRECONDITION, so that clients
+// stop waiting for it; Subscribe answers it with a reset instead.
+type beyondLogError struct{ st *status.Status }
+
+func (e beyondLogError) Error() string              { return e.st.Err().Error() }
+func (e beyondLogError) GRPCStatus() *status.Status { return e.st }
 
 // Get returns one entry.
 func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgatev1.GetResponse, error) {

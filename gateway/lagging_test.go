@@ -102,6 +102,9 @@ func TestResumeOnLaggingGateway(t *testing.T) {
 	// Not caught up within the wait bound: UNAVAILABLE, nothing sent.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if _, err := lagging.Client.Get(ctx, &confgatev1.GetRequest{Key: "lag/a", MinCursor: w.Cursor}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("get with min_cursor on a gateway behind it: %v, want UNAVAILABLE", err)
+	}
 	st, err := lagging.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("lag/"), ResumeCursor: s.Cursor})
 	if err != nil {
 		t.Fatal(err)

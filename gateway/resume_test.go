@@ -10,8 +10,6 @@ import (
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func sel(prefixes ...string) *confgatev1.Selector { return &confgatev1.Selector{Prefixes: prefixes} }
@@ -182,19 +180,32 @@ func TestResumeWithCursorOfAnotherTopicResets(t *testing.T) {
 	}
 }
 
-func TestResumeAheadOfGatewayWaitsThenUnavailable(t *testing.T) {
+// A resume cursor past the end of the topic's log (the log was truncated
+// after the client read it: an unclean leader election, a restore) names
+// records that are gone: waiting is pointless, the subscriber is reset.
+// A lagging gateway, whose log does hold the cursor, answers UNAVAILABLE
+// instead (TestResumeOnLaggingGateway).
+func TestResumeBeyondTheLogResets(t *testing.T) {
 	k := testkit.StartKafka(t)
 	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gatewayWait(300 * time.Millisecond)})
 	r := testkit.Put(t, g, "a/b", "1")
 	c, _ := cursor.Decode(r.Cursor)
-	c.Offsets[0] += 1000 // a position this gateway cannot have reached
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{ResumeCursor: c.Encode()})
-	if err == nil {
-		_, err = st.Recv()
+	for p := range c.Offsets {
+		c.Offsets[p] += 1000 // a position the log does not have
 	}
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("got %v, want UNAVAILABLE (never older state)", err)
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{ResumeCursor: c.Encode()})
+	s.Until(10*time.Second, "a reset", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	end := s.Snapshots[0]
+	if !end.Reset_ || end.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT {
+		t.Fatalf("reason %v reset %v, want a STATE_REBUILT reset", end.Reason, end.Reset_)
 	}
+	if got, _ := cursor.Decode(end.Cursor); !got.Equal(g.Store.Status().Cursor) || string(s.View["a/b"].GetValue()) != "1" {
+		t.Fatalf("reset to %v with %d keys, want the gateway's state at %v", got, len(s.View), g.Store.Status().Cursor)
+	}
+	if n := testkit.Metric(t, g, "confgate_gateway_resumes_total", "reset"); n != 1 {
+		t.Errorf("resets = %v, want 1", n)
+	}
+	// Deltas follow the reset.
+	testkit.Put(t, g, "a/c", "2")
+	s.Until(10*time.Second, "a delta after the reset", func(s *testkit.Stream) bool { return s.View["a/c"] != nil })
 }

@@ -33,6 +33,9 @@ func (f *fakeSource) Status() store.Status {
 	return store.Status{Ready: true, Topic: f.topic, Cursor: f.head()}
 }
 func (f *fakeSource) Snapshot() (*store.Snapshot, error) { return nil, store.ErrNotReady }
+func (f *fakeSource) CheckInLog(context.Context, cursor.Cursor) error {
+	return nil
+}
 func (f *fakeSource) Get(string) (*store.Entry, cursor.Cursor, bool, error) {
 	return nil, f.head(), false, nil
 }

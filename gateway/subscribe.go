@@ -141,6 +141,13 @@ func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
 		// The client saw a newer state on another gateway: wait (bounded)
 		// rather than serve anything older.
 		if werr := g.waitApplied(ctx, "resume_cursor", c); werr != nil {
+			// Unless the log no longer has what the client saw: then its
+			// view is of records that are gone, and only a reset helps.
+			if errors.As(werr, new(beyondLogError)) {
+				g.log.Warn("resume cursor past the end of the log: resetting the subscriber", "err", werr)
+				g.m.resumes.WithLabelValues("reset").Inc()
+				return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT)
+			}
 			return werr
 		}
 		r, err = g.src.ResumeFrom(c)

@@ -22,6 +22,9 @@ var (
 	ErrTopicChanged = errors.New("store: cursor belongs to another topic")
 	// ErrBehind: this store has not applied the cursor yet.
 	ErrBehind = errors.New("store: cursor not applied yet")
+	// ErrBeyondLog: the cursor names a position past the end of the
+	// topic's log, which no reader can reach.
+	ErrBeyondLog = errors.New("store: cursor is past the end of the topic's log")
 )
 
 // skipReason says why a record was not applied. Skipped records still move

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/singleflight"
 )
 
 // Errors for callers that map them to their own protocol.
@@ -57,7 +58,8 @@ type Store struct {
 	// writer's earlier writes that are not applied yet.
 	produced []int64
 
-	lastContact atomic.Int64 // unix nanos of the last successful Kafka round trip
+	ends        singleflight.Group // CheckInLog's end offset requests
+	lastContact atomic.Int64       // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
 
 	// logged counts log lines per kind in this epoch, so a flood (a
@@ -773,6 +775,54 @@ func (s *Store) ResumeFrom(c cursor.Cursor) (Resume, error) {
 		r.Snap = s.st.snapshot()
 	}
 	return r, nil
+}
+
+// CheckInLog asks Kafka for the topic's end offsets (high watermarks) and
+// returns ErrBeyondLog, naming the partition, when c is past one. Every
+// position a reader was ever given lies at or before the end offset of
+// its time, and end offsets only grow; so c is past the end only when the
+// log was truncated after c was read (an unclean leader election, a
+// restore) or c was not made by a reader. Waiting for such a c is
+// pointless: the offsets it names either never come, or come with other
+// records. A cursor of another topic incarnation is not checked.
+// Concurrent calls share one request.
+func (s *Store) CheckInLog(ctx context.Context, c cursor.Cursor) error {
+	s.mu.RLock()
+	topic := s.st.topic
+	s.mu.RUnlock()
+	if c.Topic != topic {
+		return nil
+	}
+	ch := s.ends.DoChan("", func() (any, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProbeInterval*3)
+		defer cancel()
+		return s.adm.ListEndOffsets(rctx, s.cfg.Topic)
+	})
+	var res singleflight.Result
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case res = <-ch:
+	}
+	if res.Err != nil {
+		return fmt.Errorf("list end offsets of %q: %w", s.cfg.Topic, res.Err)
+	}
+	ends := res.Val.(kadm.ListedOffsets)
+	for p, off := range c.Offsets {
+		if off == 0 {
+			continue
+		}
+		o, ok := ends.Lookup(s.cfg.Topic, int32(p))
+		switch {
+		case !ok:
+			return fmt.Errorf("%w: partition %d does not exist (the cursor is at offset %d)", ErrBeyondLog, p, off)
+		case o.Err != nil:
+			return fmt.Errorf("list end offset of %q partition %d: %w", s.cfg.Topic, p, o.Err)
+		case off > o.Offset:
+			return fmt.Errorf("%w: partition %d ends at offset %d, the cursor is at %d", ErrBeyondLog, p, o.Offset, off)
+		}
+	}
+	return nil
 }
 
 // WaitApplied blocks until the store has applied c (read-your-writes), or

@@ -672,3 +672,47 @@ func TestReadyWhenTheLastRecordIsSkipped(t *testing.T) {
 		t.Fatal("WaitReady still blocked although Ready() is true: becoming ready must notify waiters")
 	}
 }
+
+func TestCheckInLog(t *testing.T) {
+	c := newCluster(t)
+	r := startStore(t, c, func(cfg *store.Config) {
+		cfg.CreateTopic = true
+		cfg.Partitions = 2
+	})
+	r.waitReady(t)
+	_, _, at := r.produce(t, store.Write{Key: "app/x", Value: []byte("1")})
+	r.waitApplied(t, at)
+	past := func(p int, by int64) cursor.Cursor {
+		c := at.Clone()
+		for len(c.Offsets) <= p {
+			c.Offsets = append(c.Offsets, 0)
+		}
+		c.Offsets[p] += by
+		return c
+	}
+	other := at.Clone()
+	other.Topic[0] ^= 0xff
+	tests := []struct {
+		name   string
+		c      cursor.Cursor
+		beyond string // "" for nil
+	}{
+		{"the log's end", at, ""},
+		{"the start", cursor.Cursor{Topic: at.Topic}, ""},
+		{"past partition 0", past(0, 1), "partition 0 ends at offset"},
+		{"past partition 1", past(1, 5), "partition 1 ends at offset"},
+		{"a partition the topic lacks", past(2, 1), "partition 2 does not exist"},
+		{"another topic", cursor.Cursor{Topic: other.Topic, Offsets: []int64{99, 99}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := r.CheckInLog(within(t, 10*time.Second), tt.c)
+			switch {
+			case tt.beyond == "" && err != nil:
+				t.Fatalf("CheckInLog = %v, want nil", err)
+			case tt.beyond != "" && (!errors.Is(err, store.ErrBeyondLog) || !strings.Contains(err.Error(), tt.beyond)):
+				t.Fatalf("CheckInLog = %v, want ErrBeyondLog saying %q", err, tt.beyond)
+			}
+		})
+	}
+}

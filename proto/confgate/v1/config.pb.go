@@ -39,7 +39,9 @@ const (
 	SnapshotReason_SNAPSHOT_REASON_TOPIC_CHANGED SnapshotReason = 3
 	// The subscriber read too slowly: its pending changes exceeded the bound.
 	SnapshotReason_SNAPSHOT_REASON_SLOW_SUBSCRIBER SnapshotReason = 4
-	// The gateway rebuilt its state (topic recreated or truncated).
+	// The gateway rebuilt its state (topic recreated or truncated), or the
+	// resume cursor is past the end of the topic's log (truncated after the
+	// subscriber read it). The new state may be older than the old one.
 	SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT SnapshotReason = 5
 )
 
@@ -911,7 +913,9 @@ type GetSnapshotRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Selector *Selector              `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
 	// When set, the gateway first waits (bounded) until it has applied this
-	// cursor, for read-your-writes.
+	// cursor, for read-your-writes: UNAVAILABLE when it has not in time,
+	// FAILED_PRECONDITION when the cursor is past the end of the topic's log
+	// or of another incarnation of the topic.
 	MinCursor     []byte `protobuf:"bytes,2,opt,name=min_cursor,json=minCursor,proto3" json:"min_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1047,7 +1051,9 @@ type GetRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	// When set, the gateway first waits (bounded) until it has applied this
-	// cursor, for read-your-writes.
+	// cursor, for read-your-writes: UNAVAILABLE when it has not in time,
+	// FAILED_PRECONDITION when the cursor is past the end of the topic's log
+	// or of another incarnation of the topic.
 	MinCursor     []byte `protobuf:"bytes,2,opt,name=min_cursor,json=minCursor,proto3" json:"min_cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -39,7 +39,11 @@ export enum SnapshotReason {
   SNAPSHOT_REASON_TOPIC_CHANGED = 3,
   /** SNAPSHOT_REASON_SLOW_SUBSCRIBER - The subscriber read too slowly: its pending changes exceeded the bound. */
   SNAPSHOT_REASON_SLOW_SUBSCRIBER = 4,
-  /** SNAPSHOT_REASON_STATE_REBUILT - The gateway rebuilt its state (topic recreated or truncated). */
+  /**
+   * SNAPSHOT_REASON_STATE_REBUILT - The gateway rebuilt its state (topic recreated or truncated), or the
+   * resume cursor is past the end of the topic's log (truncated after the
+   * subscriber read it). The new state may be older than the old one.
+   */
   SNAPSHOT_REASON_STATE_REBUILT = 5,
   UNRECOGNIZED = -1,
 }
@@ -250,7 +254,9 @@ export interface GetSnapshotRequest {
     | undefined;
   /**
    * When set, the gateway first waits (bounded) until it has applied this
-   * cursor, for read-your-writes.
+   * cursor, for read-your-writes: UNAVAILABLE when it has not in time,
+   * FAILED_PRECONDITION when the cursor is past the end of the topic's log
+   * or of another incarnation of the topic.
    */
   minCursor: Buffer;
 }
@@ -263,7 +269,9 @@ export interface GetRequest {
   key: string;
   /**
    * When set, the gateway first waits (bounded) until it has applied this
-   * cursor, for read-your-writes.
+   * cursor, for read-your-writes: UNAVAILABLE when it has not in time,
+   * FAILED_PRECONDITION when the cursor is past the end of the topic's log
+   * or of another incarnation of the topic.
    */
   minCursor: Buffer;
 }
