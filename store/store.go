@@ -793,6 +793,10 @@ func (s *Store) CheckInLog(ctx context.Context, c cursor.Cursor) error {
 	if c.Topic != topic {
 		return nil
 	}
+	if s.Stale() {
+		// Not worth a request that would only time out.
+		return fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
+	}
 	ch := s.ends.DoChan("", func() (any, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProbeInterval*3)
 		defer cancel()
