@@ -178,13 +178,19 @@ func (r *recorder) get() []Event {
 // view when the test ends.
 func startView(t *testing.T, cfg Config) *View {
 	t.Helper()
+	return startViewWith(t, cfg, nil)
+}
+
+// startViewWith is startView with settings changed by tweak.
+func startViewWith(t *testing.T, cfg Config, tweak func(*settings)) *View {
+	t.Helper()
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin, cfg.BackoffMax = time.Millisecond, 20*time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	v, err := subscribe(t.Context(), cfg, false)
+	v, err := subscribe(t.Context(), cfg, tweak)
 	if err != nil {
 		t.Fatal(err)
 	}

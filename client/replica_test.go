@@ -16,7 +16,7 @@ import (
 )
 
 // syncedReplica returns a replica that applied a snapshot of es at c.
-func syncedReplica(t *testing.T, c cursor.Cursor, es ...*confgatev1.Entry) *replica {
+func syncedReplica(t testing.TB, c cursor.Cursor, es ...*confgatev1.Entry) *replica {
 	t.Helper()
 	r := newReplica()
 	s := &session{}

@@ -135,8 +135,8 @@ func (v *View) persist(stop <-chan struct{}) {
 			v.save()
 			return
 		}
-		v.save()
-		t := time.NewTimer(v.s.stateFileInterval)
+		took := v.save()
+		t := time.NewTimer(writePause(v.s.stateFileInterval, took, v.s.stateFileDuty))
 		select {
 		case <-t.C:
 		case <-stop:
@@ -147,12 +147,25 @@ func (v *View) persist(stop <-chan struct{}) {
 	}
 }
 
+// stateFileDuty bounds the share of time spent writing the state file: after
+// a write that took d, the next waits at least d*stateFileDuty. Every write
+// rewrites the whole view, and the cursor moves with every change to the
+// topic, selected or not; without the bound a 100 MB view would be
+// rewritten every StateFileInterval, for ever.
+const stateFileDuty = 20
+
+// writePause is the least wait after a write that took took.
+func writePause(interval, took time.Duration, duty int) time.Duration {
+	return max(interval, took*time.Duration(duty))
+}
+
 // save writes the published view unless the file already holds it or the
-// view has no cursor yet. Only the persist goroutine calls it.
-func (v *View) save() {
+// view has no cursor yet, and says how long the write took. Only the
+// persist goroutine calls it.
+func (v *View) save() time.Duration {
 	st := v.state.Load()
 	if !st.synced || v.saved.holds(st) {
-		return
+		return 0
 	}
 	start := time.Now()
 	n, err := writeStateFile(v.s.stateFile, v.s.selector, st)
@@ -160,12 +173,13 @@ func (v *View) save() {
 		err = fmt.Errorf("state file %s not written: %w", v.s.stateFile, err)
 		v.s.log.Warn("cannot write the state file; it keeps its previous content", "err", err)
 		v.setStatus(func(cs *connState) { cs.fileErr = err })
-		return
+		return time.Since(start)
 	}
 	v.saved = savedState{ok: true, cur: st.cur, sum: st.sum}
 	v.setStatus(func(cs *connState) { cs.fileErr = nil })
 	v.s.log.Debug("state file written", "path", v.s.stateFile, "entries", st.tree.Len(),
 		"bytes", n, "cursor", st.cur.String(), "took", time.Since(start))
+	return time.Since(start)
 }
 
 // writeStateFile replaces path with st atomically: a temporary file in the

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
@@ -20,7 +21,7 @@ import (
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
 
-func selector(t *testing.T, prefixes ...string) keyspace.Selector {
+func selector(t testing.TB, prefixes ...string) keyspace.Selector {
 	t.Helper()
 	sel, err := keyspace.NewSelector(prefixes)
 	if err != nil {
@@ -565,7 +566,9 @@ func TestStateFileAlwaysWhole(t *testing.T) {
 		}
 		return hold(ss)
 	})
-	v := startFileView(t, Config{Addrs: []string{g.addr}, StateFileInterval: time.Microsecond}, path)
+	// Rewrites as fast as the disk allows, without the duty bound.
+	v := startViewWith(t, Config{Addrs: []string{g.addr}, StateFileInterval: time.Microsecond, StateFile: path},
+		func(s *settings) { s.stateFileDuty = 0 })
 	sel := selector(t)
 	stopRead := make(chan struct{})
 	var reads, distinct int
@@ -610,4 +613,52 @@ func TestStateFileAlwaysWhole(t *testing.T) {
 	if got := fileCursor(t, path); got != cur(deltas+1).String() {
 		t.Errorf("final file cursor = %s", got)
 	}
+}
+
+// The writer's pause after a write keeps it writing at most ~5% of the time,
+// whatever the interval.
+func TestStateFileWritePause(t *testing.T) {
+	tests := []struct {
+		interval, took, want time.Duration
+	}{
+		{time.Second, 0, time.Second},                                 // nothing written
+		{time.Second, 10 * time.Millisecond, time.Second},             // small view: the interval
+		{time.Second, 50 * time.Millisecond, time.Second},             // the bound meets the interval
+		{time.Second, 500 * time.Millisecond, 10 * time.Second},       // 100 MB view: 20x the write
+		{time.Minute, 500 * time.Millisecond, time.Minute},            // a long interval stays
+		{10 * time.Millisecond, 2 * time.Second, 40 * time.Second},    // a slow disk
+		{time.Millisecond, time.Millisecond, 20 * time.Millisecond},   // never a busy loop
+		{time.Second, 51 * time.Millisecond, 1020 * time.Millisecond}, // just past it
+	}
+	for _, tt := range tests {
+		if got := writePause(tt.interval, tt.took, stateFileDuty); got != tt.want {
+			t.Errorf("writePause(%v, %v) = %v, want %v", tt.interval, tt.took, got, tt.want)
+		}
+	}
+}
+
+// BenchmarkStateFileWrite100MB writes a 100 MB view (100,000 entries of
+// 1 KB) the way the writer does: temporary file, fsync, rename, directory
+// fsync. Its time per write, times stateFileDuty, is the least pause between
+// two writes of such a view.
+func BenchmarkStateFileWrite100MB(b *testing.B) {
+	const n, size = 100_000, 1000
+	value := strings.Repeat("v", size)
+	es := make([]*confgatev1.Entry, n)
+	for i := range es {
+		es[i] = ent(fmt.Sprintf("svc/%03d/key-%06d", i%1000, i), value, int32(i%6), int64(i/6))
+	}
+	st := syncedReplica(b, cursor.Cursor{Topic: topicA, Offsets: []int64{n, n, n, n, n, n}}, es...).publish()
+	sel := selector(b)
+	path := filepath.Join(b.TempDir(), "view.state")
+	b.ResetTimer()
+	var written int64
+	for b.Loop() {
+		n, err := writeStateFile(path, sel, st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		written = n
+	}
+	b.SetBytes(written)
 }

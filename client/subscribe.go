@@ -21,18 +21,20 @@ import (
 // file's content. The subscription runs until Close is called or ctx is
 // done, and survives gateway failures by reconnecting (see Config).
 func Subscribe(ctx context.Context, cfg Config) (*View, error) {
-	return subscribe(ctx, cfg, true)
+	return subscribe(ctx, cfg, func(s *settings) {
+		rand.Shuffle(len(s.addrs), func(i, j int) { s.addrs[i], s.addrs[j] = s.addrs[j], s.addrs[i] })
+	})
 }
 
 // subscribe is Subscribe with the address shuffle optional, so tests can
 // fix the failover order.
-func subscribe(ctx context.Context, cfg Config, shuffle bool) (*View, error) {
+func subscribe(ctx context.Context, cfg Config, tweak func(*settings)) (*View, error) {
 	s, err := cfg.settings()
 	if err != nil {
 		return nil, err
 	}
-	if shuffle {
-		rand.Shuffle(len(s.addrs), func(i, j int) { s.addrs[i], s.addrs[j] = s.addrs[j], s.addrs[i] })
+	if tweak != nil {
+		tweak(&s)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	v := &View{
