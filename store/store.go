@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"golang.org/x/sync/singleflight"
 )
 
 // Errors for callers that map them to their own protocol.
@@ -58,8 +57,8 @@ type Store struct {
 	// writer's earlier writes that are not applied yet.
 	produced []int64
 
-	ends        singleflight.Group // CheckInLog's end offset requests
-	lastContact atomic.Int64       // unix nanos of the last successful Kafka round trip
+	ends        freshGroup[kadm.ListedOffsets] // CheckInLog's end offset requests
+	lastContact atomic.Int64                   // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
 
 	// logged counts log lines per kind in this epoch, so a flood (a
@@ -785,7 +784,7 @@ func (s *Store) ResumeFrom(c cursor.Cursor) (Resume, error) {
 // restore) or c was not made by a reader. Waiting for such a c is
 // pointless: the offsets it names either never come, or come with other
 // records. A cursor of another topic incarnation is not checked.
-// Concurrent calls share one request.
+// Concurrent calls share requests that start after they were made.
 func (s *Store) CheckInLog(ctx context.Context, c cursor.Cursor) error {
 	s.mu.RLock()
 	topic := s.st.topic
@@ -797,21 +796,16 @@ func (s *Store) CheckInLog(ctx context.Context, c cursor.Cursor) error {
 		// Not worth a request that would only time out.
 		return fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
 	}
-	ch := s.ends.DoChan("", func() (any, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ProbeInterval*3)
+	// The end offsets must be read after c was made: a request already
+	// running may predate c and see a shorter log.
+	ends, err := s.ends.do(ctx, func() (kadm.ListedOffsets, error) {
+		rctx, cancel := context.WithTimeout(context.Background(), s.cfg.ProbeInterval*3)
 		defer cancel()
 		return s.adm.ListEndOffsets(rctx, s.cfg.Topic)
 	})
-	var res singleflight.Result
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case res = <-ch:
+	if err != nil {
+		return fmt.Errorf("list end offsets of %q: %w", s.cfg.Topic, err)
 	}
-	if res.Err != nil {
-		return fmt.Errorf("list end offsets of %q: %w", s.cfg.Topic, res.Err)
-	}
-	ends := res.Val.(kadm.ListedOffsets)
 	for p, off := range c.Offsets {
 		if off == 0 {
 			continue
