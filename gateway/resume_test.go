@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func sel(prefixes ...string) *confgatev1.Selector { return &confgatev1.Selector{Prefixes: prefixes} }
@@ -37,6 +40,45 @@ func resumeScenario(t *testing.T, g *testkit.Gateway) (*testkit.Stream, []byte) 
 	return s, c
 }
 
+// resumeDeltas resumes from c on g and reads until old plus what arrives
+// equals g's snapshot of app/: the puts ("key=value") and deletes received,
+// and how many deltas were coalesced. A snapshot fails the test.
+func resumeDeltas(t *testing.T, g *testkit.Gateway, c []byte, old map[string]*confgatev1.Entry) (puts, dels []string, coalesced int) {
+	t.Helper()
+	_, end, _ := testkit.Snapshot(t, g, "app/")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := maps.Clone(old)
+	for string(testkit.DigestOf(view)) != string(end.Digest) {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatalf("stream: %v (puts %v dels %v)", err, puts, dels)
+		}
+		switch x := m.Message.(type) {
+		case *confgatev1.SubscribeResponse_SnapshotChunk, *confgatev1.SubscribeResponse_SnapshotEnd:
+			t.Fatalf("gateway %s answered the resume with a snapshot", g.Addr)
+		case *confgatev1.SubscribeResponse_Delta:
+			if x.Delta.Coalesced {
+				coalesced++
+			}
+			for _, ch := range x.Delta.Changes {
+				if p := ch.GetPut(); p != nil {
+					puts = append(puts, p.Key+"="+string(p.Value))
+					view[p.Key] = p
+				} else {
+					dels = append(dels, ch.GetDelete().Key)
+					delete(view, ch.GetDelete().Key)
+				}
+			}
+		}
+	}
+	return puts, dels, coalesced
+}
+
 func TestResumeYieldsExactlyTheMissedChanges(t *testing.T) {
 	k := testkit.StartKafka(t)
 	topic := testkit.Topic(t)
@@ -45,41 +87,10 @@ func TestResumeYieldsExactlyTheMissedChanges(t *testing.T) {
 	old, c := resumeScenario(t, g1)
 
 	for _, g := range []*testkit.Gateway{g1, g2} {
-		_, end, _ := testkit.Snapshot(t, g, "app/")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
-		if err != nil {
-			t.Fatal(err)
+		puts, dels, coalesced := resumeDeltas(t, g, c, old.View)
+		if coalesced != 0 {
+			t.Fatal("resume within history sent a coalesced delta")
 		}
-		view := map[string]*confgatev1.Entry{}
-		for k, v := range old.View {
-			view[k] = v
-		}
-		var puts, dels []string
-		for string(testkit.DigestOf(view)) != string(end.Digest) {
-			m, err := st.Recv()
-			if err != nil {
-				t.Fatalf("stream: %v (puts %v dels %v)", err, puts, dels)
-			}
-			switch x := m.Message.(type) {
-			case *confgatev1.SubscribeResponse_SnapshotChunk, *confgatev1.SubscribeResponse_SnapshotEnd:
-				t.Fatal("resume within history sent a snapshot")
-			case *confgatev1.SubscribeResponse_Delta:
-				if x.Delta.Coalesced {
-					t.Fatal("resume within history sent a coalesced delta")
-				}
-				for _, ch := range x.Delta.Changes {
-					if p := ch.GetPut(); p != nil {
-						puts = append(puts, p.Key+"="+string(p.Value))
-						view[p.Key] = p
-					} else {
-						dels = append(dels, ch.GetDelete().Key)
-						delete(view, ch.GetDelete().Key)
-					}
-				}
-			}
-		}
-		cancel()
 		want := []string{"app/k2=v2", "app/new=v1", "app/k2=v3"}
 		if fmt.Sprint(puts) != fmt.Sprint(want) || fmt.Sprint(dels) != "[app/k3]" {
 			t.Fatalf("gateway %s: puts %v dels %v, want puts %v dels [app/k3]", g.Addr, puts, dels, want)
@@ -87,15 +98,15 @@ func TestResumeYieldsExactlyTheMissedChanges(t *testing.T) {
 	}
 }
 
-// A gateway that started after the cursor read that part of the log during
-// bootstrap, where compaction may have removed tombstones: it must not
-// answer from it, so the resume is a flagged reset, never a silent gap.
+// A gateway that started after the cursor read that part of the log while
+// bootstrapping. Told not to trust the log's tombstones there
+// (NoBootstrapDiffs), it answers with a flagged reset, never a silent gap.
 func TestResumeOnGatewayStartedLaterResets(t *testing.T) {
 	k := testkit.StartKafka(t)
 	topic := testkit.Topic(t)
 	g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
 	_, c := resumeScenario(t, g1)
-	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	g2 := testkit.StartGateway(t, k, topic, testkit.Options{Store: store.Config{NoBootstrapDiffs: true}})
 	s := testkit.Subscribe(t, g2, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
 	s.Until(10*time.Second, "reset snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
 	if e := s.Snapshots[0]; e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED || !e.Reset_ {
@@ -103,6 +114,73 @@ func TestResumeOnGatewayStartedLaterResets(t *testing.T) {
 	}
 	if _, ok := s.View["app/k3"]; ok || string(s.View["app/k2"].GetValue()) != "v3" {
 		t.Fatalf("wrong state: %v", testkit.Values(s.View))
+	}
+}
+
+// A gateway that started after the cursor answers it with one coalesced
+// delta when the records after the cursor are younger than the topic's
+// delete.retention.ms (less a guard): the log still held every tombstone
+// after them when it read them. With LogAppendTime the timestamps are the
+// broker's; a CreateTime topic works the same on Apache Kafka 4, whose
+// brokers bound how far ahead a CreateTime may be (one hour by default).
+func TestResumeOnGatewayStartedLaterTrustsYoungTombstones(t *testing.T) {
+	k := testkit.StartKafka(t)
+	if !k.Real() {
+		t.Skip("needs Apache Kafka (CONFGATE_KAFKA_BROKERS): the dev broker neither applies a topic's message.timestamp.type nor bounds CreateTime (message.timestamp.after.max.ms)")
+	}
+	for _, tsType := range []string{"LogAppendTime", "CreateTime"} {
+		t.Run(tsType, func(t *testing.T) {
+			topic := testkit.Topic(t)
+			k.CreateTopic(t, topic, 6, map[string]string{"cleanup.policy": "compact", "message.timestamp.type": tsType})
+			g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
+			old, c := resumeScenario(t, g1)
+			g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+			puts, dels, coalesced := resumeDeltas(t, g2, c, old.View)
+			slices.Sort(puts)
+			if want := []string{"app/k2=v3", "app/new=v1"}; fmt.Sprint(puts) != fmt.Sprint(want) || fmt.Sprint(dels) != "[app/k3]" || coalesced != 1 {
+				t.Fatalf("puts %v dels %v in %d coalesced deltas, want puts %v dels [app/k3] in one", puts, dels, coalesced, want)
+			}
+			if n := testkit.Metric(t, g2, "confgate_gateway_resumes_total", "diff"); n != 1 {
+				t.Errorf("diff resumes = %v, want 1", n)
+			}
+		})
+	}
+}
+
+// Records whose timestamps are older than delete.retention.ms are not
+// trusted: the cleaner may have removed tombstones among them before the
+// gateway read them, so a resume from among them is a reset.
+func TestResumeOnGatewayStartedLaterDistrustsOldRecords(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	k.CreateTopic(t, topic, 6, map[string]string{"cleanup.policy": "compact"})
+	pr := testkit.Producer(t, k, kgo.DefaultProduceTopic(topic))
+	twoDaysAgo := time.Now().Add(-48 * time.Hour)
+	write := func(key, value string) {
+		r := &kgo.Record{Key: []byte(key), Timestamp: twoDaysAgo}
+		if value != "" {
+			r.Value = []byte(value)
+		}
+		produce(t, pr, r)
+	}
+	for i := range 5 {
+		write(fmt.Sprintf("app/k%d", i), "v1")
+	}
+	g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	s := testkit.Subscribe(t, g1, &confgatev1.SubscribeRequest{Selector: sel("app/")})
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 && len(s.View) == 5 })
+	c := s.Cursor
+	s.Close()
+	write("app/k1", "v2")
+	write("app/k3", "") // a tombstone
+	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
+	s2 := testkit.Subscribe(t, g2, &confgatev1.SubscribeRequest{Selector: sel("app/"), ResumeCursor: c})
+	s2.Until(10*time.Second, "reset snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	if e := s2.Snapshots[0]; e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED || !e.Reset_ {
+		t.Fatalf("reason %v reset %v, want a HISTORY_EXPIRED reset", e.Reason, e.Reset_)
+	}
+	if _, ok := s2.View["app/k3"]; ok || string(s2.View["app/k1"].GetValue()) != "v2" || len(s2.View) != 4 {
+		t.Fatalf("wrong state: %v", testkit.Values(s2.View))
 	}
 }
 

@@ -39,6 +39,16 @@ type Config struct {
 	// and 64 MiB.
 	HistoryBatches int
 	HistoryBytes   int64
+	// NoBootstrapDiffs answers every resume from a cursor older than the
+	// store's start with a snapshot. By default such a resume gets a diff
+	// from the index when the cursor lies among records young enough that
+	// the log certainly still held every tombstone after them when they
+	// were read (see logTrust: the topic's delete.retention.ms and
+	// message.timestamp.after.max.ms decide). Turning it off costs
+	// snapshots after every gateway restarted; it exists for tests and as
+	// a way out should a broker not honour delete.retention.ms.
+	NoBootstrapDiffs bool
+
 	// TombstoneRetention is how long deleted keys are remembered in the
 	// index, so a subscriber resuming from older than the history window
 	// still learns of deletes without a full snapshot. Mirror the topic's

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/digest"
@@ -43,10 +44,12 @@ const (
 
 // rec is a decoded record ready to apply.
 type rec struct {
-	entry *Entry // nil when skip != skipNone
-	part  int32
-	off   int64
-	skip  skipReason
+	entry     *Entry // nil when skip != skipNone
+	part      int32
+	off       int64
+	ts        int64 // timestamp, unix ms (-1: none)
+	logAppend bool  // ts is the broker's append time (LogAppendTime)
+	skip      skipReason
 }
 
 // historyLimits bound the change window. Whichever is hit first trims it.
@@ -89,11 +92,20 @@ type state struct {
 	// offset on, so a resume from there can be answered from the index.
 	diffFloor []int64
 	tombQ     []tombRef
+	// trustFrom[p]: while bootstrapping, the first offset of partition p
+	// after which the log certainly still held every tombstone (-1: none
+	// yet); see logTrust.
+	trust     logTrust
+	trustFrom []int64
 
 	snap *Snapshot // cached clone for the current Seq
 }
 
-func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLimits) *state {
+func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLimits, trust logTrust) *state {
+	from := make([]int64, len(start))
+	for p := range from {
+		from[p] = -1
+	}
 	return &state{
 		topic:      topic,
 		tree:       btree.NewG(32, lessEntry),
@@ -102,6 +114,8 @@ func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLim
 		firstSeq:   seq,
 		nextSeq:    seq,
 		epochStart: seq,
+		trust:      trust,
+		trustFrom:  from,
 	}
 }
 
@@ -109,12 +123,21 @@ func (st *state) cursor() cursor.Cursor {
 	return cursor.Cursor{Topic: st.topic, Offsets: slices.Clone(st.next)}
 }
 
-// startRecording marks the end of bootstrap: from here on batches are kept
-// as history and tombstones are trustworthy for resumes.
-func (st *state) startRecording() {
+// startRecording marks the end of bootstrap, at now: from here on batches
+// are kept as history and tombstones are trustworthy for resumes, and so
+// are those read while bootstrapping after the trusted offsets, when the
+// bootstrap ended in time.
+func (st *state) startRecording(now time.Time) {
 	st.recording = true
 	st.floor = st.cursor()
 	st.diffFloor = slices.Clone(st.next)
+	if st.trust.on && !now.After(st.trust.deadline) {
+		for p, from := range st.trustFrom {
+			if from >= 0 {
+				st.diffFloor[p] = from
+			}
+		}
+	}
 	st.firstSeq = st.nextSeq
 }
 
@@ -141,6 +164,9 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		}
 		st.next[r.part] = r.off + 1
 		moved = true
+		if !st.recording && st.trustFrom[r.part] < 0 && st.trust.appendedAfter(r.ts, r.logAppend) {
+			st.trustFrom[r.part] = r.off
+		}
 		if r.skip != skipNone {
 			res.skip(r.skip)
 			continue

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/digest"
@@ -36,7 +37,7 @@ var bigLimits = historyLimits{batches: 1 << 20, bytes: 1 << 40}
 // newTestState is an empty state of topicA at offset 0 on every partition,
 // its first Seq 1 (as Store starts it).
 func newTestState(parts int, lim historyLimits) *state {
-	return newState(topicA, make([]int64, parts), 1, lim)
+	return newState(topicA, make([]int64, parts), 1, lim, logTrust{})
 }
 
 func cur(offs ...int64) cursor.Cursor { return cursor.Cursor{Topic: topicA, Offsets: offs} }
@@ -290,7 +291,7 @@ func TestApply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st := newTestState(tt.parts, bigLimits)
-			st.startRecording()
+			st.startRecording(time.Now())
 			for _, rs := range tt.before {
 				st.apply(rs, 1)
 			}
@@ -343,7 +344,7 @@ func TestApplyDigest(t *testing.T) {
 	}
 	for i, rs := range steps {
 		if i == 2 {
-			st.startRecording() // the digest does not depend on recording
+			st.startRecording(time.Now()) // the digest does not depend on recording
 		}
 		st.apply(rs, int64(i))
 		checkCounts(t, st)
@@ -383,7 +384,7 @@ func TestRecording(t *testing.T) {
 		}
 	})
 
-	st.startRecording()
+	st.startRecording(time.Now())
 	if !st.floor.Equal(cur(2, 2)) || !slices.Equal(st.diffFloor, []int64{2, 2}) || st.firstSeq != 1 {
 		t.Fatalf("after startRecording: floor %v diffFloor %v firstSeq %d; want [2 2] [2 2] 1", st.floor.Offsets, st.diffFloor, st.firstSeq)
 	}
@@ -506,7 +507,7 @@ func checkWindow(t *testing.T, st *state, all []*Batch, keep int) {
 func TestTrim(t *testing.T) {
 	t.Run("batches", func(t *testing.T) {
 		st := newTestState(2, historyLimits{batches: 3, bytes: 1 << 40})
-		st.startRecording()
+		st.startRecording(time.Now())
 		var all []*Batch
 		for i := range 7 {
 			all = append(all, applyOnePerBatch(t, st, 1)...)
@@ -519,10 +520,10 @@ func TestTrim(t *testing.T) {
 
 	t.Run("bytes", func(t *testing.T) {
 		st := newTestState(1, bigLimits)
-		st.startRecording()
+		st.startRecording(time.Now())
 		one := applyOnePerBatch(t, st, 1)[0].size // every batch here has this size
 		st = newTestState(1, historyLimits{batches: 100, bytes: 2*one + one/2})
-		st.startRecording()
+		st.startRecording(time.Now())
 		var all []*Batch
 		for i := range 6 {
 			all = append(all, applyOnePerBatch(t, st, 1)...)
@@ -532,7 +533,7 @@ func TestTrim(t *testing.T) {
 
 	t.Run("the newest batch is always kept", func(t *testing.T) {
 		st := newTestState(1, historyLimits{batches: 1, bytes: 1})
-		st.startRecording()
+		st.startRecording(time.Now())
 		var all []*Batch
 		for range 4 {
 			all = append(all, applyOnePerBatch(t, st, 1)...)
@@ -548,19 +549,19 @@ func TestTrim(t *testing.T) {
 
 func TestSinceAcrossRebuild(t *testing.T) {
 	old := newTestState(1, bigLimits)
-	old.startRecording()
+	old.startRecording(time.Now())
 	applyOnePerBatch(t, old, 3)
 	head := old.nextSeq - 1 // a reader at the old head
 
 	// Store.install starts the next incarnation one Seq further.
-	nw := newState(topicB, []int64{0, 0}, old.nextSeq+1, bigLimits)
+	nw := newState(topicB, []int64{0, 0}, old.nextSeq+1, bigLimits, logTrust{})
 	for seq := range head + 1 {
 		if _, err := nw.since(seq, 10); !errors.Is(err, ErrRebuilt) {
 			t.Fatalf("bootstrapping: since(%d) = %v, want ErrRebuilt", seq, err)
 		}
 	}
 	nw.apply(recs(put(0, 0, "a", "1")), 0)
-	nw.startRecording()
+	nw.startRecording(time.Now())
 	for seq := range head + 1 {
 		if _, err := nw.since(seq, 10); !errors.Is(err, ErrRebuilt) {
 			t.Fatalf("recording: since(%d) = %v, want ErrRebuilt", seq, err)
@@ -586,7 +587,7 @@ func TestResume(t *testing.T) {
 	build := func() *state {
 		st := newTestState(2, historyLimits{batches: 3, bytes: 1 << 40})
 		st.apply(recs(put(0, 0, "a", "1"), put(1, 0, "b", "1")), 100)
-		st.startRecording()
+		st.startRecording(time.Now())
 		for _, rs := range [][]rec{
 			recs(put(0, 1, "c", "1")),
 			recs(put(1, 1, "d", "1"), put(0, 2, "e", "1")),
@@ -704,7 +705,7 @@ func TestResume(t *testing.T) {
 	t.Run("empty history at the start of recording", func(t *testing.T) {
 		st := newTestState(2, bigLimits)
 		st.apply(recs(put(0, 0, "a", "1")), 0)
-		st.startRecording()
+		st.startRecording(time.Now())
 		if kind, seq, err := st.resume(cur(1, 0)); err != nil || kind != ResumeHistory || seq != st.nextSeq-1 {
 			t.Fatalf("resume(head) = %v, %d, %v; want ResumeHistory, %d", kind, seq, err, st.nextSeq-1)
 		}
@@ -713,7 +714,7 @@ func TestResume(t *testing.T) {
 
 func TestPurgeTombstones(t *testing.T) {
 	st := newTestState(2, bigLimits)
-	st.startRecording()
+	st.startRecording(time.Now())
 	for _, s := range []struct {
 		at   int64
 		recs []rec
@@ -778,7 +779,7 @@ func TestPurgeTombstones(t *testing.T) {
 		if n := st.purgeTombstones(11); n != 1 || st.diffFloor != nil {
 			t.Fatalf("purged %d, diffFloor %v; want 1, untouched", n, st.diffFloor)
 		}
-		st.startRecording()
+		st.startRecording(time.Now())
 		if !slices.Equal(st.diffFloor, []int64{2}) {
 			t.Fatalf("diffFloor %v, want [2]", st.diffFloor)
 		}
@@ -821,7 +822,7 @@ func TestSnapshot(t *testing.T) {
 		del(1, 4, "app/gone"),
 		del(0, 5, "pay/old"),
 	), 0)
-	st.startRecording()
+	st.startRecording(time.Now())
 
 	snap := st.snapshot()
 	if st.snapshot() != snap {

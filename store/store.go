@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,7 +125,7 @@ func New(cfg Config) (*Store, error) {
 		adm:     kadm.NewClient(prod),
 		keyPart: kgo.StickyKeyPartitioner(nil).ForTopic(c.Topic),
 		changed: make(chan struct{}),
-		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes}),
+		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes}, logTrust{}),
 	}
 	return s, nil
 }
@@ -173,6 +174,8 @@ func (s *Store) Run(ctx context.Context) error {
 type topicMeta struct {
 	id         cursor.TopicID
 	partitions int32
+	// From the topic's configs, for logTrust.
+	tombRetention, createLag time.Duration
 }
 
 // epoch serves one incarnation of the topic: bootstrap, then tail until a
@@ -182,6 +185,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	if err != nil {
 		return err
 	}
+	bootStart := time.Now()
 	start, err := s.listOffsets(ctx, meta, s.adm.ListStartOffsets)
 	if err != nil {
 		return err
@@ -193,7 +197,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	if err != nil {
 		return err
 	}
-	s.install(meta, start, targets)
+	s.install(meta, start, targets, newLogTrust(bootStart, meta.tombRetention, meta.createLag, s.cfg.NoBootstrapDiffs))
 	s.resetLogSampling()
 
 	offsets := make(map[int32]kgo.Offset, meta.partitions)
@@ -333,7 +337,7 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 	if meta.partitions == 0 {
 		return topicMeta{}, fmt.Errorf("topic %q has no partitions yet", s.cfg.Topic)
 	}
-	s.checkCompacted(rctx)
+	meta.tombRetention, meta.createLag = s.inspectConfigs(rctx)
 	s.touch()
 	return meta, nil
 }
@@ -357,28 +361,43 @@ func (s *Store) createTopic(ctx context.Context) error {
 	return nil
 }
 
-// checkCompacted warns when the topic is not compacted: without compaction
-// the topic grows forever and a restart re-reads every version ever written.
-func (s *Store) checkCompacted(ctx context.Context) {
+// inspectConfigs warns when the topic is not compacted (it would grow
+// forever and a restart would re-read every version ever written), and
+// returns its delete.retention.ms and message.timestamp.after.max.ms for
+// logTrust: zero and -1 when unknown, which trusts nothing.
+func (s *Store) inspectConfigs(ctx context.Context) (tombRetention, createLag time.Duration) {
+	createLag = -1
 	rcs, err := s.adm.DescribeTopicConfigs(ctx, s.cfg.Topic)
 	if err != nil {
-		return
+		return 0, -1
 	}
 	rc, err := rcs.On(s.cfg.Topic, nil)
 	if err != nil || rc.Err != nil {
-		return
+		return 0, -1
 	}
 	for _, c := range rc.Configs {
-		if c.Key == "cleanup.policy" && c.Value != nil {
+		if c.Value == nil {
+			continue
+		}
+		switch c.Key {
+		case "cleanup.policy":
 			if strings.Contains(*c.Value, "compact") {
 				s.m.compacted.Set(1)
-				return
+				continue
 			}
 			s.m.compacted.Set(0)
 			s.log.Warn("topic is not compacted: it will grow without bound and restarts will re-read every version", "cleanup.policy", *c.Value)
-			return
+		case "delete.retention.ms":
+			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
+				tombRetention = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
+			}
+		case "message.timestamp.after.max.ms":
+			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms >= 0 {
+				createLag = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
+			}
 		}
 	}
+	return tombRetention, createLag
 }
 
 func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(context.Context, ...string) (kadm.ListedOffsets, error)) ([]int64, error) {
@@ -404,7 +423,7 @@ func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(conte
 
 // install starts a new incarnation: empty state at the log start offsets,
 // not ready until targets are reached.
-func (s *Store) install(meta topicMeta, start, targets []int64) {
+func (s *Store) install(meta topicMeta, start, targets []int64, trust logTrust) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.st.topic != (cursor.TopicID{}) && s.st.topic != meta.id {
@@ -418,7 +437,7 @@ func (s *Store) install(meta topicMeta, start, targets []int64) {
 	// Skip one seq so a reader positioned at the old head sees
 	// ErrRebuilt rather than an empty, seemingly current history.
 	seq := s.st.nextSeq + 1
-	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes})
+	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes}, trust)
 	s.targets = targets
 	s.hw = slices.Clone(targets)
 	s.produced = nil
@@ -454,7 +473,7 @@ func (s *Store) checkReadyLocked() {
 		}
 	}
 	s.ready = true
-	s.st.startRecording()
+	s.st.startRecording(time.Now())
 	s.m.ready.Set(1)
 	s.log.Info("caught up: ready", "cursor", s.st.cursor().String(), "entries", s.st.live)
 }
@@ -462,7 +481,7 @@ func (s *Store) checkReadyLocked() {
 // decode turns a Kafka record into something apply understands. Invalid
 // records become skips so they still move the cursor.
 func (s *Store) decode(r *kgo.Record, partitions int32) rec {
-	out := rec{part: r.Partition, off: r.Offset}
+	out := rec{part: r.Partition, off: r.Offset, ts: r.Timestamp.UnixMilli(), logAppend: r.Attrs.TimestampType() == 1}
 	switch {
 	case r.Attrs.IsControl():
 		out.skip = skipControl

@@ -29,6 +29,7 @@ type serverFlags struct {
 	historyBatches         int
 	historyBytes           int64
 	tombstoneRetention     time.Duration
+	noBootstrapDiffs       bool
 	maxBatchRecords        int
 	fetchMaxWait           time.Duration
 	fetchMaxPartitionBytes int64
@@ -59,6 +60,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	f.historyBytes = 64 << 20
 	fs.Var(byteSize{&f.historyBytes}, "history-bytes", "memory bound of the change window (see --history-batches)")
 	fs.DurationVar(&f.tombstoneRetention, "tombstone-retention", 24*time.Hour, "how long deleted keys are remembered, so a subscriber resuming from older than the change window still learns of deletes without a full snapshot; mirror the topic's delete.retention.ms")
+	fs.BoolVar(&f.noBootstrapDiffs, "no-bootstrap-diffs", false, "answer every resume from a cursor older than this gateway's start with a snapshot; by default such a resume gets a diff when the records after the cursor are younger than the topic's delete.retention.ms (the log still held their tombstones); for brokers that do not honour delete.retention.ms")
 	fs.IntVar(&f.maxBatchRecords, "max-batch-records", 512, "most records one history batch holds, which bounds the size of the deltas built from it")
 	fs.DurationVar(&f.fetchMaxWait, "fetch-max-wait", 500*time.Millisecond, "how long a broker may hold an empty fetch (fetch.max.wait.ms); it does not delay records: a fetch returns as soon as any arrive")
 	f.fetchMaxPartitionBytes = 8 << 20
@@ -95,6 +97,7 @@ func (f *serverFlags) storeConfig() (store.Config, error) {
 		HistoryBatches:         f.historyBatches,
 		HistoryBytes:           f.historyBytes,
 		TombstoneRetention:     f.tombstoneRetention,
+		NoBootstrapDiffs:       f.noBootstrapDiffs,
 		MaxBatchRecords:        f.maxBatchRecords,
 		FetchMaxWait:           f.fetchMaxWait,
 		FetchMaxPartitionBytes: int32(f.fetchMaxPartitionBytes),
