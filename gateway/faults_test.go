@@ -374,3 +374,43 @@ func TestKafkaAwayServesLastState(t *testing.T) {
 	testkit.Put(t, g, "k/b", "2")
 	s.Until(15*time.Second, "the write after recovery", func(s *testkit.Stream) bool { return s.View["k/b"] != nil })
 }
+
+// Adding partitions moves keys: entries whose records now sit in another
+// partition than their key's are skipped as misrouted after the rebuild.
+// A cursor made before the change cannot be resumed by replay or diff (it
+// would keep those entries), so it gets a STATE_REBUILT reset.
+func TestResumeAcrossAddedPartitionsResets(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	k.CreateTopic(t, topic, 2, compact)
+	g := testkit.StartGateway(t, k, topic, testkit.Options{})
+	for i := range 20 {
+		testkit.Put(t, g, fmt.Sprintf("app/k%02d", i), "v")
+	}
+	s := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"app/"}}})
+	s.Until(10*time.Second, "snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 && len(s.View) == 20 })
+	old := s.Cursor
+	s.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if resp, err := k.Admin(t).CreatePartitions(ctx, 2, topic); err != nil || resp[topic].Err != nil {
+		t.Fatalf("add partitions: %v %v", err, resp[topic].Err)
+	}
+	testkit.Eventually(t, 60*time.Second, "the gateway rebuilt on four partitions", func() bool {
+		st := g.Store.Status()
+		return st.Ready && len(st.Cursor.Offsets) == 4
+	})
+	view, _, _ := testkit.Snapshot(t, g, "app/")
+	if len(view) == 20 {
+		t.Fatal("setup: no key moved to a new partition")
+	}
+	s2 := testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"app/"}}, ResumeCursor: old})
+	s2.Until(10*time.Second, "a reset", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
+	if e := s2.Snapshots[0]; !e.Reset_ || e.Reason != confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT {
+		t.Fatalf("reason %v reset %v, want a STATE_REBUILT reset", e.Reason, e.Reset_)
+	}
+	if fmt.Sprint(testkit.SortedKeys(s2.View)) != fmt.Sprint(testkit.SortedKeys(view)) {
+		t.Fatalf("reset to %v, the gateway holds %v", testkit.SortedKeys(s2.View), testkit.SortedKeys(view))
+	}
+}

@@ -159,6 +159,9 @@ func (s *subscription) resume(ctx context.Context, c cursor.Cursor) error {
 	case errors.Is(err, store.ErrHistoryGone):
 		g.m.resumes.WithLabelValues("reset").Inc()
 		return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_HISTORY_EXPIRED)
+	case errors.Is(err, store.ErrRebuilt):
+		g.m.resumes.WithLabelValues("reset").Inc()
+		return s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_STATE_REBUILT)
 	case errors.Is(err, store.ErrNotReady):
 		return errNotReady
 	case errors.Is(err, store.ErrBehind):

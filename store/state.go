@@ -321,6 +321,12 @@ func (st *state) resume(c cursor.Cursor) (ResumeKind, uint64, error) {
 	if c.Topic != st.topic {
 		return 0, 0, ErrTopicChanged
 	}
+	if len(c.Offsets) < len(st.next) {
+		// Made before partitions were added: keys have moved between
+		// partitions since, and an entry the reader holds may now be
+		// skipped as misrouted, which no replay or diff would tell it.
+		return 0, 0, ErrRebuilt
+	}
 	cur := cursor.Cursor{Topic: st.topic, Offsets: st.next}
 	if !cur.Covers(c) {
 		return 0, 0, ErrBehind

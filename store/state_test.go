@@ -632,7 +632,8 @@ func TestResume(t *testing.T) {
 		{"older than the floor", cur(2, 1), diff},
 		{"at the diff floor", cur(1, 1), diff},
 		{"older than the diff floor", cur(0, 1), fail(ErrHistoryGone)},
-		{"empty cursor", cur(), fail(ErrHistoryGone)},
+		{"fewer partitions (made before partitions were added)", cur(6), fail(ErrRebuilt)},
+		{"empty cursor", cur(), fail(ErrRebuilt)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -689,7 +690,7 @@ func TestResume(t *testing.T) {
 	t.Run("before recording", func(t *testing.T) {
 		st := newTestState(2, bigLimits)
 		st.apply(recs(put(0, 0, "a", "1"), put(1, 0, "b", "1")), 0)
-		for _, c := range []cursor.Cursor{cur(1, 1), cur(0, 0), cur()} {
+		for _, c := range []cursor.Cursor{cur(1, 1), cur(0, 0)} {
 			if _, _, err := st.resume(c); !errors.Is(err, ErrHistoryGone) {
 				t.Errorf("resume(%v) = %v, want ErrHistoryGone", c.Offsets, err)
 			}

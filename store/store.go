@@ -777,7 +777,8 @@ type Resume struct {
 }
 
 // ResumeFrom finds where a reader at c continues: ErrTopicChanged,
-// ErrBehind (wait and retry), ErrHistoryGone (snapshot) or a Resume.
+// ErrBehind (wait and retry), ErrHistoryGone (snapshot), ErrRebuilt (c was
+// made before partitions were added: snapshot) or a Resume.
 func (s *Store) ResumeFrom(c cursor.Cursor) (Resume, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
