@@ -95,8 +95,9 @@ type state struct {
 	// trustFrom[p]: while bootstrapping, the first offset of partition p
 	// after which the log certainly still held every tombstone (-1: none
 	// yet); see logTrust.
-	trust     logTrust
-	trustFrom []int64
+	trust      logTrust
+	trustFrom  []int64
+	trustStart []int64 // log start offsets listed after the bootstrap
 
 	snap *Snapshot // cached clone for the current Seq
 }
@@ -125,20 +126,42 @@ func (st *state) cursor() cursor.Cursor {
 
 // startRecording marks the end of bootstrap, at now: from here on batches
 // are kept as history and tombstones are trustworthy for resumes, and so
-// are those read while bootstrapping after the trusted offsets, when the
-// bootstrap ended in time.
+// are those read while bootstrapping from the trusted offsets on (see
+// logTrust), when the bootstrap ended in time; never below trustStart, the
+// log start offsets listed after the bootstrap.
 func (st *state) startRecording(now time.Time) {
 	st.recording = true
 	st.floor = st.cursor()
 	st.diffFloor = slices.Clone(st.next)
-	if st.trust.on && !now.After(st.trust.deadline) {
-		for p, from := range st.trustFrom {
-			if from >= 0 {
-				st.diffFloor[p] = from
-			}
+	st.firstSeq = st.nextSeq
+	trust := st.trust
+	st.trust = logTrust{}
+	if !trust.on || st.trustStart == nil || now.After(trust.deadline) {
+		return
+	}
+	for p, from := range st.trustFrom {
+		if from < 0 || p >= len(st.trustStart) {
+			continue
+		}
+		if from = max(from, st.trustStart[p]); from < st.diffFloor[p] {
+			st.diffFloor[p] = from
 		}
 	}
-	st.firstSeq = st.nextSeq
+}
+
+// trustPending reports whether the state has caught up with targets but
+// waits for the log start offsets (trustStart) before it may trust what it
+// read.
+func (st *state) trustPending(targets []int64) bool {
+	if !st.trust.on || st.trustStart != nil || st.recording {
+		return false
+	}
+	for p, t := range targets {
+		if st.next[p] < t {
+			return false
+		}
+	}
+	return true
 }
 
 // applyResult counts what apply did.
@@ -270,6 +293,9 @@ func (st *state) purgeTombstones(cutoff int64) int {
 		n++
 		if st.recording && int(t.part) < len(st.diffFloor) && st.diffFloor[t.part] <= t.off {
 			st.diffFloor[t.part] = t.off + 1
+		}
+		if from := st.trustFrom[t.part]; from >= 0 && from <= t.off {
+			st.trustFrom[t.part] = t.off + 1
 		}
 	}
 	if cap(st.tombQ) > 2*len(st.tombQ)+1024 {

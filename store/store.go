@@ -174,8 +174,7 @@ func (s *Store) Run(ctx context.Context) error {
 type topicMeta struct {
 	id         cursor.TopicID
 	partitions int32
-	// From the topic's configs, for logTrust.
-	tombRetention, createLag time.Duration
+	timing     topicTiming // for logTrust
 }
 
 // epoch serves one incarnation of the topic: bootstrap, then tail until a
@@ -197,7 +196,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	if err != nil {
 		return err
 	}
-	s.install(meta, start, targets, newLogTrust(bootStart, meta.tombRetention, meta.createLag, s.cfg.NoBootstrapDiffs))
+	s.install(meta, start, targets, newLogTrust(bootStart, meta.timing, s.cfg.NoBootstrapDiffs))
 	s.resetLogSampling()
 
 	offsets := make(map[int32]kgo.Offset, meta.partitions)
@@ -268,6 +267,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 			s.apply(recs)
 			recs = recs[:0]
 		}
+		s.trustBootstrap(ectx, meta)
 		if !fetches.Empty() {
 			s.touch()
 		}
@@ -337,7 +337,7 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 	if meta.partitions == 0 {
 		return topicMeta{}, fmt.Errorf("topic %q has no partitions yet", s.cfg.Topic)
 	}
-	meta.tombRetention, meta.createLag = s.inspectConfigs(rctx)
+	meta.timing = s.inspectConfigs(rctx)
 	s.touch()
 	return meta, nil
 }
@@ -363,41 +363,81 @@ func (s *Store) createTopic(ctx context.Context) error {
 
 // inspectConfigs warns when the topic is not compacted (it would grow
 // forever and a restart would re-read every version ever written), and
-// returns its delete.retention.ms and message.timestamp.after.max.ms for
-// logTrust: zero and -1 when unknown, which trusts nothing.
-func (s *Store) inspectConfigs(ctx context.Context) (tombRetention, createLag time.Duration) {
-	createLag = -1
+// returns what logTrust needs; what is unknown trusts nothing.
+func (s *Store) inspectConfigs(ctx context.Context) topicTiming {
+	tt := topicTiming{createLag: -1}
 	rcs, err := s.adm.DescribeTopicConfigs(ctx, s.cfg.Topic)
 	if err != nil {
-		return 0, -1
+		return tt
 	}
 	rc, err := rcs.On(s.cfg.Topic, nil)
 	if err != nil || rc.Err != nil {
-		return 0, -1
+		return tt
+	}
+	millis := func(v string) (time.Duration, bool) {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 {
+			return 0, false
+		}
+		return time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond, true
 	}
 	for _, c := range rc.Configs {
 		if c.Value == nil {
 			continue
 		}
-		switch c.Key {
+		switch v := *c.Value; c.Key {
 		case "cleanup.policy":
-			if strings.Contains(*c.Value, "compact") {
+			if strings.Contains(v, "compact") {
 				s.m.compacted.Set(1)
 				continue
 			}
 			s.m.compacted.Set(0)
-			s.log.Warn("topic is not compacted: it will grow without bound and restarts will re-read every version", "cleanup.policy", *c.Value)
+			s.log.Warn("topic is not compacted: it will grow without bound and restarts will re-read every version", "cleanup.policy", v)
 		case "delete.retention.ms":
-			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms > 0 {
-				tombRetention = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
-			}
+			tt.tombRetention, _ = millis(v)
 		case "message.timestamp.after.max.ms":
-			if ms, err := strconv.ParseInt(*c.Value, 10, 64); err == nil && ms >= 0 {
-				createLag = time.Duration(min(ms, int64(math.MaxInt64/time.Millisecond))) * time.Millisecond
+			if d, ok := millis(v); ok {
+				tt.createLag = d
 			}
+		case "message.timestamp.type":
+			tt.logAppendTime = v == "LogAppendTime"
+		case "unclean.leader.election.enable":
+			tt.uncleanElection = v == "true"
 		}
 	}
-	return tombRetention, createLag
+	return tt
+}
+
+// trustBootstrap runs when the store has caught up and its state waits to
+// trust what it read (logTrust): it lists the log start offsets, and the
+// store becomes ready with them. Readiness waits for this one request so
+// that the first resumes after a restart already get diffs. On failure
+// nothing is trusted: resumes from before the start get snapshots.
+func (s *Store) trustBootstrap(ctx context.Context, meta topicMeta) {
+	s.mu.RLock()
+	st := s.st
+	pending := st.trustPending(s.targets)
+	s.mu.RUnlock()
+	if !pending {
+		return
+	}
+	start, err := s.listOffsets(ctx, meta, s.adm.ListStartOffsets)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != st {
+		return
+	}
+	if err != nil {
+		s.log.Warn("not trusting the log's tombstones: start offsets unknown", "err", err)
+		st.trust = logTrust{}
+	} else {
+		st.trustStart = start
+	}
+	s.checkReadyLocked()
+	s.notifyLocked()
+	if s.ready {
+		s.log.Info("resumes from cursors at or after this are answered with diffs", "cursor", cursor.Cursor{Topic: st.topic, Offsets: st.diffFloor}.String())
+	}
 }
 
 func (s *Store) listOffsets(ctx context.Context, meta topicMeta, list func(context.Context, ...string) (kadm.ListedOffsets, error)) ([]int64, error) {
@@ -437,6 +477,13 @@ func (s *Store) install(meta topicMeta, start, targets []int64, trust logTrust) 
 	// Skip one seq so a reader positioned at the old head sees
 	// ErrRebuilt rather than an empty, seemingly current history.
 	seq := s.st.nextSeq + 1
+	caughtUp := true
+	for p, t := range targets {
+		caughtUp = caughtUp && start[p] >= t
+	}
+	if caughtUp {
+		trust = logTrust{} // nothing to read, nothing to trust
+	}
 	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes}, trust)
 	s.targets = targets
 	s.hw = slices.Clone(targets)
@@ -471,6 +518,9 @@ func (s *Store) checkReadyLocked() {
 		if s.st.next[p] < t {
 			return
 		}
+	}
+	if s.st.trustPending(s.targets) {
+		return // trustBootstrap lists the start offsets first
 	}
 	s.ready = true
 	s.st.startRecording(time.Now())

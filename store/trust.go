@@ -21,34 +21,58 @@ import "time"
 // LogAppendTime; for CreateTime, the broker refuses timestamps more than
 // message.timestamp.after.max.ms ahead of its clock (one hour by default
 // since Kafka 4.0), so the append is at least the timestamp minus that.
+//
+// The trusted offsets take effect only once the bootstrap is over and the
+// log start offsets, listed again, are at or below them: retention or
+// DeleteRecords may have moved the start past records while they were being
+// read, and franz-go skips to the new start without reporting a loss.
+// Tombstones the store itself forgot while bootstrapping (TombstoneRetention)
+// raise them too.
 type logTrust struct {
 	on        bool
 	after     int64 // unix ms: appended at or after this keeps its tombstones
 	createLag int64 // ms a CreateTime may run ahead of the append; <0 unknown
-	deadline  time.Time
+	// logAppendTopic: the topic stamps LogAppendTime, so a record that
+	// says CreateTime came from a legacy batch whose timestamp no broker
+	// checked.
+	logAppendTopic bool
+	deadline       time.Time
+}
+
+// topicTiming is what logTrust needs from the topic's configs, as the
+// brokers report them now. The rule assumes they held when the records were
+// appended (see docs/kafka.md before changing them).
+type topicTiming struct {
+	tombRetention time.Duration // delete.retention.ms; 0 unknown
+	createLag     time.Duration // message.timestamp.after.max.ms; <0 unknown
+	logAppendTime bool          // message.timestamp.type=LogAppendTime
+	// uncleanElection: unclean.leader.election.enable. A log truncated
+	// below what readers saw, then written again, makes old cursors look
+	// valid; a snapshot is the only safe answer to them.
+	uncleanElection bool
 }
 
 // minTrustRetention: below this delete.retention.ms the guard would be too
 // thin to absorb clock skew; bootstrap records are then never trusted.
 const minTrustRetention = 10 * time.Minute
 
-// newLogTrust is the rule for a bootstrap that starts at start, on a topic
-// with the given delete.retention.ms and message.timestamp.after.max.ms
-// (negative when unknown). off turns it off.
-func newLogTrust(start time.Time, retention, createLag time.Duration, off bool) logTrust {
-	if off || retention < minTrustRetention {
+// newLogTrust is the rule for a bootstrap that starts at start on a topic
+// with timing tt. off turns it off.
+func newLogTrust(start time.Time, tt topicTiming, off bool) logTrust {
+	if off || tt.uncleanElection || tt.tombRetention < minTrustRetention {
 		return logTrust{}
 	}
-	guard := min(retention/10, 10*time.Minute)
+	guard := min(tt.tombRetention/10, 10*time.Minute)
 	lag := int64(-1)
-	if createLag >= 0 {
-		lag = createLag.Milliseconds()
+	if tt.createLag >= 0 {
+		lag = tt.createLag.Milliseconds()
 	}
 	return logTrust{
-		on:        true,
-		after:     start.Add(-retention + guard).UnixMilli(),
-		createLag: lag,
-		deadline:  start.Add(guard / 2),
+		on:             true,
+		after:          start.Add(-tt.tombRetention + guard).UnixMilli(),
+		createLag:      lag,
+		logAppendTopic: tt.logAppendTime,
+		deadline:       start.Add(guard / 2),
 	}
 }
 
@@ -60,7 +84,7 @@ func (t logTrust) appendedAfter(ts int64, logAppendTime bool) bool {
 		return false
 	case logAppendTime:
 		return ts >= t.after
-	case t.createLag < 0:
+	case t.createLag < 0, t.logAppendTopic:
 		return false
 	default:
 		return ts-t.createLag >= t.after
