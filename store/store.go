@@ -58,6 +58,8 @@ type Store struct {
 	// writer's earlier writes that are not applied yet.
 	produced []int64
 
+	sawTruncation bool // the log went backwards once: Run's goroutine only
+
 	ends        freshGroup[kadm.ListedOffsets] // CheckInLog's end offset requests
 	lastContact atomic.Int64                   // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
@@ -155,6 +157,11 @@ func (s *Store) Run(ctx context.Context) error {
 		}
 		var rb errRebuild
 		if errors.As(err, &rb) {
+			if rb.reason == "truncated" {
+				// Cursors from before the truncation may name offsets
+				// written again since: only snapshots are safe for them.
+				s.sawTruncation = true
+			}
 			s.m.rebuilds.WithLabelValues(rb.reason).Inc()
 			s.log.Warn("rebuilding state from the topic", "reason", rb.reason)
 			s.fence()
@@ -196,7 +203,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	if err != nil {
 		return err
 	}
-	s.install(meta, start, targets, newLogTrust(bootStart, meta.timing, s.cfg.NoBootstrapDiffs))
+	s.install(meta, start, targets, newLogTrust(bootStart, meta.timing, s.cfg.NoBootstrapDiffs || s.sawTruncation))
 	s.resetLogSampling()
 
 	offsets := make(map[int32]kgo.Offset, meta.partitions)
