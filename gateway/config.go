@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
@@ -46,6 +47,11 @@ type Config struct {
 	// ShutdownGrace bounds a graceful stop before connections are cut.
 	// Default 10s.
 	ShutdownGrace time.Duration
+
+	// TLS, when set, serves gRPC over TLS with it (certificates, client
+	// certificate checks); nil serves plaintext. The admin listener stays
+	// plain HTTP.
+	TLS *tls.Config
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger

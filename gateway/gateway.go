@@ -19,6 +19,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -212,7 +213,7 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 // ServerOptions are the grpc options the gateway needs (the frame codec,
 // keepalive); Serve uses them, and so must any server Register is used on.
 func (g *Gateway) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
+	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  g.cfg.KeepaliveTime,
@@ -224,6 +225,10 @@ func (g *Gateway) ServerOptions() []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(g.countUnary),
 		grpc.ChainStreamInterceptor(g.countStream),
 	}
+	if g.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(g.cfg.TLS)))
+	}
+	return opts
 }
 
 // Register adds the config service, health and reflection to srv.

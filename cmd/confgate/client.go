@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"net"
 	"strings"
 	"sync"
@@ -14,7 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 )
 
@@ -96,12 +97,12 @@ func (e *unreachableError) Error() string {
 }
 
 // connect opens a connection to addr and waits until it is up, or fails.
-func connect(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+func connect(ctx context.Context, addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
 	rec := &dialRecorder{}
 	// passthrough: the dialer gets addr as written and resolves it itself,
 	// so a DNS failure is recorded like any other dial error.
 	cc, err := grpc.NewClient("passthrough:///"+addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(rec.dial),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
 	)
@@ -115,11 +116,11 @@ func connect(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 		case connectivity.Ready:
 			return cc, nil
 		case connectivity.TransientFailure, connectivity.Shutdown:
-			cc.Close()
 			err := rec.last()
 			if err == nil {
-				err = errors.New("no gRPC connection could be set up (is it a confgate gateway, without TLS?)")
+				err = setupError(ctx, cc)
 			}
+			cc.Close()
 			return nil, &connectError{addr, err}
 		}
 		if !cc.WaitForStateChange(ctx, s) {
@@ -133,9 +134,22 @@ func connect(ctx context.Context, addr string) (*grpc.ClientConn, error) {
 	}
 }
 
+// setupError says why a connection that was dialed could not be set up
+// (a TLS handshake, most often). gRPC keeps that reason for the calls made
+// while the connection is failing, so one call fetches it.
+func setupError(ctx context.Context, cc *grpc.ClientConn) error {
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	detail := "no reason given"
+	if _, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{}); err != nil {
+		detail = status.Convert(err).Message()
+	}
+	return fmt.Errorf("no gRPC connection could be set up (%s); is it a confgate gateway? check --tls and --tls-ca, and --tls-cert if it requires client certificates", detail)
+}
+
 // connectAny connects to the first reachable address of addrs, starting at
 // start, and returns the connection and the index of its address.
-func connectAny(ctx context.Context, addrs []string, start int) (*grpc.ClientConn, int, error) {
+func connectAny(ctx context.Context, addrs []string, start int, creds credentials.TransportCredentials) (*grpc.ClientConn, int, error) {
 	var errs []*connectError
 	for n := range addrs {
 		i := (start + n) % len(addrs)
@@ -143,7 +157,7 @@ func connectAny(ctx context.Context, addrs []string, start int) (*grpc.ClientCon
 		if n < len(addrs)-1 {
 			cctx, cancel = context.WithTimeout(ctx, connectBudget)
 		}
-		cc, err := connect(cctx, addrs[i])
+		cc, err := connect(cctx, addrs[i], creds)
 		cancel()
 		if err == nil {
 			return cc, i, nil
@@ -172,7 +186,7 @@ func (g *globals) callFirst(ctx context.Context, failover bool, call func(contex
 	var lastAddr string
 	var lastErr error
 	for i := 0; i < len(addrs); i++ {
-		cc, at, err := connectAny(ctx, addrs[i:], 0)
+		cc, at, err := connectAny(ctx, addrs[i:], 0, g.creds)
 		if err != nil {
 			if lastErr != nil {
 				return g.callError(lastAddr, lastErr)

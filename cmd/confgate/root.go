@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/grpc/credentials"
 	"io"
 	"log/slog"
 	"strings"
@@ -97,6 +98,8 @@ type globals struct {
 	timeout  time.Duration
 	logLevel string
 	log      *slog.Logger
+	tls      clientTLS
+	creds    credentials.TransportCredentials // from tls, set by setup
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -142,6 +145,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error.`,
 		"gateway address host:port, or a comma-separated list: unary calls use the first reachable one, watch moves to the next on failure (env "+addrEnv+")")
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text (for people) or json (one JSON object per line, for scripts)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on a get, put, delete or snapshot, connection included; 0 waits forever (watch only bounds each connection attempt by it)")
+	g.tls.register(pf)
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error (serve and dev log to stderr, as JSON with -o json)")
 
 	root.AddCommand(
@@ -170,6 +174,11 @@ func (g *globals) setup(cmd *cobra.Command) error {
 	if g.timeout < 0 {
 		return usagef(cmd, "--timeout must not be negative")
 	}
+	creds, err := g.tls.credentials()
+	if err != nil {
+		return usagef(cmd, "%v", err)
+	}
+	g.creds = creds
 	opts := &slog.HandlerOptions{Level: level}
 	if g.json() {
 		g.log = slog.New(slog.NewJSONHandler(g.env.Stderr, opts))

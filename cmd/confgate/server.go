@@ -49,6 +49,8 @@ type serverFlags struct {
 	maxConnectionAge      time.Duration
 	maxConnectionAgeGrace time.Duration
 	shutdownGrace         time.Duration
+
+	tls serverTLS
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -83,6 +85,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered within this")
 	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", 0, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
 	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", 30*time.Second, "time open streams get after --max-connection-age before the connection is cut")
+	f.tls.register(fs)
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
 }
 
@@ -112,7 +115,12 @@ func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
 	if f.chunkBytes > math.MaxInt32 || f.maxCoalescedBytes > math.MaxInt32 {
 		return gateway.Config{}, errors.New("--chunk-bytes and --max-coalesced-bytes must be under 2GiB")
 	}
+	tlsCfg, err := f.tls.config()
+	if err != nil {
+		return gateway.Config{}, err
+	}
 	return gateway.Config{
+		TLS:                   tlsCfg,
 		ChunkBytes:            int(f.chunkBytes),
 		CacheBytes:            f.cacheBytes,
 		ProgressInterval:      f.progressInterval,

@@ -192,7 +192,7 @@ func (w *watcher) session(ctx context.Context, addrs []string, start int) (strin
 	if w.g.timeout > 0 {
 		cctx, cancel = context.WithTimeout(ctx, w.g.timeout)
 	}
-	cc, i, err := connectAny(cctx, addrs, start%len(addrs))
+	cc, i, err := connectAny(cctx, addrs, start%len(addrs), w.g.creds)
 	cancel()
 	if err != nil {
 		return "", false, err
