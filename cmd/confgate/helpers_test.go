@@ -131,10 +131,16 @@ type testNode struct {
 // ready and returns its addresses, learned through Env.Started.
 func startNodeCmd(t testing.TB, args ...string) *testNode {
 	t.Helper()
+	return startNodeCmdEnv(t, func(string) string { return "" }, args...)
+}
+
+// startNodeCmdEnv is startNodeCmd with an environment.
+func startNodeCmdEnv(t testing.TB, getenv func(string) string, args ...string) *testNode {
+	t.Helper()
 	started := make(chan Addrs, 1)
 	n := &testNode{stdout: &syncBuffer{}, stderr: &syncBuffer{}}
 	env := &Env{Stdin: bytes.NewReader(nil), Stdout: n.stdout, Stderr: n.stderr,
-		Getenv:  func(string) string { return "" },
+		Getenv:  getenv,
 		Started: func(a Addrs) { started <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)

@@ -13,6 +13,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		createTopic       bool
 		replicationFactor int16
 		topicConfigs      map[string]string
+		auth              kafkaAuth
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --brokers HOST:PORT[,...] --topic NAME",
@@ -48,6 +49,9 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 			sc.CreateTopic = createTopic
 			sc.ReplicationFactor = replicationFactor
 			sc.TopicConfigs = topicConfigs
+			if sc.ClientOpts, err = auth.opts(g.env.Getenv); err != nil {
+				return usagef(cmd, "%v", err)
+			}
 			gc, err := f.gatewayConfig()
 			if err != nil {
 				return usagef(cmd, "%v", err)
@@ -76,6 +80,7 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 	fs.BoolVar(&createTopic, "create-topic", false, "create the topic, compacted, when it does not exist at start (a topic deleted later is waited for, not recreated); without it a missing topic is an error at start (the safe default: a typo does not create an empty topic)")
 	fs.Int16Var(&replicationFactor, "replication-factor", -1, "replication factor of a topic created with --create-topic; -1 takes the broker's default.replication.factor")
 	fs.StringToStringVar(&topicConfigs, "topic-config", nil, "extra configs of a topic created with --create-topic, on top of cleanup.policy=compact, e.g. segment.ms=3600000,min.cleanable.dirty.ratio=0.1")
+	auth.register(fs)
 	f.register(fs)
 	return cmd
 }

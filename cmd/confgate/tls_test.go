@@ -112,7 +112,7 @@ func TestTLS(t *testing.T) {
 	_, c := startDev(t, "--tls-cert", srvCert, "--tls-key", srvKey, "--tls-client-ca", ca.pem)
 	good := []string{"--tls-ca", ca.pem, "--tls-cert", cliCert, "--tls-key", cliKey}
 
-	if out := c.ok(append([]string{"put", "tls/probe", "on"}, good...)...); !strings.Contains(out, "cursor") {
+	if out := c.ok(append([]string{"put", "--wait", "tls/probe", "on"}, good...)...); !strings.Contains(out, "cursor") {
 		t.Fatalf("put over TLS printed %q", out)
 	}
 	if out := c.ok(append([]string{"get", "tls/probe"}, good...)...); strings.TrimSpace(out) != "on" {
