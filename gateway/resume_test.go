@@ -41,10 +41,16 @@ func resumeScenario(t *testing.T, g *testkit.Gateway) (*testkit.Stream, []byte) 
 }
 
 // resumeDeltas resumes from c on g and reads until old plus what arrives
-// equals g's snapshot of app/: the puts ("key=value") and deletes received,
-// and how many deltas were coalesced. A snapshot fails the test.
-func resumeDeltas(t *testing.T, g *testkit.Gateway, c []byte, old map[string]*confgatev1.Entry) (puts, dels []string, coalesced int) {
+// equals g's snapshot of app/ once g has applied head: the puts
+// ("key=value") and deletes received, and how many deltas were coalesced.
+// A snapshot fails the test.
+func resumeDeltas(t *testing.T, g *testkit.Gateway, head cursor.Cursor, c []byte, old map[string]*confgatev1.Entry) (puts, dels []string, coalesced int) {
 	t.Helper()
+	// Writes went through another gateway: wait until this one has them,
+	// or its snapshot could be of an earlier state.
+	testkit.Eventually(t, 10*time.Second, "the gateway to apply every write", func() bool {
+		return g.Store.Status().Cursor.Covers(head)
+	})
 	_, end, _ := testkit.Snapshot(t, g, "app/")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -86,8 +92,9 @@ func TestResumeYieldsExactlyTheMissedChanges(t *testing.T) {
 	g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
 	old, c := resumeScenario(t, g1)
 
+	head := g1.Store.Status().Cursor
 	for _, g := range []*testkit.Gateway{g1, g2} {
-		puts, dels, coalesced := resumeDeltas(t, g, c, old.View)
+		puts, dels, coalesced := resumeDeltas(t, g, head, c, old.View)
 		if coalesced != 0 {
 			t.Fatal("resume within history sent a coalesced delta")
 		}
@@ -136,7 +143,7 @@ func TestResumeOnGatewayStartedLaterTrustsYoungTombstones(t *testing.T) {
 			g1 := testkit.StartGateway(t, k, topic, testkit.Options{})
 			old, c := resumeScenario(t, g1)
 			g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
-			puts, dels, coalesced := resumeDeltas(t, g2, c, old.View)
+			puts, dels, coalesced := resumeDeltas(t, g2, g1.Store.Status().Cursor, c, old.View)
 			slices.Sort(puts)
 			if want := []string{"app/k2=v3", "app/new=v1"}; fmt.Sprint(puts) != fmt.Sprint(want) || fmt.Sprint(dels) != "[app/k3]" || coalesced != 1 {
 				t.Fatalf("puts %v dels %v in %d coalesced deltas, want puts %v dels [app/k3] in one", puts, dels, coalesced, want)
@@ -193,7 +200,7 @@ func TestResumeOnGatewayStartedLaterDistrustsOldRecords(t *testing.T) {
 	if got := fmt.Sprint(testkit.SortedKeys(s2.View)); got != "[app/k0 app/k1 app/k2]" {
 		t.Fatalf("reset to %s", got)
 	}
-	puts, dels, coalesced := resumeDeltas(t, g2, afterOld, viewAfterOld)
+	puts, dels, coalesced := resumeDeltas(t, g2, g1.Store.Status().Cursor, afterOld, viewAfterOld)
 	if fmt.Sprint(puts) != "[app/k2=v3]" || fmt.Sprint(dels) != "[app/k4]" || coalesced != 1 {
 		t.Fatalf("after the old records: puts %v dels %v in %d coalesced deltas, want [app/k2=v3] [app/k4] in one", puts, dels, coalesced)
 	}
