@@ -352,19 +352,22 @@ func TestStackEveryGatewayDown(t *testing.T) {
 		// trusts the young records it read after the cursor (the log still
 		// held their tombstones) and answers with a diff: no reset. The dev
 		// broker gives it no timestamp bound to trust, so there: a reset.
-		var resumes float64
-		for _, outcome := range []string{"history", "diff", "reset"} {
-			n := testkit.Metric(t, g2, "confgate_gateway_resumes_total", outcome)
-			t.Logf("%s resumes on the new gateway: %v", outcome, n)
-			resumes += n
+		// A resume is counted once answered, maybe just after the view
+		// converged.
+		resumes := func() (sum float64) {
+			for _, outcome := range []string{"history", "diff", "reset"} {
+				sum += testkit.Metric(t, g2, "confgate_gateway_resumes_total", outcome)
+			}
+			return sum
 		}
-		if resumes < 1 {
-			t.Error("the view subscribed to the new gateway without its cursor")
+		testkit.Eventually(t, stackWait, "the view's resume counted (it subscribed with its cursor)", func() bool { return resumes() >= 1 })
+		for _, outcome := range []string{"history", "diff", "reset"} {
+			t.Logf("%s resumes on the new gateway: %v", outcome, testkit.Metric(t, g2, "confgate_gateway_resumes_total", outcome))
 		}
 		if k.Real() {
-			testkit.Eventually(t, stackWait, "a diff resume counted", func() bool {
-				return testkit.Metric(t, g2, "confgate_gateway_resumes_total", "diff") >= 1
-			})
+			if n := testkit.Metric(t, g2, "confgate_gateway_resumes_total", "diff"); n < 1 {
+				t.Errorf("diff resumes %v: want the restarted stack to resume with a diff", n)
+			}
 			if n := v.Status().Resets; n != 0 {
 				t.Errorf("view resets %d: want the restarted stack to resume with a diff", n)
 			}

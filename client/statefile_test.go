@@ -321,6 +321,8 @@ func TestStateFileLoadAndResume(t *testing.T) {
 	close(up)
 	waitSynced(t, v)
 	eventually(t, "delta", func() bool { return v.Cursor() == cur(4, 1).String() })
+	// Change callbacks run just after the state is published.
+	eventually(t, "the delta's event", func() bool { return len(rec.get()) >= 2 })
 	if st := v.Status(); st.FromFile || st.Stale || !st.Connected || st.Resets != 0 {
 		t.Errorf("status = %+v, want live, no reset", st)
 	}
@@ -442,7 +444,8 @@ func TestStateFileIgnored(t *testing.T) {
 			if got := viewKeys(v, ""); !slices.Equal(got, []string{"app/z=26@0:4"}) {
 				t.Errorf("view = %q", got)
 			}
-			if evs := rec.get(); len(evs) == 0 || evs[0].Kind != EventSnapshot {
+			eventually(t, "the snapshot's event", func() bool { return len(rec.get()) > 0 })
+			if evs := rec.get(); evs[0].Kind != EventSnapshot {
 				t.Errorf("events = %+v, want a snapshot first", evs)
 			}
 			if tt.name == "a directory" {

@@ -178,15 +178,8 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 // applied publishes the replica after a handled message, updates the
 // status and delivers the events.
 func (v *View) applied(ctx context.Context, r *replica, res result) {
-	if res.changed || res.moved {
-		v.state.Store(r.publish())
-		if v.dirty != nil {
-			select {
-			case v.dirty <- struct{}{}:
-			default: // a write is already pending; it will see this state
-			}
-		}
-	}
+	// Status first: a reader that sees the new state (its cursor) then
+	// also sees the status that came with it.
 	v.setStatus(func(st *connState) {
 		if p := res.progress; p != nil {
 			st.lag, st.gatewayStale = p.GetLagRecords(), p.GetStale()
@@ -198,6 +191,15 @@ func (v *View) applied(ctx context.Context, r *replica, res result) {
 			st.isSynced = true
 		}
 	})
+	if res.changed || res.moved {
+		v.state.Store(r.publish())
+		if v.dirty != nil {
+			select {
+			case v.dirty <- struct{}{}:
+			default: // a write is already pending; it will see this state
+			}
+		}
+	}
 	if res.first {
 		close(v.synced)
 	}

@@ -92,7 +92,11 @@ func TestProgressWhileIdle(t *testing.T) {
 		t.Fatalf("unselected writes delivered: %d puts, %d deletes, view %d keys", s.Puts, s.Deletes, len(s.View))
 	}
 
-	// Nothing written: progress goes on, at the same cursor, caught up.
+	// Nothing written: progress goes on, at the same cursor, caught up
+	// (once the status shared by progress messages says so).
+	s.Until(10*time.Second, "a caught-up progress", func(s *testkit.Stream) bool {
+		return s.LastProgress.LagRecords == 0 && !s.LastProgress.Stale
+	})
 	n, at := s.Progresses, s.LastProgress.Cursor
 	s.Until(10*time.Second, "progress while nothing changes", func(s *testkit.Stream) bool {
 		p := s.LastProgress

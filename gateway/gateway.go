@@ -111,9 +111,9 @@ type timedStatus struct {
 }
 
 // The status in progress messages is shared by every stream rather than
-// read per message. It may be statusMaxAge old; one that says not ready or
-// stale only unhealthyMaxAge, so a stream does not report what the store
-// said just before it caught up or reached Kafka again.
+// read per message. It may be statusMaxAge old; one that says not ready,
+// stale or lagging only unhealthyMaxAge, so a stream does not report what
+// the store said just before it caught up or reached Kafka again.
 const (
 	statusMaxAge    = 250 * time.Millisecond
 	unhealthyMaxAge = 10 * time.Millisecond
@@ -124,7 +124,7 @@ const (
 func (g *Gateway) currentStatus() *timedStatus {
 	if st := g.status.Load(); st != nil {
 		maxAge := statusMaxAge
-		if !st.Ready || st.Stale {
+		if !st.Ready || st.Stale || st.LagRecords > 0 {
 			maxAge = unhealthyMaxAge
 		}
 		if time.Since(st.at) < maxAge {
@@ -339,7 +339,8 @@ func (g *Gateway) waitApplied(ctx context.Context, field string, c cursor.Cursor
 		return errNotReady
 	}
 	// Not reached in time: lagging, or waiting for what will never come.
-	cctx, cancel := context.WithTimeout(ctx, g.cfg.WaitTimeout)
+	// The check gets a bound of its own: one request to Kafka.
+	cctx, cancel := context.WithTimeout(ctx, max(g.cfg.WaitTimeout, 2*time.Second))
 	defer cancel()
 	if cerr := g.src.CheckInLog(cctx, c); errors.Is(cerr, store.ErrBeyondLog) {
 		return beyondLogError{status.New(codes.FailedPrecondition, fmt.Sprintf(

@@ -118,6 +118,8 @@ func TestCacheBudgetDoesNotChangeBytes(t *testing.T) {
 		}
 		cancel()
 		streams[i] = testkit.Subscribe(t, g, &confgatev1.SubscribeRequest{Selector: sel("svc/1/", "svc/2/")})
+		// Its snapshot is of this state, before the writes below.
+		streams[i].Until(10*time.Second, "the initial snapshot", func(s *testkit.Stream) bool { return len(s.Snapshots) == 1 })
 	}
 	var ref [][]byte
 	for i, g := range gws {

@@ -119,10 +119,12 @@ func (s *subscription) snapshot(ctx context.Context, reason confgatev1.SnapshotR
 		EntryCount: res.count,
 		Digest:     res.digest,
 	})
+	// Counted before the end goes out, so a client that has it sees it
+	// counted.
+	g.m.snapshots.WithLabelValues(reasonLabel(reason)).Inc()
 	if err := s.send(end, g.m.sentEnd); err != nil {
 		return err
 	}
-	g.m.snapshots.WithLabelValues(reasonLabel(reason)).Inc()
 	s.pos, s.at, s.atBytes, s.filter = snap.Seq, snap.Cursor, at, nil
 	return nil
 }

@@ -4,7 +4,7 @@ import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
 	ready      prometheus.Gauge
-	stale      prometheus.Gauge
+	stale      prometheus.GaugeFunc
 	lag        *prometheus.GaugeVec
 	applied    prometheus.Counter
 	skipped    *prometheus.CounterVec
@@ -16,10 +16,17 @@ type metrics struct {
 	compacted  prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the store's metrics; stale is read at each scrape,
+// so the gauge never lags the clock it is computed from.
+func newMetrics(reg prometheus.Registerer, stale func() bool) *metrics {
 	m := &metrics{
-		ready:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_ready", Help: "1 once every partition is applied up to the end offsets seen at start."}),
-		stale:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_stale", Help: "1 when Kafka has not been reached for longer than the stale threshold."}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_ready", Help: "1 once every partition is applied up to the end offsets seen at start."}),
+		stale: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "confgate_store_stale", Help: "1 when Kafka has not been reached for longer than the stale threshold."}, func() float64 {
+			if stale() {
+				return 1
+			}
+			return 0
+		}),
 		lag:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "confgate_store_lag_records", Help: "High watermark minus applied offset, per partition."}, []string{"partition"}),
 		applied:    prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_records_applied_total", Help: "Records applied to the index."}),
 		skipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_records_skipped_total", Help: "Records not applied, by reason (control, no_key, bad_key, misrouted, backwards, stale_copy)."}, []string{"reason"}),

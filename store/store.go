@@ -122,13 +122,13 @@ func New(cfg Config) (*Store, error) {
 	s := &Store{
 		cfg:     c,
 		log:     c.Logger.With("component", "store", "topic", c.Topic),
-		m:       newMetrics(c.Registerer),
 		prod:    prod,
 		adm:     kadm.NewClient(prod),
 		keyPart: kgo.StickyKeyPartitioner(nil).ForTopic(c.Topic),
 		changed: make(chan struct{}),
 		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes}, logTrust{}),
 	}
+	s.m = newMetrics(c.Registerer, s.Stale)
 	return s, nil
 }
 
@@ -591,6 +591,12 @@ func (s *Store) apply(recs []rec) {
 	now := time.Now().UnixNano()
 	s.mu.Lock()
 	b, res := s.st.apply(recs, now)
+	// Counted before readers are woken, so one that waited for these
+	// records sees them counted.
+	s.m.applied.Add(float64(res.applied))
+	for why, n := range res.skipped {
+		s.m.skipped.WithLabelValues(string(why)).Add(float64(n))
+	}
 	purged := s.st.purgeTombstones(now - s.cfg.TombstoneRetention.Nanoseconds())
 	wasReady := s.ready
 	s.checkReadyLocked()
@@ -601,11 +607,6 @@ func (s *Store) apply(recs []rec) {
 	}
 	s.updateGaugesLocked()
 	s.mu.Unlock()
-
-	s.m.applied.Add(float64(res.applied))
-	for why, n := range res.skipped {
-		s.m.skipped.WithLabelValues(string(why)).Add(float64(n))
-	}
 }
 
 func (s *Store) updateGaugesLocked() {
@@ -648,7 +649,6 @@ func (s *Store) probe(ctx context.Context, cancel context.CancelCauseFunc, meta 
 func (s *Store) probeOnce(ctx context.Context, cancel context.CancelCauseFunc, meta topicMeta) {
 	rctx, rcancel := context.WithTimeout(ctx, s.cfg.ProbeInterval*2)
 	defer rcancel()
-	s.updateStale()
 	details, err := s.adm.ListTopics(rctx, s.cfg.Topic)
 	if err != nil {
 		return
@@ -675,7 +675,6 @@ func (s *Store) probeOnce(ctx context.Context, cancel context.CancelCauseFunc, m
 		return
 	}
 	s.touch()
-	s.updateStale()
 	s.mu.Lock()
 	ends.Each(func(o kadm.ListedOffset) {
 		if o.Err == nil && int(o.Partition) < len(s.hw) && o.Offset > s.hw[o.Partition] {
@@ -684,14 +683,6 @@ func (s *Store) probeOnce(ctx context.Context, cancel context.CancelCauseFunc, m
 	})
 	s.updateGaugesLocked()
 	s.mu.Unlock()
-}
-
-func (s *Store) updateStale() {
-	if s.Stale() {
-		s.m.stale.Set(1)
-	} else {
-		s.m.stale.Set(0)
-	}
 }
 
 // Stale reports whether Kafka has not been reached for StaleAfter.

@@ -225,7 +225,8 @@ backend gateways
   balance roundrobin
   option httpchk
   http-check send meth GET uri /readyz
-  default-server inter 200ms fall 1 rise 1 on-marked-down shutdown-sessions
+  timeout check 1s
+  default-server inter 200ms fall 2 rise 1 on-marked-down shutdown-sessions
 `, h.addr)
 	for _, g := range gws {
 		_, adminPort, _ := net.SplitHostPort(g.admin)

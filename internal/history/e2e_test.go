@@ -206,7 +206,9 @@ func TestEndToEndHistoryThroughGateways(t *testing.T) {
 		}
 	}
 
-	// The views are the gateways' state: compare digests.
+	// The views are the gateways' state: compare digests, once g1 has
+	// applied everything the clients saw.
+	testkit.Eventually(t, 10*time.Second, "g1 at the log's end", func() bool { return g1.Store.Status().Cursor.Covers(end) })
 	for _, name := range rec.Clients() {
 		cl := rec.Client(name, nil)
 		_, snapEnd, _ := testkit.Snapshot(t, g1, cl.Prefixes()...)
@@ -492,6 +494,14 @@ func TestEndToEndForeignRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// EndTransaction returns before the brokers wrote the commit markers:
+	// wait until the last committed record is readable.
+	testkit.Eventually(t, 20*time.Second, "the last transaction's commit", func() bool {
+		gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer gcancel()
+		_, err := g.Client.Get(gctx, &confgatev1.GetRequest{Key: "tx/k2"})
+		return err == nil
+	})
 	testkit.Put(t, g, "ext/last", "1")
 	log := k.ReadLog(t, topic)
 	// The gateway's cursor, past the transaction markers, is what clients
