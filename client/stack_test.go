@@ -329,18 +329,10 @@ func TestStackEveryGatewayDown(t *testing.T) {
 		p.set(g1.Addr) // the old address: connection refused
 		down(t, v)
 		// Writers do not need a gateway: produce straight to the topic.
-		pr := testkit.Producer(t, k, kgo.DefaultProduceTopic(topic))
-		ctx, cancel := context.WithTimeout(t.Context(), stackWait)
-		defer cancel()
-		for _, r := range []*kgo.Record{
-			{Key: []byte("app/a"), Value: []byte("1-down")},
-			{Key: []byte("app/b")}, // tombstone
-			{Key: []byte("app/n"), Value: []byte("new")},
-		} {
-			if err := pr.ProduceSync(ctx, r).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
+		testkit.Produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)),
+			&kgo.Record{Key: []byte("app/a"), Value: []byte("1-down")},
+			&kgo.Record{Key: []byte("app/b")}, // tombstone
+			&kgo.Record{Key: []byte("app/n"), Value: []byte("new")})
 		down(t, v)
 		g2 := testkit.StartGateway(t, k, topic, testkit.Options{})
 		p.set(g2.Addr)

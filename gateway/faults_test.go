@@ -24,15 +24,6 @@ import (
 
 var compact = map[string]string{"cleanup.policy": "compact"}
 
-func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-}
-
 func httpStatus(t *testing.T, url string) int {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -54,7 +45,7 @@ func TestReadyWithEveryPartition(t *testing.T) {
 	for i := range 2000 {
 		recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("r/%04d", i)), Value: []byte("v")})
 	}
-	produce(t, p, recs...)
+	testkit.Produce(t, p, recs...)
 	g := testkit.StartGateway(t, k, topic, testkit.Options{})
 	view, end, _ := testkit.Snapshot(t, g)
 	if len(view) != 2000 {
@@ -79,7 +70,7 @@ func TestNotReadyUntilCaughtUp(t *testing.T) {
 	k.CreateTopic(t, topic, 6, compact)
 	p := testkit.Producer(t, k, kgo.DefaultProduceTopic(topic))
 	for i := range 100 {
-		produce(t, p, &kgo.Record{Key: []byte(fmt.Sprintf("boot/%03d", i)), Value: []byte("v")})
+		testkit.Produce(t, p, &kgo.Record{Key: []byte(fmt.Sprintf("boot/%03d", i)), Value: []byte("v")})
 	}
 	release := make(chan struct{})
 	k.Fake.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
@@ -242,9 +233,9 @@ func TestForeignAndMalformedRecords(t *testing.T) {
 		}
 		noKey = 0
 	} else {
-		produce(t, p, rec("", "no key", 0))
+		testkit.Produce(t, p, rec("", "no key", 0))
 	}
-	produce(t, p,
+	testkit.Produce(t, p,
 		rec("/leading", "bad key", owner("/leading")),
 		rec("mis/routed", "wrong partition", (owner("mis/routed")+1)%6),
 		rec("ext/json", `{"a":1}`, owner("ext/json"), kgo.RecordHeader{Key: "content-type", Value: []byte("application/json")}, kgo.RecordHeader{Key: "trace", Value: []byte("abc")}),
@@ -307,7 +298,7 @@ func TestTopicRecreatedResetsSubscribers(t *testing.T) {
 
 	k.DeleteTopic(t, topic)
 	k.CreateTopic(t, topic, 6, compact)
-	produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)), &kgo.Record{Key: []byte("new/c"), Value: []byte("2")})
+	testkit.Produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)), &kgo.Record{Key: []byte("new/c"), Value: []byte("2")})
 	s.Until(60*time.Second, "the new topic's state", func(s *testkit.Stream) bool {
 		_, oldA := s.View["old/a"]
 		_, newC := s.View["new/c"]

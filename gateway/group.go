@@ -109,7 +109,7 @@ func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.S
 	keep := func(e *store.Entry) bool { return floor == nil || e.Offset >= floor.Offset(e.Partition) }
 	end := b.EndBytes
 	if floor != nil {
-		end = maxCursor(b.End, *floor).Encode()
+		end = cursor.Max(b.End, *floor).Encode()
 	}
 	var (
 		out  []*frame
@@ -123,7 +123,7 @@ func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.S
 		if len(body) > 0 && len(body)+len(field) > g.cfg.ChunkBytes {
 			cut := cursorAfter(prev, b.Changes[:i])
 			if floor != nil {
-				cut = maxCursor(cut, *floor)
+				cut = cursor.Max(cut, *floor)
 			}
 			out = append(out, deltaFrame(body, cut.Encode(), false))
 			body = nil
@@ -134,19 +134,6 @@ func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.S
 		out = append(out, deltaFrame(body, end, false))
 	}
 	return out
-}
-
-// maxCursor is the per-partition maximum of two cursors of one topic.
-func maxCursor(a, b cursor.Cursor) cursor.Cursor {
-	c := a.Clone()
-	for p, off := range b.Offsets {
-		if p >= len(c.Offsets) {
-			c.Offsets = append(c.Offsets, off)
-		} else {
-			c.Offsets[p] = max(c.Offsets[p], off)
-		}
-	}
-	return c
 }
 
 // changeField encodes a Delta.changes element holding a put or a delete.

@@ -174,7 +174,7 @@ func TestResumeOnGatewayStartedLaterDistrustsOldRecords(t *testing.T) {
 		if value != "" {
 			r.Value = []byte(value)
 		}
-		produce(t, pr, r)
+		testkit.Produce(t, pr, r)
 	}
 	for i := range 5 {
 		writeOld(fmt.Sprintf("app/k%d", i), "v1")

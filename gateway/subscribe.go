@@ -291,7 +291,7 @@ func (s *subscription) sendBatch(b *store.Batch) error {
 			s.filter = nil
 			s.at, s.atBytes = b.End, b.EndBytes
 		} else {
-			s.at = maxCursor(b.End, floor)
+			s.at = cursor.Max(b.End, floor)
 			s.atBytes = s.at.Encode()
 		}
 		return nil

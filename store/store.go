@@ -980,13 +980,7 @@ func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset i
 		s.produced = append(s.produced, 0)
 	}
 	s.produced[r.Partition] = max(s.produced[r.Partition], r.Offset+1)
-	c = s.st.cursor()
-	for p, off := range s.produced {
-		if p >= len(c.Offsets) {
-			c.Offsets = append(c.Offsets, 0)
-		}
-		c.Offsets[p] = max(c.Offsets[p], off)
-	}
+	c = cursor.Max(cursor.Cursor{Topic: s.st.topic, Offsets: s.st.next}, cursor.Cursor{Topic: s.st.topic, Offsets: s.produced})
 	s.mu.Unlock()
 	return r.Partition, r.Offset, c, nil
 }

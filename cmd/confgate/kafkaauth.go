@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,23 +37,9 @@ func (f *kafkaAuth) register(fs *pflag.FlagSet) {
 func (f *kafkaAuth) opts(getenv func(string) string) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	if f.tls || f.ca != "" || f.cert != "" || f.key != "" || f.serverName != "" {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.serverName}
-		if f.ca != "" {
-			pool, err := loadPool("--kafka-tls-ca", f.ca)
-			if err != nil {
-				return nil, err
-			}
-			cfg.RootCAs = pool
-		}
-		switch {
-		case f.cert != "" && f.key != "":
-			c, err := tls.LoadX509KeyPair(f.cert, f.key)
-			if err != nil {
-				return nil, fmt.Errorf("--kafka-tls-cert %s / --kafka-tls-key %s: %w", f.cert, f.key, err)
-			}
-			cfg.Certificates = []tls.Certificate{c}
-		case f.cert != "" || f.key != "":
-			return nil, errors.New("--kafka-tls-cert and --kafka-tls-key go together")
+		cfg, err := clientTLSConfig("--kafka-tls", f.ca, f.cert, f.key, f.serverName)
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}

@@ -96,24 +96,7 @@ func loadSeed(ctx context.Context, st *store.Store, writes []store.Write) (curso
 		if err != nil {
 			return cursor.Cursor{}, fmt.Errorf("write seed entry %q: %w", w.Key, err)
 		}
-		all = mergeCursors(all, c)
+		all = cursor.Max(all, c)
 	}
 	return all, nil
-}
-
-// mergeCursors returns the cursor at or past both, partition by partition.
-// a may be the zero cursor.
-func mergeCursors(a, b cursor.Cursor) cursor.Cursor {
-	out := b.Clone()
-	if a.Topic != b.Topic {
-		return out
-	}
-	for p, off := range a.Offsets {
-		if p >= len(out.Offsets) {
-			out.Offsets = append(out.Offsets, off)
-		} else {
-			out.Offsets[p] = max(out.Offsets[p], off)
-		}
-	}
-	return out
 }

@@ -126,25 +126,36 @@ func (f *clientTLS) credentials() (credentials.TransportCredentials, error) {
 	if !f.on && f.ca == "" && f.cert == "" && f.key == "" && f.sn == "" {
 		return insecure.NewCredentials(), nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.sn}
-	if f.ca != "" {
-		pool, err := loadPool("--tls-ca", f.ca)
+	cfg, err := clientTLSConfig("--tls", f.ca, f.cert, f.key, f.sn)
+	if err != nil {
+		return nil, err
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+// clientTLSConfig is a client's TLS config from the files its flags name;
+// flag is the flags' prefix (--tls, --kafka-tls), for error messages. An
+// empty ca verifies against the system's CAs.
+func clientTLSConfig(flag, ca, cert, key, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if ca != "" {
+		pool, err := loadPool(flag+"-ca", ca)
 		if err != nil {
 			return nil, err
 		}
 		cfg.RootCAs = pool
 	}
 	switch {
-	case f.cert != "" && f.key != "":
-		c, err := tls.LoadX509KeyPair(f.cert, f.key)
+	case cert != "" && key != "":
+		c, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
-			return nil, fmt.Errorf("--tls-cert %s / --tls-key %s: %w", f.cert, f.key, err)
+			return nil, fmt.Errorf("%s-cert %s / %s-key %s: %w", flag, cert, flag, key, err)
 		}
 		cfg.Certificates = []tls.Certificate{c}
-	case f.cert != "" || f.key != "":
-		return nil, errors.New("--tls-cert and --tls-key go together")
+	case cert != "" || key != "":
+		return nil, fmt.Errorf("%s-cert and %s-key go together", flag, flag)
 	}
-	return credentials.NewTLS(cfg), nil
+	return cfg, nil
 }
 
 func loadPool(flag, file string) (*x509.CertPool, error) {

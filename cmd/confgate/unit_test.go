@@ -3,8 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-
-	"github.com/confgate/confgate/internal/cursor"
 )
 
 func TestParseSeed(t *testing.T) {
@@ -40,17 +38,6 @@ func TestParseSeed(t *testing.T) {
 		if _, err := parseSeed("t", []byte(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("parseSeed(%s) = %v, want an error containing %q", in, err, want)
 		}
-	}
-}
-
-func TestMergeCursors(t *testing.T) {
-	var id cursor.TopicID
-	id[0] = 1
-	a := cursor.Cursor{Topic: id, Offsets: []int64{5, 0, 2}}
-	b := cursor.Cursor{Topic: id, Offsets: []int64{1, 3}}
-	got := mergeCursors(mergeCursors(cursor.Cursor{}, a), b)
-	if !got.Equal(cursor.Cursor{Topic: id, Offsets: []int64{5, 3, 2}}) {
-		t.Errorf("merge = %v", got.Offsets)
 	}
 }
 

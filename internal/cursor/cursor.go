@@ -56,6 +56,24 @@ func (c Cursor) Covers(o Cursor) bool {
 	return true
 }
 
+// Max returns the position at or past both, partition by partition. For
+// cursors of different topics it returns a copy of b: the later incarnation
+// wins, and a zero a (no position yet) is of no topic.
+func Max(a, b Cursor) Cursor {
+	out := b.Clone()
+	if a.Topic != b.Topic {
+		return out
+	}
+	for p, off := range a.Offsets {
+		if p >= len(out.Offsets) {
+			out.Offsets = append(out.Offsets, off)
+		} else {
+			out.Offsets[p] = max(out.Offsets[p], off)
+		}
+	}
+	return out
+}
+
 // Equal reports whether both cursors name the same position.
 func (c Cursor) Equal(o Cursor) bool { return c.Covers(o) && o.Covers(c) }
 

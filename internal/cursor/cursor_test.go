@@ -96,3 +96,30 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestMax(t *testing.T) {
+	a, b := TopicID{1}, TopicID{2}
+	tests := []struct {
+		name       string
+		x, y, want Cursor
+	}{
+		{"per partition", Cursor{a, []int64{5, 0, 2}}, Cursor{a, []int64{1, 3}}, Cursor{a, []int64{5, 3, 2}}},
+		{"longer second", Cursor{a, []int64{1}}, Cursor{a, []int64{0, 4}}, Cursor{a, []int64{1, 4}}},
+		{"zero first", Cursor{}, Cursor{a, []int64{1, 3}}, Cursor{a, []int64{1, 3}}},
+		{"other topics: the second", Cursor{a, []int64{9, 9}}, Cursor{b, []int64{1}}, Cursor{b, []int64{1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Max(tt.x, tt.y)
+			if got.Topic != tt.want.Topic || !got.Equal(tt.want) || len(got.Offsets) != len(tt.want.Offsets) {
+				t.Fatalf("Max = %v %v, want %v %v", got.Topic, got.Offsets, tt.want.Topic, tt.want.Offsets)
+			}
+			if len(tt.y.Offsets) > 0 {
+				got.Offsets[0]++ // a copy: the inputs stay as they were
+				if tt.y.Offsets[0] == got.Offsets[0] {
+					t.Fatal("Max shares its result with an input")
+				}
+			}
+		})
+	}
+}

@@ -440,15 +440,6 @@ func kindsOf(cl *ClientLog) string {
 	return b.String()
 }
 
-func produce(t *testing.T, cl *kgo.Client, recs ...*kgo.Record) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		t.Fatalf("produce: %v", err)
-	}
-}
-
 // Records a gateway must skip (misrouted, invalid keys), tombstones of
 // absent keys and transactions (committed and aborted, leaving markers)
 // written by another producer between confgate's own writes: the checker
@@ -471,7 +462,7 @@ func TestEndToEndForeignRecords(t *testing.T) {
 		follow(t, g, rec.Client("tx", []string{"tx/"}), false),
 	}
 	for i := range 3 {
-		produce(t, raw,
+		testkit.Produce(t, raw,
 			&kgo.Record{Key: []byte("ext/a"), Value: []byte(fmt.Sprint("misrouted", i)), Partition: (owner("ext/a") + 1) % int32(parts)},
 			&kgo.Record{Key: []byte("/ext/bad"), Value: []byte("bad key"), Partition: owner("/ext/bad")},
 			&kgo.Record{Key: []byte("ext/gone"), Partition: owner("ext/gone")}, // tombstone of an absent key
@@ -544,7 +535,7 @@ func TestEndToEndTopicRecreated(t *testing.T) {
 
 	k.DeleteTopic(t, topic)
 	k.CreateTopic(t, topic, int32(len(old.Offsets)), map[string]string{"cleanup.policy": "compact"})
-	produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)), &kgo.Record{Key: []byte("new/c"), Value: []byte("2")})
+	testkit.Produce(t, testkit.Producer(t, k, kgo.DefaultProduceTopic(topic)), &kgo.Record{Key: []byte("new/c"), Value: []byte("2")})
 	testkit.Eventually(t, 60*time.Second, "the gateway on the new topic", func() bool {
 		st := g.Store.Status()
 		return st.Ready && st.Topic != old.Topic && st.Entries == 1

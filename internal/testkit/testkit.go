@@ -202,6 +202,16 @@ func Producer(t testing.TB, k *Kafka, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
+// Produce writes recs with cl and waits (10s at most) for Kafka's acks.
+func Produce(t testing.TB, cl *kgo.Client, recs ...*kgo.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
 // Eventually polls cond every 10ms until it holds or the timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
