@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,35 @@ type Config struct {
 	// MaxCoalescedBytes bounds a coalesced delta; past it the subscriber is
 	// sent a snapshot instead. Default 3 MiB, under the 4 MiB client limit.
 	MaxCoalescedBytes int
+
+	// MemoBytes bounds, in bytes across every selector group, the encoded
+	// deltas kept so that subscribers at the head share one encoding. Past
+	// it the oldest are dropped; a subscriber that needs one re-encodes
+	// it (counted). Default 64 MiB.
+	MemoBytes int64
+	// MaxSnapshotBuilds bounds how many snapshot chunks are encoded at
+	// once, gateway-wide; further requests wait their turn (or give up when
+	// their caller leaves). Default 2 x GOMAXPROCS.
+	MaxSnapshotBuilds int
+
+	// MaxStreams bounds open Subscribe and GetSnapshot streams per gateway;
+	// past it new streams get RESOURCE_EXHAUSTED and open ones are
+	// untouched. Default 50,000.
+	MaxStreams int
+	// MaxStreamsPerConn is HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: the
+	// streams one connection may have open at once. Default 1,000.
+	MaxStreamsPerConn uint32
+	// MaxResetsPerSecond bounds, per connection, how many streams a client
+	// may cancel per second (averaged, with a burst of ten times it) before
+	// the connection is closed: an HTTP/2 rapid-reset flood costs the
+	// gateway work the client never waits for. Default 200.
+	MaxResetsPerSecond int
+	// MaxConnections bounds open gRPC connections; past it new ones are
+	// accepted and closed at once, so the listener never stalls on the file
+	// descriptor limit and the admin listener keeps working. Default 0:
+	// derived from the process's file descriptor limit (less headroom for
+	// Kafka connections, the admin listener and files).
+	MaxConnections int
 
 	// Keepalive and connection age (grpc keepalive.ServerParameters).
 	// MaxConnectionAge makes long-lived streams move, so connections spread
@@ -84,6 +114,21 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if out.MaxCoalescedBytes <= 0 {
 		out.MaxCoalescedBytes = 3 << 20
+	}
+	if out.MemoBytes <= 0 {
+		out.MemoBytes = 64 << 20
+	}
+	if out.MaxSnapshotBuilds <= 0 {
+		out.MaxSnapshotBuilds = 2 * runtime.GOMAXPROCS(0)
+	}
+	if out.MaxStreams <= 0 {
+		out.MaxStreams = 50000
+	}
+	if out.MaxStreamsPerConn == 0 {
+		out.MaxStreamsPerConn = 1000
+	}
+	if out.MaxResetsPerSecond <= 0 {
+		out.MaxResetsPerSecond = 200
 	}
 	def(&out.KeepaliveTime, 30*time.Second)
 	def(&out.KeepaliveTimeout, 10*time.Second)

@@ -54,6 +54,13 @@ type Config struct {
 	// still learns of deletes without a full snapshot. Mirror the topic's
 	// delete.retention.ms. Default 24h.
 	TombstoneRetention time.Duration
+	// MaxTombstones and MaxTombstoneBytes bound the deleted keys remembered
+	// for resumes, in count and in bytes. Past either, the oldest are
+	// forgotten before TombstoneRetention ends: a resume from before a
+	// forgotten tombstone then gets a snapshot (flagged reset) instead of
+	// a diff, never a gap. Defaults 200,000 and 64 MiB.
+	MaxTombstones     int
+	MaxTombstoneBytes int64
 	// MaxBatchRecords caps how many records one history batch holds, which
 	// bounds the size of the deltas built from it. Default 512.
 	MaxBatchRecords int
@@ -113,6 +120,12 @@ func (c *Config) withDefaults() (Config, error) {
 		out.HistoryBytes = 64 << 20
 	}
 	def(&out.TombstoneRetention, 24*time.Hour)
+	if out.MaxTombstones <= 0 {
+		out.MaxTombstones = 200000
+	}
+	if out.MaxTombstoneBytes <= 0 {
+		out.MaxTombstoneBytes = 64 << 20
+	}
 	if out.MaxBatchRecords <= 0 {
 		out.MaxBatchRecords = 512
 	}

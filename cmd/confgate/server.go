@@ -49,6 +49,14 @@ type serverFlags struct {
 	maxConnectionAge      time.Duration
 	maxConnectionAgeGrace time.Duration
 	shutdownGrace         time.Duration
+	memoBytes             int64
+	maxSnapshotBuilds     int
+	maxStreams            int
+	maxStreamsPerConn     uint32
+	maxResetsPerSecond    int
+	maxConnections        int
+	maxTombstones         int
+	maxTombstoneBytes     int64
 
 	tls serverTLS
 }
@@ -85,6 +93,16 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered within this")
 	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", 0, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
 	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", 30*time.Second, "time open streams get after --max-connection-age before the connection is cut")
+	f.memoBytes = 64 << 20
+	fs.Var(byteSize{&f.memoBytes}, "memo-bytes", "memory bound of the encoded deltas kept for subscribers at the head, across all selectors; past it the oldest are dropped and re-encoded when needed")
+	fs.IntVar(&f.maxSnapshotBuilds, "max-snapshot-builds", 0, "snapshot chunks encoded at once, gateway-wide; more requests wait their turn (default 0: twice the number of CPUs)")
+	fs.IntVar(&f.maxStreams, "max-streams", 50000, "open Subscribe and GetSnapshot streams per gateway; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched")
+	fs.Uint32Var(&f.maxStreamsPerConn, "max-streams-per-conn", 1000, "streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
+	fs.IntVar(&f.maxResetsPerSecond, "max-resets-per-second", 200, "streams one connection may cancel per second (burst ten times it) before the gateway closes the connection: stops HTTP/2 rapid-reset floods")
+	fs.IntVar(&f.maxConnections, "max-connections", 0, "open gRPC connections; past it new ones are closed at once (default 0: derived from the file descriptor limit, which the gateway raises to its hard limit at start)")
+	fs.IntVar(&f.maxTombstones, "max-tombstones", 200000, "deleted keys remembered for resumes (see --tombstone-retention); past it the oldest are forgotten early and resumes from before them get a snapshot")
+	f.maxTombstoneBytes = 64 << 20
+	fs.Var(byteSize{&f.maxTombstoneBytes}, "max-tombstone-bytes", "memory bound of the deleted keys remembered for resumes (see --max-tombstones)")
 	f.tls.register(fs)
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
 }
@@ -100,6 +118,8 @@ func (f *serverFlags) storeConfig() (store.Config, error) {
 		HistoryBatches:         f.historyBatches,
 		HistoryBytes:           f.historyBytes,
 		TombstoneRetention:     f.tombstoneRetention,
+		MaxTombstones:          f.maxTombstones,
+		MaxTombstoneBytes:      f.maxTombstoneBytes,
 		NoBootstrapDiffs:       f.noBootstrapDiffs,
 		MaxBatchRecords:        f.maxBatchRecords,
 		FetchMaxWait:           f.fetchMaxWait,
@@ -132,6 +152,12 @@ func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
 		MaxConnectionAge:      f.maxConnectionAge,
 		MaxConnectionAgeGrace: f.maxConnectionAgeGrace,
 		ShutdownGrace:         f.shutdownGrace,
+		MemoBytes:             f.memoBytes,
+		MaxSnapshotBuilds:     f.maxSnapshotBuilds,
+		MaxStreams:            f.maxStreams,
+		MaxStreamsPerConn:     f.maxStreamsPerConn,
+		MaxResetsPerSecond:    f.maxResetsPerSecond,
+		MaxConnections:        f.maxConnections,
 	}, nil
 }
 
