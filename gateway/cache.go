@@ -62,8 +62,9 @@ func entryCacheKey(e *store.Entry) string {
 }
 
 // entryBytes returns e's encoded Entry (or Deletion) message, from the
-// cache when it holds exactly this key and version.
-func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) []byte {
+// cache when it holds exactly this key and version. An error means the
+// entry cannot be encoded: the caller leaves that one entry out.
+func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) ([]byte, error) {
 	if pc.c == nil {
 		m.encEntry.Inc()
 		return encodeAny(e)
@@ -72,16 +73,19 @@ func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) []byte {
 	if v, ok := pc.c.Get(k); ok {
 		if ce, ok := v.(*cachedEntry); ok && ce.key == e.Key && ce.part == e.Partition && ce.off == e.Offset && ce.del == e.Deleted {
 			m.hitEntry.Inc()
-			return ce.b
+			return ce.b, nil
 		}
 	}
 	m.encEntry.Inc()
-	b := encodeAny(e)
+	b, err := encodeAny(e)
+	if err != nil {
+		return nil, err
+	}
 	pc.c.Set(k, &cachedEntry{key: e.Key, part: e.Partition, off: e.Offset, del: e.Deleted, b: b}, int64(len(b)+len(k)+64))
-	return b
+	return b, nil
 }
 
-func encodeAny(e *store.Entry) []byte {
+func encodeAny(e *store.Entry) ([]byte, error) {
 	if e.Deleted {
 		return encodeDeletion(e)
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,8 @@ type Gateway struct {
 	// since a forced grpc Stop does not wait for handlers.
 	builders sync.WaitGroup
 	closing  bool
+
+	badStrings badStrings // requests decoded with non-UTF-8 strings
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}               // closed when shutting down
@@ -144,6 +147,7 @@ func (g *Gateway) currentStatus() *timedStatus {
 func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listener) error {
 	srv := grpc.NewServer(g.ServerOptions()...)
 	g.Register(srv)
+	lis = g.limitListener(lis)
 
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
@@ -214,7 +218,7 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 // keepalive); Serve uses them, and so must any server Register is used on.
 func (g *Gateway) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(newFrameCodec()),
+		grpc.ForceServerCodecV2(newFrameCodec(&g.badStrings)),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  g.cfg.KeepaliveTime,
 			Timeout:               g.cfg.KeepaliveTimeout,
@@ -225,6 +229,7 @@ func (g *Gateway) ServerOptions() []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(g.countUnary),
 		grpc.ChainStreamInterceptor(g.countStream),
 	}
+	opts = append(opts, g.limitOptions()...)
 	if g.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(g.cfg.TLS)))
 	}
@@ -270,16 +275,45 @@ func (g *Gateway) setHealth(ready bool) {
 	g.health.SetServingStatus(serviceName, s)
 }
 
-func (g *Gateway) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	resp, err := h(ctx, req)
-	g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return resp, err
+// countUnary counts finished calls, answers a request whose strings are
+// not UTF-8 with INVALID_ARGUMENT, and keeps a panic in one handler from
+// reaching the process.
+func (g *Gateway) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, g.recovered(info.FullMethod, p)
+		}
+		g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	}()
+	if err := g.badStrings.check(req); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
 }
 
-func (g *Gateway) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	err := h(srv, ss)
-	g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
-	return err
+// countStream is countUnary for streams, which it also admits against the
+// per-gateway stream limit.
+func (g *Gateway) countStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = g.recovered(info.FullMethod, p)
+		}
+		g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+	}()
+	release, err := g.admitStream(info)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return h(srv, utf8Stream{ss, &g.badStrings})
+}
+
+// recovered logs and counts a panic in a handler and turns it into the
+// stream's status: that one call fails, the gateway stays up.
+func (g *Gateway) recovered(method string, p any) error {
+	g.m.panics.WithLabelValues(method).Inc()
+	g.log.Error("recovered from a panic in a request handler", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	return status.Errorf(codes.Internal, "the gateway failed to handle this call (a bug, logged and counted on the gateway): retry, possibly on another gateway")
 }
 
 // Errors shared by the handlers.

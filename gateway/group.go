@@ -119,7 +119,11 @@ func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.S
 		if !sel.Match(e.Key) || !keep(e) {
 			continue
 		}
-		field := changeField(g.cache.entryBytes(e, g.m), e.Deleted)
+		eb, ok := g.encoded(e)
+		if !ok {
+			continue
+		}
+		field := changeField(eb, e.Deleted)
 		if len(body) > 0 && len(body)+len(field) > g.cfg.ChunkBytes {
 			cut := cursorAfter(prev, b.Changes[:i])
 			if floor != nil {
@@ -171,7 +175,11 @@ func (g *Gateway) coalesced(latest map[string]*store.Entry, end []byte, limit in
 	var body []byte
 	for _, k := range keys {
 		e := latest[k]
-		body = append(body, changeField(g.cache.entryBytes(e, g.m), e.Deleted)...)
+		eb, ok := g.encoded(e)
+		if !ok {
+			continue
+		}
+		body = append(body, changeField(eb, e.Deleted)...)
 		if len(body) > limit {
 			return nil, false
 		}

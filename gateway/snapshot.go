@@ -110,7 +110,10 @@ func (g *Gateway) buildSnapshot(b *snapBuild, snap *store.Snapshot, sel keyspace
 		b.mu.Unlock()
 	}
 	snap.Scan(sel, func(e *store.Entry) bool {
-		eb := g.cache.entryBytes(e, g.m)
+		eb, ok := g.encoded(e)
+		if !ok {
+			return true
+		}
 		if len(body) > 0 && len(body)+fieldSize(len(eb)) > g.cfg.ChunkBytes {
 			publish(false)
 		}

@@ -5,36 +5,12 @@ import (
 
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	// Registers the proto codec that frameCodec falls back to.
 	_ "google.golang.org/grpc/encoding/proto"
 )
-
-// frame is an already-encoded response message. The same bytes go out on
-// every stream that needs them.
-type frame struct{ b []byte }
-
-// frameCodec passes frames through untouched and marshals anything else
-// with the proto codec. Installed per server (ForceServerCodecV2), never
-// globally.
-type frameCodec struct{ proto encoding.CodecV2 }
-
-func newFrameCodec() frameCodec { return frameCodec{proto: encoding.GetCodecV2("proto")} }
-
-func (c frameCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if f, ok := v.(*frame); ok {
-		return mem.BufferSlice{mem.SliceBuffer(f.b)}, nil
-	}
-	return c.proto.Marshal(v)
-}
-
-func (c frameCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
-
-func (frameCodec) Name() string { return "proto" }
 
 // Field numbers shared by SubscribeResponse and GetSnapshotResponse: a
 // snapshot chunk (1) and end (2) encode the same in both, so one frame
@@ -57,22 +33,24 @@ const (
 
 var marshalOpts = proto.MarshalOptions{Deterministic: true}
 
-// encodeEntry returns the Entry message bytes for a live entry.
-func encodeEntry(e *store.Entry) []byte {
+// encodeEntry returns the Entry message bytes for a live entry. It fails
+// only on what the store should never admit (invalid UTF-8 in a string
+// field); callers drop that one entry rather than the stream.
+func encodeEntry(e *store.Entry) ([]byte, error) {
 	b, err := marshalOpts.Marshal(protoEntry(e))
 	if err != nil {
-		panic(fmt.Sprintf("gateway: marshal entry: %v", err)) // only on invalid UTF-8, which keyspace rejects
+		return nil, fmt.Errorf("encode entry %q at %d/%d: %w", e.Key, e.Partition, e.Offset, err)
 	}
-	return b
+	return b, nil
 }
 
 // encodeDeletion returns the Deletion message bytes.
-func encodeDeletion(e *store.Entry) []byte {
+func encodeDeletion(e *store.Entry) ([]byte, error) {
 	b, err := marshalOpts.Marshal(&confgatev1.Deletion{Key: e.Key, Version: &confgatev1.Version{Partition: e.Partition, Offset: e.Offset}})
 	if err != nil {
-		panic(fmt.Sprintf("gateway: marshal deletion: %v", err))
+		return nil, fmt.Errorf("encode deletion %q at %d/%d: %w", e.Key, e.Partition, e.Offset, err)
 	}
-	return b
+	return b, nil
 }
 
 // appendField appends a length-delimited field.
@@ -118,4 +96,17 @@ func deltaFrame(changes []byte, cursor []byte, coalesced bool) *frame {
 		body = protowire.AppendVarint(body, 1)
 	}
 	return &frame{b: appendField(make([]byte, 0, len(body)+8), fieldDelta, body)}
+}
+
+// encoded returns e's encoded message, or false when it cannot be encoded:
+// the entry is left out of what is being built (logged and counted), and
+// the rest of the message and the stream go on.
+func (g *Gateway) encoded(e *store.Entry) ([]byte, bool) {
+	b, err := g.cache.entryBytes(e, g.m)
+	if err != nil {
+		g.m.unencodable.Inc()
+		g.log.Error("leaving out an entry that cannot be encoded", "err", err)
+		return nil, false
+	}
+	return b, true
 }
