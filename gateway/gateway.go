@@ -45,9 +45,9 @@ type Source interface {
 
 var _ Source = (*store.Store)(nil)
 
-// MaxValueBytes is the largest value Put accepts: Kafka's default
-// max.message.bytes less room for key and headers.
-const MaxValueBytes = 1000 * 1000
+// MaxValueBytes is the largest value Put accepts; see store.MaxValueBytes
+// for the other limits on an entry.
+const MaxValueBytes = store.MaxValueBytes
 
 // serviceName is the name health reports under, besides "".
 const serviceName = "confgate.v1.ConfigService"
@@ -423,8 +423,8 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 	if n := len(req.GetValue()); n > MaxValueBytes {
 		return nil, invalidArg("value", fmt.Sprintf("is %d bytes, more than the limit %d: keep config entries small", n, MaxValueBytes))
 	}
-	if len(req.GetContentType()) > 256 {
-		return nil, invalidArg("content_type", "longer than 256 bytes")
+	if n := len(req.GetContentType()); n > store.MaxContentTypeBytes {
+		return nil, invalidArg("content_type", fmt.Sprintf("is %d bytes, longer than the limit %d", n, store.MaxContentTypeBytes))
 	}
 	w := store.Write{Key: req.GetKey(), Value: req.GetValue(), ContentType: req.GetContentType()}
 	for _, h := range req.GetHeaders() {
@@ -474,8 +474,11 @@ func produceStatus(ctx context.Context, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, store.ErrUnreachable):
 		return status.Errorf(codes.Unavailable, "write not acknowledged, Kafka is unreachable: %v", err)
+	case errors.Is(err, store.ErrBadHeader), errors.Is(err, store.ErrTooLarge):
+		// The rules of store.checkWrite, which also name what to fix.
+		return invalidArg("headers", err.Error())
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
-		return status.Errorf(codes.InvalidArgument, "Kafka rejected the record as too large: %v", err)
+		return status.Errorf(codes.InvalidArgument, "Kafka rejected the record as too large for the topic: its max.message.bytes is below this record's size; confgate accepts entries up to %d bytes of value, which need max.message.bytes of at least %d (Kafka's default): %v", store.MaxValueBytes, store.ProducerBatchBytes, err)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
 		return status.Errorf(codes.PermissionDenied, "Kafka refused the write: %v", err)
 	default:

@@ -10,6 +10,7 @@ type metrics struct {
 	skipped    *prometheus.CounterVec
 	entries    prometheus.Gauge
 	tombstones prometheus.Gauge
+	tombBytes  prometheus.Gauge
 	history    prometheus.Gauge
 	rebuilds   *prometheus.CounterVec
 	fetchErrs  prometheus.Counter
@@ -29,16 +30,17 @@ func newMetrics(reg prometheus.Registerer, stale func() bool) *metrics {
 		}),
 		lag:        prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "confgate_store_lag_records", Help: "High watermark minus applied offset, per partition."}, []string{"partition"}),
 		applied:    prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_records_applied_total", Help: "Records applied to the index."}),
-		skipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_records_skipped_total", Help: "Records not applied, by reason (control, no_key, bad_key, misrouted, backwards, stale_copy)."}, []string{"reason"}),
+		skipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_records_skipped_total", Help: "Records not applied, by reason (control, no_key, bad_key, bad_header, too_large, misrouted, backwards, stale_copy)."}, []string{"reason"}),
 		entries:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_entries", Help: "Live entries in the index."}),
 		tombstones: prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_tombstones", Help: "Deleted keys remembered in the index."}),
+		tombBytes:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_tombstone_bytes", Help: "Memory held by the deleted keys remembered in the index (bounded by --max-tombstone-bytes)."}),
 		history:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_history_batches", Help: "Batches held in the change window."}),
 		rebuilds:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_rebuilds_total", Help: "State rebuilds, by reason."}, []string{"reason"}),
 		fetchErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_fetch_errors_total", Help: "Errors reported by Kafka fetches."}),
 		compacted:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_topic_compacted", Help: "1 when the topic's cleanup.policy includes compact."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.history, m.rebuilds, m.fetchErrs, m.compacted)
+		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.tombBytes, m.history, m.rebuilds, m.fetchErrs, m.compacted)
 	}
 	return m
 }

@@ -40,6 +40,8 @@ const (
 	skipMisrouted skipReason = "misrouted"  // not the default partitioner's partition for its key
 	skipBackwards skipReason = "backwards"  // offset below the partition's cursor
 	skipNoop      skipReason = "stale_copy" // same key, not newer than what is held
+	skipBadHeader skipReason = "bad_header" // a header no client could decode (see checkHeaders)
+	skipTooLarge  skipReason = "too_large"  // over the entry size limits
 )
 
 // rec is a decoded record ready to apply.
@@ -52,10 +54,14 @@ type rec struct {
 	skip      skipReason
 }
 
-// historyLimits bound the change window. Whichever is hit first trims it.
+// historyLimits bound the change window (batches, bytes: whichever is hit
+// first trims it) and the tombstones remembered for resumes (tombs,
+// tombBytes; 0 means unbounded).
 type historyLimits struct {
-	batches int
-	bytes   int64
+	batches   int
+	bytes     int64
+	tombs     int
+	tombBytes int64
 }
 
 // tombRef remembers when a tombstone was applied so it can be purged.
@@ -73,8 +79,9 @@ type state struct {
 	tree  *btree.BTreeG[*Entry]
 	next  []int64 // next offset per partition: the cursor
 	dig   digest.Digest
-	live  int
-	tombs int
+	live      int
+	tombs     int
+	tombBytes int64 // Size of the tombstones in tree
 
 	// recording is false while bootstrapping: records read before the
 	// store was ready are not history. The log may have been compacted
@@ -204,9 +211,22 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 			res.skip(skipNoop)
 			continue
 		}
+		if e.Deleted && !had && st.recording {
+			// A delete of a key the index does not hold: never written,
+			// or deleted so long ago that its tombstone was forgotten,
+			// which raised the diff floor past it. No reader at or past
+			// the floor holds the key, so nothing needs remembering, and
+			// deletes of made-up keys cost no memory. While bootstrapping
+			// the put may have been compacted away under a reader's
+			// cursor, so there the tombstone is kept.
+			st.tree.Delete(e)
+			res.applied++
+			continue
+		}
 		if had {
 			if old.Deleted {
 				st.tombs--
+				st.tombBytes -= old.Size()
 			} else {
 				st.dig.Remove(old.hash)
 				st.live--
@@ -214,6 +234,7 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		}
 		if e.Deleted {
 			st.tombs++
+			st.tombBytes += e.Size()
 			st.tombQ = append(st.tombQ, tombRef{e.Key, e.Partition, e.Offset, now})
 			if !had || old.Deleted {
 				// Deleting an absent key changes nothing a reader can
@@ -274,11 +295,12 @@ func (st *state) trim() {
 	}
 }
 
-// purgeTombstones forgets tombstones applied before cutoff and raises the
-// diff floor past them.
+// purgeTombstones forgets tombstones applied before cutoff, and the oldest
+// beyond the tombstone limits, and raises the diff floor past them: a
+// resume from before a forgotten tombstone gets a snapshot, never a gap.
 func (st *state) purgeTombstones(cutoff int64) int {
 	n := 0
-	for len(st.tombQ) > 0 && st.tombQ[0].at < cutoff {
+	for len(st.tombQ) > 0 && (st.tombQ[0].at < cutoff || st.overTombLimits()) {
 		t := st.tombQ[0]
 		st.tombQ = st.tombQ[1:]
 		cur, ok := st.tree.Get(&Entry{Key: t.key})
@@ -289,6 +311,7 @@ func (st *state) purgeTombstones(cutoff int64) int {
 		}
 		st.tree.Delete(cur)
 		st.tombs--
+		st.tombBytes -= cur.Size()
 		st.snap = nil
 		n++
 		if st.recording && int(t.part) < len(st.diffFloor) && st.diffFloor[t.part] <= t.off {
@@ -302,6 +325,10 @@ func (st *state) purgeTombstones(cutoff int64) int {
 		st.tombQ = slices.Clone(st.tombQ)
 	}
 	return n
+}
+
+func (st *state) overTombLimits() bool {
+	return (st.limits.tombs > 0 && st.tombs > st.limits.tombs) || (st.limits.tombBytes > 0 && st.tombBytes > st.limits.tombBytes)
 }
 
 // snapshot returns a consistent clone. Clone mutates the source tree's

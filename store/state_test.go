@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,12 +205,15 @@ func TestApply(t *testing.T) {
 			batch:   true,
 		},
 		{
+			// Nothing to remember: no reader holds a key the index
+			// never had (TestDeleteAbsentWhileBootstrapping: before
+			// recording it is kept).
 			name:    "delete an absent key",
 			parts:   1,
 			before:  [][]rec{recs(put(0, 0, "b", "2"))},
 			recs:    recs(del(0, 1, "a")),
 			changes: []string{},
-			index:   []string{"a=-@0:1", "b=2@0:0"},
+			index:   []string{"b=2@0:0"},
 			next:    []int64{2},
 			applied: 1,
 			batch:   true,
@@ -349,8 +353,10 @@ func TestApplyDigest(t *testing.T) {
 		st.apply(rs, int64(i))
 		checkCounts(t, st)
 	}
-	if !bytes.Equal(st.dig.Bytes(), empty) || st.live != 0 || st.tombs != 4 {
-		t.Fatalf("everything deleted: digest %x live %d tombs %d; want the empty digest %x, 0, 4", st.dig.Bytes(), st.live, st.tombs, empty)
+	// Three tombstones: zz was never put, and its delete came after
+	// recording started, so it is not remembered.
+	if !bytes.Equal(st.dig.Bytes(), empty) || st.live != 0 || st.tombs != 3 {
+		t.Fatalf("everything deleted: digest %x live %d tombs %d; want the empty digest %x, 0, 3", st.dig.Bytes(), st.live, st.tombs, empty)
 	}
 	// Same live entries reached by another path give the same digest.
 	a, b := newTestState(1, bigLimits), newTestState(1, bigLimits)
@@ -715,7 +721,6 @@ func TestResume(t *testing.T) {
 
 func TestPurgeTombstones(t *testing.T) {
 	st := newTestState(2, bigLimits)
-	st.startRecording(time.Now())
 	for _, s := range []struct {
 		at   int64
 		recs []rec
@@ -728,6 +733,10 @@ func TestPurgeTombstones(t *testing.T) {
 	} {
 		st.apply(s.recs, s.at)
 	}
+	// Read while bootstrapping (so deletes of keys never seen, a and the
+	// first y, are kept), and every record trusted, as logTrust may allow.
+	st.startRecording(time.Now())
+	st.diffFloor = []int64{0, 0}
 	if got, want := index(st), []string{"a=-@0:0", "b=-@1:1", "c=-@0:2", "x=back@0:4", "y=-@1:3"}; !slices.Equal(got, want) {
 		t.Fatalf("setup: index %q, want %q", got, want)
 	}
@@ -941,4 +950,65 @@ func TestSnapshot(t *testing.T) {
 			t.Errorf("scan not in key order: %q", got)
 		}
 	})
+}
+
+// While bootstrapping, a delete of a key the index does not hold is kept:
+// compaction may have removed the put under a resuming reader's cursor.
+func TestDeleteAbsentWhileBootstrapping(t *testing.T) {
+	st := newTestState(1, bigLimits)
+	st.apply(recs(del(0, 0, "a")), 1)
+	st.startRecording(time.Now())
+	st.apply(recs(del(0, 1, "b")), 2)
+	if got, want := index(st), []string{"a=-@0:0"}; !slices.Equal(got, want) {
+		t.Fatalf("index %q, want %q", got, want)
+	}
+	checkCounts(t, st)
+}
+
+// The tombstone limits forget the oldest tombstones first, in count and in
+// bytes, and raise the diff floor past them, so a resume from before them
+// gets a snapshot rather than a diff that would miss the delete.
+func TestTombstoneLimits(t *testing.T) {
+	size := (&Entry{Key: "k0"}).Size() // every key below is this long
+	tests := []struct {
+		name      string
+		lim       historyLimits
+		index     []string
+		diffFloor []int64
+	}{
+		{"unbounded", historyLimits{batches: 100, bytes: 1 << 40}, []string{"k0=-@0:4", "k1=-@0:5", "k2=-@1:4", "k3=-@1:5", "x=1@0:6"}, []int64{4, 4}},
+		{"count", historyLimits{batches: 100, bytes: 1 << 40, tombs: 2}, []string{"k1=-@0:5", "k3=-@1:5", "x=1@0:6"}, []int64{5, 5}},
+		{"bytes", historyLimits{batches: 100, bytes: 1 << 40, tombBytes: 3 * size}, []string{"k1=-@0:5", "k2=-@1:4", "k3=-@1:5", "x=1@0:6"}, []int64{5, 4}},
+		{"both, count first", historyLimits{batches: 100, bytes: 1 << 40, tombs: 1, tombBytes: 3 * size}, []string{"k3=-@1:5", "x=1@0:6"}, []int64{6, 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := newTestState(2, tt.lim)
+			st.apply(recs(put(0, 0, "k0", "v"), put(0, 1, "k1", "v"), put(1, 0, "k2", "v"), put(1, 1, "k3", "v"),
+				put(0, 2, "pad", "v"), put(0, 3, "pad", "w"), put(1, 2, "pad2", "v"), put(1, 3, "pad2", "w")), 1)
+			st.startRecording(time.Now())
+			st.apply(recs(del(0, 4, "k0")), 2)
+			st.purgeTombstones(0)
+			st.apply(recs(del(1, 4, "k2"), del(0, 5, "k1")), 3)
+			st.purgeTombstones(0)
+			st.apply(recs(del(1, 5, "k3"), put(0, 6, "x", "1"), del(1, 6, "never-held")), 4)
+			st.purgeTombstones(0)
+			var got []string
+			for _, e := range index(st) {
+				if !strings.HasPrefix(e, "pad") {
+					got = append(got, e)
+				}
+			}
+			if !slices.Equal(got, tt.index) {
+				t.Errorf("index %q, want %q", got, tt.index)
+			}
+			if !slices.Equal(st.diffFloor, tt.diffFloor) {
+				t.Errorf("diffFloor %v, want %v", st.diffFloor, tt.diffFloor)
+			}
+			if over := st.overTombLimits(); over {
+				t.Errorf("still over the limits: %d tombstones, %d bytes", st.tombs, st.tombBytes)
+			}
+			checkCounts(t, st)
+		})
+	}
 }

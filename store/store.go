@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
-	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -107,6 +105,7 @@ func New(cfg Config) (*Store, error) {
 		// writes and any other producer's agree on a key's partition.
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerBatchMaxBytes(ProducerBatchBytes),
 		// Writes are single records waiting on an answer: do not linger.
 		kgo.ProducerLinger(c.ProducerLinger),
 		kgo.RecordDeliveryTimeout(c.ProduceTimeout),
@@ -126,7 +125,7 @@ func New(cfg Config) (*Store, error) {
 		adm:     kadm.NewClient(prod),
 		keyPart: kgo.StickyKeyPartitioner(nil).ForTopic(c.Topic),
 		changed: make(chan struct{}),
-		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes}, logTrust{}),
+		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes, c.MaxTombstones, c.MaxTombstoneBytes}, logTrust{}),
 	}
 	s.m = newMetrics(c.Registerer, s.Stale)
 	return s, nil
@@ -491,7 +490,7 @@ func (s *Store) install(meta topicMeta, start, targets []int64, trust logTrust) 
 	if caughtUp {
 		trust = logTrust{} // nothing to read, nothing to trust
 	}
-	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes}, trust)
+	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes, s.cfg.MaxTombstones, s.cfg.MaxTombstoneBytes}, trust)
 	s.targets = targets
 	s.hw = slices.Clone(targets)
 	s.produced = nil
@@ -535,58 +534,6 @@ func (s *Store) checkReadyLocked() {
 	s.log.Info("caught up: ready", "cursor", s.st.cursor().String(), "entries", s.st.live)
 }
 
-// decode turns a Kafka record into something apply understands. Invalid
-// records become skips so they still move the cursor.
-func (s *Store) decode(r *kgo.Record, partitions int32) rec {
-	out := rec{part: r.Partition, off: r.Offset, ts: r.Timestamp.UnixMilli(), logAppend: r.Attrs.TimestampType() == 1}
-	switch {
-	case r.Attrs.IsControl():
-		out.skip = skipControl
-		return out
-	case len(r.Key) == 0:
-		out.skip = skipNoKey
-	}
-	key := string(r.Key)
-	if out.skip == skipNone {
-		if err := keyspace.ValidateKey(key); err != nil {
-			out.skip = skipBadKey
-		} else if want := s.keyPart.Partition(&kgo.Record{Key: r.Key}, int(partitions)); int32(want) != r.Partition {
-			// A key lives in exactly one partition, the one Kafka's default
-			// partitioner picks; a copy elsewhere would make "latest"
-			// depend on consumption order.
-			out.skip = skipMisrouted
-		}
-	}
-	if out.skip != skipNone {
-		s.logSampled("skip:"+string(out.skip), slog.LevelWarn, "skipping malformed record", "reason", out.skip, "partition", r.Partition, "offset", r.Offset, "key", clipKey(r.Key))
-		return out
-	}
-	e := &Entry{Key: key, Deleted: r.Value == nil}
-	if !e.Deleted {
-		// Copied: franz-go hands out slices of the whole decoded fetch
-		// buffer, which a long-lived entry would otherwise keep alive.
-		e.Value = bytes.Clone(r.Value)
-	}
-	if len(r.Headers) > 0 {
-		e.Headers = make([]Header, len(r.Headers))
-		for i, h := range r.Headers {
-			e.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
-			if h.Key == ContentTypeHeader {
-				e.ContentType = string(h.Value)
-			}
-		}
-	}
-	out.entry = e
-	return out
-}
-
-func clipKey(k []byte) string {
-	if len(k) > 64 {
-		k = k[:64]
-	}
-	return strconv.Quote(string(k))
-}
-
 func (s *Store) apply(recs []rec) {
 	now := time.Now().UnixNano()
 	s.mu.Lock()
@@ -612,6 +559,7 @@ func (s *Store) apply(recs []rec) {
 func (s *Store) updateGaugesLocked() {
 	s.m.entries.Set(float64(s.st.live))
 	s.m.tombstones.Set(float64(s.st.tombs))
+	s.m.tombBytes.Set(float64(s.st.tombBytes))
 	s.m.history.Set(float64(len(s.st.history)))
 	for p := range s.st.next {
 		if p < len(s.hw) {
@@ -933,27 +881,19 @@ type Write struct {
 // once Kafka acknowledged it with acks=all.
 func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset int64, c cursor.Cursor, err error) {
 	// A record the store would skip on read must not be acknowledged.
-	if err := keyspace.ValidateKey(w.Key); err != nil {
+	headers, err := checkWrite(w)
+	if err != nil {
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce: %w", err)
 	}
 	if s.Stale() {
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
 	}
-	r := &kgo.Record{Key: []byte(w.Key)}
+	r := &kgo.Record{Key: []byte(w.Key), Headers: headers}
 	if !w.Delete {
 		r.Value = w.Value
 		if r.Value == nil {
 			r.Value = []byte{} // an empty value is a value, not a delete
 		}
-	}
-	if w.ContentType != "" {
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: ContentTypeHeader, Value: []byte(w.ContentType)})
-	}
-	for _, h := range w.Headers {
-		if h.Key == ContentTypeHeader && w.ContentType != "" {
-			continue
-		}
-		r.Headers = append(r.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.ProduceTimeout)
 	defer cancel()

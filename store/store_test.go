@@ -213,7 +213,7 @@ func seed(t *testing.T, c *kfake.Cluster, manual bool, rs ...*kgo.Record) {
 		part = kgo.ManualPartitioner()
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(part), kgo.ProducerLinger(0))
+		kgo.RecordPartitioner(part), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(4<<20))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +464,7 @@ func TestProduce(t *testing.T) {
 		Key:         "pay/db/timeout",
 		Value:       []byte("5s"),
 		ContentType: "text/plain",
-		Headers:     []store.Header{{Key: "owner", Value: []byte("pay")}, {Key: store.ContentTypeHeader, Value: []byte("shadowed")}},
+		Headers:     []store.Header{{Key: "owner", Value: []byte("pay")}, {Key: store.ContentTypeHeader, Value: []byte("text/plain")}},
 	})
 	if p != partitionOf("pay/db/timeout", 3) {
 		t.Errorf("written to partition %d, the default partitioner says %d", p, partitionOf("pay/db/timeout", 3))
@@ -487,6 +487,33 @@ func TestProduce(t *testing.T) {
 	if g, at, ok, err := r.Get("pay/db/timeout"); err != nil || !ok || g.Offset != off || !at.Covers(cur) {
 		t.Errorf("Store.Get = %+v at %v, %v, %v", g, at.Offsets, ok, err)
 	}
+
+	t.Run("refused like on read", func(t *testing.T) {
+		many := make([]store.Header, store.MaxHeaders+1)
+		for i := range many {
+			many[i] = store.Header{Key: fmt.Sprint("h", i)}
+		}
+		for _, tc := range []struct {
+			name string
+			w    store.Write
+			want error
+		}{
+			{"content type twice", store.Write{Key: "k", ContentType: "a", Headers: []store.Header{{Key: store.ContentTypeHeader, Value: []byte("b")}}}, store.ErrBadHeader},
+			{"content type header twice", store.Write{Key: "k", Headers: []store.Header{{Key: store.ContentTypeHeader, Value: []byte("a")}, {Key: store.ContentTypeHeader, Value: []byte("a")}}}, store.ErrBadHeader},
+			{"content type header too long", store.Write{Key: "k", Headers: []store.Header{{Key: store.ContentTypeHeader, Value: bytes.Repeat([]byte("x"), store.MaxContentTypeBytes+1)}}}, store.ErrBadHeader},
+			{"content type header not UTF-8", store.Write{Key: "k", Headers: []store.Header{{Key: store.ContentTypeHeader, Value: []byte{0xff}}}}, store.ErrBadHeader},
+			{"header key not UTF-8", store.Write{Key: "k", Headers: []store.Header{{Key: "\xff"}}}, store.ErrBadHeader},
+			{"value too large", store.Write{Key: "k", Value: make([]byte, store.MaxValueBytes+1)}, store.ErrTooLarge},
+			{"too many headers", store.Write{Key: "k", Headers: many}, store.ErrTooLarge},
+			{"headers too large", store.Write{Key: "k", Headers: []store.Header{{Key: "h", Value: make([]byte, store.MaxHeaderBytes)}}}, store.ErrTooLarge},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if _, _, _, err := r.Produce(within(t, 10*time.Second), tc.w); !errors.Is(err, tc.want) {
+					t.Errorf("Produce = %v, want %v", err, tc.want)
+				}
+			})
+		}
+	})
 
 	t.Run("empty value is a value", func(t *testing.T) {
 		for _, w := range []store.Write{{Key: "pay/flag"}, {Key: "pay/flag2", Value: []byte{}}} {
@@ -618,26 +645,60 @@ func TestMalformedRecordsSkipped(t *testing.T) {
 	r.waitReady(t)
 
 	wrong := (partitionOf("app/misrouted", 3) + 1) % 3
+	// hdr is a record in its right partition with the given headers.
+	hdr := func(key string, value []byte, hs ...kgo.RecordHeader) *kgo.Record {
+		return &kgo.Record{Key: []byte(key), Value: value, Headers: hs, Partition: partitionOf(key, 3)}
+	}
+	ct := func(v string) kgo.RecordHeader {
+		return kgo.RecordHeader{Key: store.ContentTypeHeader, Value: []byte(v)}
+	}
+	many := make([]kgo.RecordHeader, store.MaxHeaders+1)
+	for i := range many {
+		many[i] = kgo.RecordHeader{Key: fmt.Sprint("h", i)}
+	}
 	bad := []*kgo.Record{
 		{Key: []byte("/bad"), Value: []byte("1"), Partition: 0},
 		{Key: []byte("app/misrouted"), Value: []byte("1"), Partition: wrong},
 		{Key: nil, Value: []byte("1"), Partition: 1},
 		{Key: []byte("a\x00b"), Value: []byte("1"), Partition: 2},
+		// Headers no client could decode: protobuf strings must be UTF-8.
+		hdr("app/header-key", []byte("1"), kgo.RecordHeader{Key: "\xff\xfe", Value: []byte("x")}),
+		hdr("app/content-type", []byte("1"), ct("text/\xc3")),
+		hdr("app/content-type-twice", []byte("1"), ct("a"), ct("b")),
+		hdr("app/content-type-long", []byte("1"), ct(strings.Repeat("x", store.MaxContentTypeBytes+1))),
+		// Deletes are judged by the same rules.
+		hdr("app/deleted-bad-header", nil, kgo.RecordHeader{Key: "\x80"}),
+		// Too large for every client to receive.
+		hdr("app/big", bytes.Repeat([]byte("v"), store.MaxValueBytes+1)),
+		hdr("app/many-headers", []byte("1"), many...),
+		hdr("app/header-bytes", []byte("1"), kgo.RecordHeader{Key: "h", Value: bytes.Repeat([]byte("v"), store.MaxHeaderBytes)}),
 	}
 	seed(t, c, true, bad...)
 	good := kv("app/ok", "1")
-	seed(t, c, false, good)
+	// At the limits exactly: applied.
+	edge := hdr("app/edge", bytes.Repeat([]byte("v"), store.MaxValueBytes), ct(strings.Repeat("x", store.MaxContentTypeBytes)),
+		kgo.RecordHeader{Key: "h", Value: bytes.Repeat([]byte("v"), store.MaxHeaderBytes-store.MaxContentTypeBytes-len(store.ContentTypeHeader)-1)})
+	seed(t, c, false, good, edge)
 
 	want := cursor.Cursor{Topic: r.Status().Topic, Offsets: make([]int64, 3)}
-	for _, rec := range append(bad, good) {
+	for _, rec := range append(bad, good, edge) {
 		want.Offsets[rec.Partition] = max(want.Offsets[rec.Partition], rec.Offset+1)
 	}
 	r.waitApplied(t, want) // skipped records move the cursor too
 
-	if got, w := entries(r.snapshot(t)), []string{fmt.Sprintf("app/ok=%q@%d:%d", "1", good.Partition, good.Offset)}; !slices.Equal(got, w) {
-		t.Fatalf("snapshot %q, want %q", got, w)
+	snap := r.snapshot(t)
+	if e, ok := snap.Get("app/edge"); !ok || len(e.Value) != store.MaxValueBytes || len(e.ContentType) != store.MaxContentTypeBytes {
+		t.Errorf("entry at the limits: %v, want it applied", ok)
 	}
-	for reason, n := range map[string]float64{"bad_key": 2, "misrouted": 1, "no_key": 1} {
+	var got []string
+	snap.ScanAll(keyspace.Selector{}, func(e *store.Entry) bool {
+		got = append(got, e.Key)
+		return true
+	})
+	if w := []string{"app/edge", "app/ok"}; !slices.Equal(got, w) {
+		t.Fatalf("index holds %q, want %q", got, w)
+	}
+	for reason, n := range map[string]float64{"bad_key": 2, "misrouted": 1, "no_key": 1, "bad_header": 5, "too_large": 3} {
 		if v, _ := r.metric(t, "confgate_store_records_skipped_total", "reason", reason); v != n {
 			t.Errorf("skipped{reason=%s} = %v, want %v", reason, v, n)
 		}
@@ -714,5 +775,30 @@ func TestCheckInLog(t *testing.T) {
 				t.Fatalf("CheckInLog = %v, want ErrBeyondLog saying %q", err, tt.beyond)
 			}
 		})
+	}
+}
+
+// A write at every limit at once (key, value, content type, header count
+// and bytes) is accepted by the producer and applied by the store: the
+// advertised limits are reachable.
+func TestProduceAtTheLimits(t *testing.T) {
+	c := newCluster(t)
+	r := startStore(t, c, func(cfg *store.Config) { cfg.CreateTopic = true })
+	r.waitReady(t)
+	key := "pay/" + strings.Repeat("k", keyspace.MaxKeyLen-4)
+	w := store.Write{
+		Key:         key,
+		Value:       bytes.Repeat([]byte("v"), store.MaxValueBytes),
+		ContentType: strings.Repeat("c", store.MaxContentTypeBytes),
+		Headers:     []store.Header{{Key: "h", Value: bytes.Repeat([]byte("h"), store.MaxHeaderBytes-store.MaxContentTypeBytes-len(store.ContentTypeHeader)-1)}},
+	}
+	for i := range store.MaxHeaders - 2 {
+		w.Headers = append(w.Headers, store.Header{Key: fmt.Sprint(i % 10)})
+	}
+	w.Headers[0].Value = w.Headers[0].Value[:len(w.Headers[0].Value)-(store.MaxHeaders-2)]
+	_, _, cur := r.produce(t, w)
+	r.waitApplied(t, cur)
+	if e, ok := r.snapshot(t).Get(key); !ok || len(e.Value) != store.MaxValueBytes || len(e.Headers) != store.MaxHeaders {
+		t.Errorf("entry at every limit not applied: %v", ok)
 	}
 }

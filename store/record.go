@@ -1,0 +1,203 @@
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Limits on one entry. They are the same for records written through a
+// gateway (Produce refuses what exceeds them) and for records any other
+// producer wrote to the topic (decode skips them, identically on every
+// gateway, so digests agree). An entry within them always fits one message
+// that every client can receive: gRPC's default receive limit is 4 MiB.
+const (
+	// MaxValueBytes is the largest value.
+	MaxValueBytes = 1000 * 1000
+	// MaxContentTypeBytes is the longest content type.
+	MaxContentTypeBytes = 256
+	// MaxHeaders is the most headers one entry carries, content type
+	// included.
+	MaxHeaders = 64
+	// MaxHeaderBytes bounds the headers' keys and values together, content
+	// type included.
+	MaxHeaderBytes = 16 << 10
+	// MaxRecordBytes bounds a record read from the topic: key, value and
+	// headers together. Every record Kafka accepts at its default
+	// max.message.bytes (1048588, batch overhead included) is below it;
+	// larger ones only exist on topics where that was raised.
+	MaxRecordBytes = 1 << 20
+	// ProducerBatchBytes is what the gateway's producer lets one batch
+	// hold: Kafka's default max.message.bytes, so that a record within the
+	// limits above is never refused by the client itself.
+	ProducerBatchBytes = 1048588
+)
+
+// Record rule violations. Produce wraps them, decode counts them as skips.
+var (
+	// ErrBadHeader: a header key is not UTF-8, or the content type is not
+	// UTF-8, too long, or given twice.
+	ErrBadHeader = errors.New("store: bad header")
+	// ErrTooLarge: the record exceeds one of the size limits.
+	ErrTooLarge = errors.New("store: record too large")
+)
+
+// headerView is what checkHeaders needs of a header, whatever its type.
+type headerView struct {
+	key   string
+	value []byte
+}
+
+// checkHeaders applies the header rules and returns the content type.
+func checkHeaders(hs []headerView) (contentType string, err error) {
+	if len(hs) > MaxHeaders {
+		return "", fmt.Errorf("%w: %d headers, more than the limit %d", ErrTooLarge, len(hs), MaxHeaders)
+	}
+	total, seenCT := 0, false
+	for i, h := range hs {
+		total += len(h.key) + len(h.value)
+		if !utf8.ValidString(h.key) {
+			return "", fmt.Errorf("%w: key of header %d is not valid UTF-8 (%s): header keys are text", ErrBadHeader, i, strconv.Quote(clip(h.key)))
+		}
+		if h.key != ContentTypeHeader {
+			continue
+		}
+		switch {
+		case seenCT:
+			return "", fmt.Errorf("%w: more than one %q header: give the content type once", ErrBadHeader, ContentTypeHeader)
+		case len(h.value) > MaxContentTypeBytes:
+			return "", fmt.Errorf("%w: content type is %d bytes, longer than the limit %d", ErrBadHeader, len(h.value), MaxContentTypeBytes)
+		case !utf8.Valid(h.value):
+			return "", fmt.Errorf("%w: content type is not valid UTF-8 (%s)", ErrBadHeader, strconv.Quote(clip(string(h.value))))
+		}
+		seenCT, contentType = true, string(h.value)
+	}
+	if total > MaxHeaderBytes {
+		return "", fmt.Errorf("%w: headers are %d bytes, more than the limit %d", ErrTooLarge, total, MaxHeaderBytes)
+	}
+	return contentType, nil
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// decode turns a Kafka record into something apply understands. Invalid
+// records become skips so they still move the cursor. The rules depend on
+// the record alone, so every gateway skips the same records.
+func (s *Store) decode(r *kgo.Record, partitions int32) rec {
+	out := rec{part: r.Partition, off: r.Offset, ts: r.Timestamp.UnixMilli(), logAppend: r.Attrs.TimestampType() == 1}
+	if r.Attrs.IsControl() {
+		out.skip = skipControl
+		return out
+	}
+	var (
+		key = string(r.Key)
+		ct  string
+		err error
+	)
+	switch {
+	case len(r.Key) == 0:
+		out.skip = skipNoKey
+	case keyspace.ValidateKey(key) != nil:
+		out.skip, err = skipBadKey, keyspace.ValidateKey(key)
+	case recordSize(r) > MaxRecordBytes, len(r.Value) > MaxValueBytes:
+		out.skip = skipTooLarge
+		err = fmt.Errorf("%w: %d bytes (value %d), over the limits (record %d, value %d)", ErrTooLarge, recordSize(r), len(r.Value), MaxRecordBytes, MaxValueBytes)
+	default:
+		hs := make([]headerView, len(r.Headers))
+		for i, h := range r.Headers {
+			hs[i] = headerView{h.Key, h.Value}
+		}
+		if ct, err = checkHeaders(hs); err != nil {
+			out.skip = skipBadHeader
+			if errors.Is(err, ErrTooLarge) {
+				out.skip = skipTooLarge
+			}
+		} else if want := s.keyPart.Partition(&kgo.Record{Key: r.Key}, int(partitions)); int32(want) != r.Partition {
+			// A key lives in exactly one partition, the one Kafka's default
+			// partitioner picks; a copy elsewhere would make "latest"
+			// depend on consumption order.
+			out.skip = skipMisrouted
+		}
+	}
+	if out.skip != skipNone {
+		args := []any{"reason", out.skip, "partition", r.Partition, "offset", r.Offset, "key", clipKey(r.Key)}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		s.logSampled("skip:"+string(out.skip), slog.LevelWarn, "skipping malformed record", args...)
+		return out
+	}
+	e := &Entry{Key: key, Deleted: r.Value == nil, ContentType: ct}
+	if !e.Deleted {
+		// Copied: franz-go hands out slices of the whole decoded fetch
+		// buffer, which a long-lived entry would otherwise keep alive.
+		e.Value = bytes.Clone(r.Value)
+	}
+	if len(r.Headers) > 0 {
+		e.Headers = make([]Header, len(r.Headers))
+		for i, h := range r.Headers {
+			e.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
+		}
+	}
+	out.entry = e
+	return out
+}
+
+// recordSize is the record's key, value and headers, in bytes.
+func recordSize(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}
+
+func clipKey(k []byte) string {
+	if len(k) > 64 {
+		k = k[:64]
+	}
+	return strconv.Quote(string(k))
+}
+
+// checkWrite applies the rules decode applies, so that nothing a gateway
+// acknowledges is skipped on read. It returns the headers to write.
+func checkWrite(w Write) ([]kgo.RecordHeader, error) {
+	if err := keyspace.ValidateKey(w.Key); err != nil {
+		return nil, err
+	}
+	if len(w.Value) > MaxValueBytes {
+		return nil, fmt.Errorf("%w: value is %d bytes, more than the limit %d: keep config entries small", ErrTooLarge, len(w.Value), MaxValueBytes)
+	}
+	var hs []kgo.RecordHeader
+	if w.ContentType != "" {
+		hs = append(hs, kgo.RecordHeader{Key: ContentTypeHeader, Value: []byte(w.ContentType)})
+	}
+	for _, h := range w.Headers {
+		if h.Key == ContentTypeHeader && w.ContentType != "" {
+			if string(h.Value) != w.ContentType {
+				return nil, fmt.Errorf("%w: content type given twice, as %q and in a %q header: give it once", ErrBadHeader, clip(w.ContentType), ContentTypeHeader)
+			}
+			continue
+		}
+		hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+	}
+	views := make([]headerView, len(hs))
+	for i, h := range hs {
+		views[i] = headerView{h.Key, h.Value}
+	}
+	if _, err := checkHeaders(views); err != nil {
+		return nil, err
+	}
+	return hs, nil
+}
