@@ -23,6 +23,11 @@ type Config struct {
 	// start. Without it a missing topic is an error at start. A topic
 	// deleted while the store runs is waited for, never recreated.
 	CreateTopic bool
+	// AllowUncompactedTopic starts on a topic whose cleanup.policy lacks
+	// compact. Off by default, since retention there deletes config
+	// entries that were not written again in time: the store refuses to
+	// start (ErrTopicNotCompacted).
+	AllowUncompactedTopic bool
 	// Partitions for a created topic. Default 6.
 	Partitions int32
 	// ReplicationFactor for a created topic. Default -1: the broker's

@@ -27,6 +27,9 @@ var (
 	ErrUnreachable = errors.New("store: Kafka unreachable")
 	// ErrTopicMissing: the topic does not exist and CreateTopic is off.
 	ErrTopicMissing = errors.New("store: topic does not exist")
+	// ErrTopicNotCompacted: the topic's cleanup.policy lacks compact and
+	// AllowUncompactedTopic is off.
+	ErrTopicNotCompacted = errors.New("store: topic is not compacted")
 )
 
 // ContentTypeHeader is the record header that carries an entry's content
@@ -151,7 +154,7 @@ func (s *Store) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, ErrTopicMissing) && first {
+		if (errors.Is(err, ErrTopicMissing) || errors.Is(err, ErrTopicNotCompacted)) && first {
 			return err
 		}
 		var rb errRebuild
@@ -285,7 +288,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 func (s *Store) describe(ctx context.Context, first bool) (topicMeta, error) {
 	for attempt := 0; ; attempt++ {
 		meta, err := s.describeOnce(ctx, first)
-		if err == nil || errors.Is(err, ErrTopicMissing) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, ErrTopicMissing) || errors.Is(err, ErrTopicNotCompacted) || ctx.Err() != nil {
 			return meta, err
 		}
 		if attempt%10 == 0 {
@@ -344,6 +347,9 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 		return topicMeta{}, fmt.Errorf("topic %q has no partitions yet", s.cfg.Topic)
 	}
 	meta.timing = s.inspectConfigs(rctx)
+	if p := meta.timing.cleanupPolicy; p != "" && !strings.Contains(p, "compact") && first && !s.cfg.AllowUncompactedTopic {
+		return topicMeta{}, fmt.Errorf("%w: %q has cleanup.policy=%s, so Kafka's retention deletes config entries that were never changed or deleted: set cleanup.policy=compact on the topic, or start with --allow-uncompacted-topic if that loss is really intended", ErrTopicNotCompacted, s.cfg.Topic, p)
+	}
 	s.touch()
 	return meta, nil
 }
@@ -393,12 +399,13 @@ func (s *Store) inspectConfigs(ctx context.Context) topicTiming {
 		}
 		switch v := *c.Value; c.Key {
 		case "cleanup.policy":
+			tt.cleanupPolicy = v
 			if strings.Contains(v, "compact") {
 				s.m.compacted.Set(1)
 				continue
 			}
 			s.m.compacted.Set(0)
-			s.log.Warn("topic is not compacted: it will grow without bound and restarts will re-read every version", "cleanup.policy", v)
+			s.log.Warn("topic is not compacted: retention deletes config entries that were not written again within retention.ms (gateways then serve them as gone after a restart), and restarts re-read every version; set cleanup.policy=compact", "cleanup.policy", v)
 		case "delete.retention.ms":
 			tt.tombRetention, _ = millis(v)
 		case "message.timestamp.after.max.ms":

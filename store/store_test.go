@@ -359,7 +359,18 @@ func TestNotCompactedTopic(t *testing.T) {
 	if got := topicConfig(t, admin(t, c), "cleanup.policy"); got != "delete" {
 		t.Fatalf("setup: cleanup.policy = %q, want delete", got)
 	}
-	r := startStore(t, c, nil)
+	// Retention there deletes config: refused at start, saying what to do.
+	refused := startStore(t, c, nil)
+	select {
+	case <-refused.done:
+		if !errors.Is(refused.err, store.ErrTopicNotCompacted) || !strings.Contains(refused.err.Error(), "cleanup.policy=compact") {
+			t.Fatalf("Run = %v, want ErrTopicNotCompacted saying to set cleanup.policy=compact", refused.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run on a topic with cleanup.policy=delete did not fail")
+	}
+
+	r := startStore(t, c, func(cfg *store.Config) { cfg.AllowUncompactedTopic = true })
 	r.waitReady(t)
 	p, off, cur := r.produce(t, store.Write{Key: "app/x", Value: []byte("1")})
 	r.waitApplied(t, cur)

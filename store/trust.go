@@ -50,6 +50,8 @@ type topicTiming struct {
 	// below what readers saw, then written again, makes old cursors look
 	// valid; a snapshot is the only safe answer to them.
 	uncleanElection bool
+	// cleanupPolicy is the topic's cleanup.policy ("" unknown).
+	cleanupPolicy string
 }
 
 // minTrustRetention: below this delete.retention.ms the guard would be too

@@ -11,6 +11,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	var (
 		brokers           []string
 		createTopic       bool
+		allowUncompacted  bool
 		replicationFactor int16
 		topicConfigs      map[string]string
 		auth              kafkaAuth
@@ -47,6 +48,7 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 			}
 			sc.Brokers = brokers
 			sc.CreateTopic = createTopic
+			sc.AllowUncompactedTopic = allowUncompacted
 			sc.ReplicationFactor = replicationFactor
 			sc.TopicConfigs = topicConfigs
 			if sc.ClientOpts, err = auth.opts(g.env.Getenv); err != nil {
@@ -78,6 +80,7 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 	fs.StringSliceVar(&brokers, "brokers", nil, "Kafka bootstrap servers, host:port[,...] (required)")
 	fs.StringVar(&f.topic, "topic", "", "the compacted config topic (required)")
 	fs.BoolVar(&createTopic, "create-topic", false, "create the topic, compacted, when it does not exist at start (a topic deleted later is waited for, not recreated); without it a missing topic is an error at start (the safe default: a typo does not create an empty topic)")
+	fs.BoolVar(&allowUncompacted, "allow-uncompacted-topic", false, "start on a topic whose cleanup.policy lacks compact; by default that is refused, since Kafka's retention then deletes config entries that were not written again in time")
 	fs.Int16Var(&replicationFactor, "replication-factor", -1, "replication factor of a topic created with --create-topic; -1 takes the broker's default.replication.factor")
 	fs.StringToStringVar(&topicConfigs, "topic-config", nil, "extra configs of a topic created with --create-topic, on top of cleanup.policy=compact, e.g. segment.ms=3600000,min.cleanable.dirty.ratio=0.1")
 	auth.register(fs)
