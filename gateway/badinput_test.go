@@ -6,10 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -25,6 +28,25 @@ func TestBadInputStatusCodes(t *testing.T) {
 	ahead.Offsets[0] += 1 << 20
 	other := cursor.Cursor{Topic: cursor.TopicID{9}, Offsets: here.Offsets}
 
+	// raw sends request bytes no proto library would encode.
+	raw := func(ctx context.Context, method string, req []byte) error {
+		var out confgatev1.PutResponse // any message: only the status matters
+		err := g.Conn.Invoke(ctx, "/confgate.v1.ConfigService/"+method, rawMsg(req), &out, grpc.ForceCodecV2(rawCodec{}))
+		return err
+	}
+	rawStream := func(ctx context.Context, req []byte) error {
+		st, err := g.Conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/confgate.v1.ConfigService/Subscribe", grpc.ForceCodecV2(rawCodec{}))
+		if err != nil {
+			return err
+		}
+		if err := st.SendMsg(rawMsg(req)); err != nil {
+			return err
+		}
+		if err := st.CloseSend(); err != nil {
+			return err
+		}
+		return st.RecvMsg(new(confgatev1.SubscribeResponse))
+	}
 	stream := func(ctx context.Context, req *confgatev1.SubscribeRequest) error {
 		st, err := g.Client.Subscribe(ctx, req)
 		if err != nil {
@@ -82,6 +104,42 @@ func TestBadInputStatusCodes(t *testing.T) {
 			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/huge", Value: make([]byte, 1<<20+1)})
 			return err
 		}, codes.InvalidArgument, "value: is 1048577 bytes, more than the limit"},
+		{"put value one byte over the limit", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/huge", Value: make([]byte, gateway.MaxValueBytes+1)})
+			return err
+		}, codes.InvalidArgument, "value: is 1000001 bytes, more than the limit 1000000"},
+		{"put content_type too long", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/ct", ContentType: strings.Repeat("x", 257)})
+			return err
+		}, codes.InvalidArgument, "content_type: is 257 bytes, longer than the limit 256"},
+		{"put content-type header too long", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/ct", Headers: []*confgatev1.Header{{Key: "content-type", Value: make([]byte, 500000)}}})
+			return err
+		}, codes.InvalidArgument, "headers: content type is 500000 bytes, longer than the limit 256"},
+		{"put content type twice", func(ctx context.Context) error {
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/ct", ContentType: "a", Headers: []*confgatev1.Header{{Key: "content-type", Value: []byte("b")}}})
+			return err
+		}, codes.InvalidArgument, "content type given twice"},
+		{"put too many headers", func(ctx context.Context) error {
+			hs := make([]*confgatev1.Header, store.MaxHeaders+1)
+			for i := range hs {
+				hs[i] = &confgatev1.Header{Key: "h"}
+			}
+			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/h", Headers: hs})
+			return err
+		}, codes.InvalidArgument, "65 headers, more than the limit 64"},
+		{"get key not UTF-8", func(ctx context.Context) error {
+			return raw(ctx, "Get", field(1, []byte("ok/\xff")))
+		}, codes.InvalidArgument, "key: is not valid UTF-8"},
+		{"put header key not UTF-8", func(ctx context.Context) error {
+			return raw(ctx, "Put", cat(field(1, []byte("ok/h")), field(4, field(1, []byte{0xc3}))))
+		}, codes.InvalidArgument, "headers[0].key: is not valid UTF-8"},
+		{"put second header key not UTF-8", func(ctx context.Context) error {
+			return raw(ctx, "Put", cat(field(1, []byte("ok/h")), field(4, field(1, []byte("fine"))), field(4, field(1, []byte{0x80}))))
+		}, codes.InvalidArgument, "headers[1].key: is not valid UTF-8"},
+		{"subscribe prefix not UTF-8", func(ctx context.Context) error {
+			return rawStream(ctx, field(1, cat(field(1, []byte("a/")), field(1, []byte("b/\xfe")))))
+		}, codes.InvalidArgument, "selector.prefixes[1]: is not valid UTF-8"},
 		{"put control character", func(ctx context.Context) error {
 			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/\x01", Value: []byte("x")})
 			return err

@@ -474,9 +474,11 @@ func produceStatus(ctx context.Context, err error) error {
 		return status.FromContextError(ctx.Err()).Err()
 	case errors.Is(err, store.ErrUnreachable):
 		return status.Errorf(codes.Unavailable, "write not acknowledged, Kafka is unreachable: %v", err)
-	case errors.Is(err, store.ErrBadHeader), errors.Is(err, store.ErrTooLarge):
-		// The rules of store.checkWrite, which also name what to fix.
-		return invalidArg("headers", err.Error())
+	case errors.As(err, new(*store.RuleError)):
+		// The entry rules, shared with what the store skips on read.
+		var re *store.RuleError
+		errors.As(err, &re)
+		return invalidArg(re.Field, re.Msg)
 	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
 		return status.Errorf(codes.InvalidArgument, "Kafka rejected the record as too large for the topic: its max.message.bytes is below this record's size; confgate accepts entries up to %d bytes of value, which need max.message.bytes of at least %d (Kafka's default): %v", store.MaxValueBytes, store.ProducerBatchBytes, err)
 	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):

@@ -43,10 +43,26 @@ const (
 var (
 	// ErrBadHeader: a header key is not UTF-8, or the content type is not
 	// UTF-8, too long, or given twice.
-	ErrBadHeader = errors.New("store: bad header")
+	ErrBadHeader = errors.New("bad header")
 	// ErrTooLarge: the record exceeds one of the size limits.
-	ErrTooLarge = errors.New("store: record too large")
+	ErrTooLarge = errors.New("record too large")
 )
+
+// RuleError is a record that breaks one of the rules above: Field names
+// the part at fault as a write request calls it ("value", "headers"), Msg
+// says what is wrong and what to do, Kind is ErrBadHeader or ErrTooLarge.
+type RuleError struct {
+	Kind  error
+	Field string
+	Msg   string
+}
+
+func (e *RuleError) Error() string { return e.Msg }
+func (e *RuleError) Unwrap() error { return e.Kind }
+
+func ruleErr(kind error, field, format string, args ...any) error {
+	return &RuleError{Kind: kind, Field: field, Msg: fmt.Sprintf(format, args...)}
+}
 
 // headerView is what checkHeaders needs of a header, whatever its type.
 type headerView struct {
@@ -57,29 +73,29 @@ type headerView struct {
 // checkHeaders applies the header rules and returns the content type.
 func checkHeaders(hs []headerView) (contentType string, err error) {
 	if len(hs) > MaxHeaders {
-		return "", fmt.Errorf("%w: %d headers, more than the limit %d", ErrTooLarge, len(hs), MaxHeaders)
+		return "", ruleErr(ErrTooLarge, "headers", "%d headers, more than the limit %d", len(hs), MaxHeaders)
 	}
 	total, seenCT := 0, false
 	for i, h := range hs {
 		total += len(h.key) + len(h.value)
 		if !utf8.ValidString(h.key) {
-			return "", fmt.Errorf("%w: key of header %d is not valid UTF-8 (%s): header keys are text", ErrBadHeader, i, strconv.Quote(clip(h.key)))
+			return "", ruleErr(ErrBadHeader, "headers", "key of header %d is not valid UTF-8 (%s): header keys are text", i, strconv.Quote(clip(h.key)))
 		}
 		if h.key != ContentTypeHeader {
 			continue
 		}
 		switch {
 		case seenCT:
-			return "", fmt.Errorf("%w: more than one %q header: give the content type once", ErrBadHeader, ContentTypeHeader)
+			return "", ruleErr(ErrBadHeader, "headers", "more than one %q header: give the content type once", ContentTypeHeader)
 		case len(h.value) > MaxContentTypeBytes:
-			return "", fmt.Errorf("%w: content type is %d bytes, longer than the limit %d", ErrBadHeader, len(h.value), MaxContentTypeBytes)
+			return "", ruleErr(ErrBadHeader, "headers", "content type is %d bytes, longer than the limit %d", len(h.value), MaxContentTypeBytes)
 		case !utf8.Valid(h.value):
-			return "", fmt.Errorf("%w: content type is not valid UTF-8 (%s)", ErrBadHeader, strconv.Quote(clip(string(h.value))))
+			return "", ruleErr(ErrBadHeader, "headers", "content type is not valid UTF-8 (%s)", strconv.Quote(clip(string(h.value))))
 		}
 		seenCT, contentType = true, string(h.value)
 	}
 	if total > MaxHeaderBytes {
-		return "", fmt.Errorf("%w: headers are %d bytes, more than the limit %d", ErrTooLarge, total, MaxHeaderBytes)
+		return "", ruleErr(ErrTooLarge, "headers", "headers are %d bytes, more than the limit %d", total, MaxHeaderBytes)
 	}
 	return contentType, nil
 }
@@ -112,7 +128,7 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 		out.skip, err = skipBadKey, keyspace.ValidateKey(key)
 	case recordSize(r) > MaxRecordBytes, len(r.Value) > MaxValueBytes:
 		out.skip = skipTooLarge
-		err = fmt.Errorf("%w: %d bytes (value %d), over the limits (record %d, value %d)", ErrTooLarge, recordSize(r), len(r.Value), MaxRecordBytes, MaxValueBytes)
+		err = ruleErr(ErrTooLarge, "record", "%d bytes (value %d), over the limits (record %d, value %d)", recordSize(r), len(r.Value), MaxRecordBytes, MaxValueBytes)
 	default:
 		hs := make([]headerView, len(r.Headers))
 		for i, h := range r.Headers {
@@ -177,7 +193,7 @@ func checkWrite(w Write) ([]kgo.RecordHeader, error) {
 		return nil, err
 	}
 	if len(w.Value) > MaxValueBytes {
-		return nil, fmt.Errorf("%w: value is %d bytes, more than the limit %d: keep config entries small", ErrTooLarge, len(w.Value), MaxValueBytes)
+		return nil, ruleErr(ErrTooLarge, "value", "value is %d bytes, more than the limit %d: keep config entries small", len(w.Value), MaxValueBytes)
 	}
 	var hs []kgo.RecordHeader
 	if w.ContentType != "" {
@@ -186,7 +202,7 @@ func checkWrite(w Write) ([]kgo.RecordHeader, error) {
 	for _, h := range w.Headers {
 		if h.Key == ContentTypeHeader && w.ContentType != "" {
 			if string(h.Value) != w.ContentType {
-				return nil, fmt.Errorf("%w: content type given twice, as %q and in a %q header: give it once", ErrBadHeader, clip(w.ContentType), ContentTypeHeader)
+				return nil, ruleErr(ErrBadHeader, "headers", "content type given twice, as %q and in a %q header: give it once", clip(w.ContentType), ContentTypeHeader)
 			}
 			continue
 		}
