@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/confgate/confgate/store"
 	"github.com/dgraph-io/ristretto/v2"
@@ -10,11 +11,15 @@ import (
 
 // payloadCache holds encoded payloads that are costly to rebuild and safe to
 // lose: an entry's Entry/Deletion bytes by (key, version), which stay valid
-// while the cursor moves, and finished snapshots by (selector, batch seq).
+// while the cursor moves, and snapshot chunks by (selector, batch seq,
+// chunk index).
 // ristretto may drop any Set and stores key hashes, not keys, so every hit
 // is checked against what it claims to be, and a miss only costs encoding.
 type payloadCache struct {
 	c *ristretto.Cache[string, any] // nil when the budget is 0
+
+	slotsOnce sync.Once
+	slots     chan struct{} // see buildSlots
 }
 
 type cachedEntry struct {
@@ -23,13 +28,6 @@ type cachedEntry struct {
 	off  int64
 	del  bool
 	b    []byte
-}
-
-type cachedSnapshot struct {
-	key    string
-	chunks []*frame
-	count  uint64
-	digest []byte
 }
 
 func newPayloadCache(budget int64) (*payloadCache, error) {
@@ -92,37 +90,50 @@ func encodeAny(e *store.Entry) ([]byte, error) {
 	return encodeEntry(e)
 }
 
-func snapshotCacheKey(selKey string, seq uint64) string {
-	return "s" + strconv.FormatUint(seq, 10) + ":" + selKey
+func chunkCacheKey(selKey string, seq uint64, i int) string {
+	return "c" + strconv.FormatUint(seq, 10) + ":" + strconv.Itoa(i) + ":" + selKey
 }
 
-func (pc *payloadCache) snapshot(selKey string, seq uint64) (*cachedSnapshot, bool) {
+// chunk returns the cached snapshot chunk k when it holds exactly that
+// chunk (the hash matched, so the key and start are checked).
+func (pc *payloadCache) chunk(k, after string) (*snapChunk, bool) {
 	if pc.c == nil {
 		return nil, false
 	}
-	k := snapshotCacheKey(selKey, seq)
 	v, ok := pc.c.Get(k)
 	if !ok {
 		return nil, false
 	}
-	cs, ok := v.(*cachedSnapshot)
-	if !ok || cs.key != k {
+	c, ok := v.(*snapChunk)
+	if !ok || c.key != k || c.after != after {
 		return nil, false
 	}
-	return cs, true
+	return c, true
 }
 
-func (pc *payloadCache) putSnapshot(k string, cs *cachedSnapshot) {
+// putChunk offers a finished chunk to the cache and waits until a Get can
+// see it (when ristretto admitted it).
+func (pc *payloadCache) putChunk(c *snapChunk) {
 	if pc.c == nil {
 		return
 	}
-	cs.key = k
-	cost := int64(len(k) + 64)
-	for _, c := range cs.chunks {
-		cost += int64(len(c.b) + 32)
+	if pc.c.Set(c.key, c, c.cost()) {
+		pc.c.Wait()
 	}
-	pc.c.Set(k, cs, cost)
-	// Make the snapshot visible before the build is forgotten, so a
-	// request right after this one hits instead of encoding again.
-	pc.c.Wait()
+}
+
+// buildSlots is the gateway-wide semaphore of snapshot chunk builds, of
+// n slots (MaxSnapshotBuilds), made on first use.
+//
+// It lives here, next to what the builds make, because the cache is the
+// gateway's one shared home for payload state that this file owns; it
+// belongs in Gateway, made in New.
+func (pc *payloadCache) buildSlots(n int) chan struct{} {
+	pc.slotsOnce.Do(func() {
+		if n <= 0 {
+			n = defaultSnapshotBuilds()
+		}
+		pc.slots = make(chan struct{}, n)
+	})
+	return pc.slots
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"container/list"
 	"slices"
 	"sync"
 
@@ -12,11 +13,27 @@ import (
 
 // memoBatches is how many recent batches a group keeps encoded deltas
 // for. Subscribers near the head all hit it; a reader further back
-// re-encodes (and is counted).
+// re-encodes (and is counted). Config.MemoBytes bounds the same memos in
+// bytes, across every group.
 const memoBatches = 1024
+
+// What a memo entry costs besides its frames' bytes (the entry, its map
+// and list slots, each frame's header), so that entries of batches a
+// group does not match, which hold no frames, still count against the
+// byte bound.
+const (
+	memoEntryOverhead = 192
+	memoFrameOverhead = 48
+)
+
+// defaultMemoBytes applies when a Gateway was built without defaults
+// (package tests).
+const defaultMemoBytes = 64 << 20
 
 // group is the subscribers that share one selector. It encodes each
 // batch's delta once for all of them.
+//
+// Lock order: groups.mu, then group.mu, then memoBudget.mu.
 type group struct {
 	sel  keyspace.Selector
 	key  string
@@ -31,14 +48,43 @@ type group struct {
 	full bool
 }
 
+// memoFrames is one batch's encoded deltas for one group. The subscriber
+// that adds it to the memo accounts it in the budget once it is filled;
+// until then it costs nothing there, and if it leaves the memo before
+// (ring eviction, group released) gone keeps it from ever being counted.
 type memoFrames struct {
+	grp *group
+	seq uint64
+
 	once   sync.Once
 	frames []*frame
+	// filled is set by the fill when it completed: a fill that panicked
+	// (its stream failed with it) leaves it false, and no subscriber may
+	// take its empty frames for "nothing matched".
+	filled bool
+
+	// Guarded by memoBudget.mu.
+	size int64
+	elem *list.Element // in memoBudget.order while counted
+	gone bool          // out of its group's memo: never count it
+}
+
+// memoBudget bounds the bytes of every group's memo together
+// (Config.MemoBytes): past it the oldest entries, whichever group holds
+// them, are dropped. A subscriber still sending a dropped entry's frames
+// keeps them until it is done; one that needs them later re-encodes the
+// same bytes.
+type memoBudget struct {
+	mu    sync.Mutex
+	order list.List // of *memoFrames, oldest first
+	bytes int64
 }
 
 type groups struct {
 	mu sync.Mutex
 	m  map[string]*group
+	// memo is shared by all groups, also by those not in m (tests).
+	memo memoBudget
 }
 
 func (gs *groups) acquire(sel keyspace.Selector) *group {
@@ -47,19 +93,31 @@ func (gs *groups) acquire(sel keyspace.Selector) *group {
 	grp, ok := gs.m[sel.Key()]
 	if !ok {
 		grp = &group{sel: sel, key: sel.Key(), memo: map[uint64]*memoFrames{}}
+		if gs.m == nil {
+			gs.m = map[string]*group{}
+		}
 		gs.m[grp.key] = grp
 	}
 	grp.refs++
 	return grp
 }
 
-func (gs *groups) release(grp *group) {
+// release drops a reference; the last one takes the group and its memo
+// (and the memo's bytes) away.
+func (gs *groups) release(grp *group, m *metrics) {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()
 	grp.refs--
-	if grp.refs == 0 {
-		delete(gs.m, grp.key)
+	if grp.refs > 0 {
+		return
 	}
+	delete(gs.m, grp.key)
+	grp.mu.Lock()
+	for seq, mf := range grp.memo {
+		delete(grp.memo, seq)
+		gs.memo.forget(mf, m)
+	}
+	grp.mu.Unlock()
 }
 
 func (gs *groups) len() int {
@@ -71,12 +129,17 @@ func (gs *groups) len() int {
 // frames returns the encoded deltas of b for this group; prev is the
 // cursor before b.
 func (grp *group) frames(g *Gateway, b *store.Batch, prev cursor.Cursor) []*frame {
+	budget := &g.groups.memo
 	grp.mu.Lock()
 	mf, ok := grp.memo[b.Seq]
 	if !ok {
-		mf = &memoFrames{}
+		mf = &memoFrames{grp: grp, seq: b.Seq}
 		if grp.full {
-			delete(grp.memo, grp.ring[grp.next])
+			old := grp.ring[grp.next]
+			if om, held := grp.memo[old]; held {
+				delete(grp.memo, old)
+				budget.forget(om, g.m)
+			}
 		}
 		grp.memo[b.Seq] = mf
 		grp.ring[grp.next] = b.Seq
@@ -89,11 +152,88 @@ func (grp *group) frames(g *Gateway, b *store.Batch, prev cursor.Cursor) []*fram
 		if len(mf.frames) > 0 {
 			g.m.encDelta.Add(float64(len(mf.frames)))
 		}
+		mf.filled = true
 	})
+	if !mf.filled {
+		// Its fill panicked on another stream: take it out and encode
+		// here (a panic again fails this stream too, never a silent gap).
+		grp.drop(mf)
+		fs := g.deltaFrames(b, prev, grp.sel, nil)
+		g.m.encDelta.Add(float64(len(fs)))
+		return fs
+	}
 	if ok {
 		g.m.hitDelta.Inc()
+	} else {
+		budget.add(mf, g.memoLimit(), g.m)
 	}
 	return mf.frames
+}
+
+// drop takes mf out of the group's memo, if it is still there.
+func (grp *group) drop(mf *memoFrames) {
+	grp.mu.Lock()
+	if grp.memo[mf.seq] == mf {
+		delete(grp.memo, mf.seq)
+	}
+	grp.mu.Unlock()
+}
+
+func (g *Gateway) memoLimit() int64 {
+	if g.cfg.MemoBytes > 0 {
+		return g.cfg.MemoBytes
+	}
+	return defaultMemoBytes
+}
+
+// add counts a filled entry and drops the oldest entries, of any group,
+// while the memo is over limit: possibly mf itself, when it alone is
+// larger (its subscriber still sends it). Called without group locks.
+func (mb *memoBudget) add(mf *memoFrames, limit int64, m *metrics) {
+	size := int64(memoEntryOverhead)
+	for _, f := range mf.frames {
+		size += int64(cap(f.b)) + memoFrameOverhead
+	}
+	var victims []*memoFrames
+	mb.mu.Lock()
+	if !mf.gone && mf.elem == nil {
+		mf.size = size
+		mf.elem = mb.order.PushBack(mf)
+		mb.bytes += size
+		for mb.bytes > limit && mb.order.Len() > 0 {
+			v := mb.order.Remove(mb.order.Front()).(*memoFrames)
+			v.elem, v.gone = nil, true
+			mb.bytes -= v.size
+			victims = append(victims, v)
+		}
+		m.memoBytes.Set(float64(mb.bytes))
+	}
+	mb.mu.Unlock()
+	if len(victims) == 0 {
+		return
+	}
+	m.memoDropped.Add(float64(len(victims)))
+	// Out of the groups' maps after the budget's lock is released (lock
+	// order). Until then a subscriber may still find one and use it: its
+	// frames are right, it is merely no longer counted.
+	for _, v := range victims {
+		v.grp.drop(v)
+	}
+}
+
+// forget takes mf out of the budget (it left its group's memo, which the
+// caller holds locked) and keeps it from being counted later, when it is
+// still being filled.
+func (mb *memoBudget) forget(mf *memoFrames, m *metrics) {
+	mb.mu.Lock()
+	mf.gone = true
+	if mf.elem != nil {
+		mb.order.Remove(mf.elem)
+		mf.elem = nil
+		mb.bytes -= mf.size
+		m.memoBytes.Set(float64(mb.bytes))
+	}
+	mb.mu.Unlock()
 }
 
 // deltaFrames encodes the changes of b that sel matches (and keep, when

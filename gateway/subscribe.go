@@ -54,7 +54,7 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	g.m.subscribeStreams.Inc()
 	defer g.m.subscribeStreams.Dec()
 	grp := g.groups.acquire(sel)
-	defer g.groups.release(grp)
+	defer g.groups.release(grp, g.m)
 
 	s := &subscription{g: g, stream: stream, sel: sel, grp: grp}
 	ctx := stream.Context()
