@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
@@ -26,16 +27,26 @@ func parseCursorFlag(cmd *cobra.Command, flag, s string) ([]byte, error) {
 }
 
 func newGetCmd(g *globals) *cobra.Command {
-	var minCursor string
+	var (
+		minCursor string
+		raw       bool
+	)
 	cmd := &cobra.Command{
 		Use:   "get KEY",
 		Short: "Print the value of a key",
 		Long: `Print the value of a key.
 
 Text output is the value itself (followed by a newline when it is UTF-8 text),
-so $(confgate get KEY) is the value. JSON output is one object with key, value
-(base64 with "value_encoding":"base64" when not UTF-8), content_type, headers,
-version {partition, offset} and the cursor the entry was read at.
+so $(confgate get KEY) is the value. On a terminal, a value that holds control
+characters other than tab and newline, invisible or formatting characters
+(such as bidirectional controls) or bytes that are not UTF-8 is shown on one
+line instead, Go-quoted or as "(base64) ...", with a note on stderr: the
+terminal cannot be made to act on it or to show something else. --raw prints
+the bytes as they are, as does any output that is not a terminal (a pipe or
+a file). JSON output is one object with key, value (base64 with
+"value_encoding":"base64" when not UTF-8), content_type, headers, version
+{partition, offset} and the cursor the entry was read at; such characters
+are escaped as \uXXXX in it.
 
 A missing key prints an error and exits with status 1.`,
 		Args: exactArgs(1),
@@ -55,7 +66,7 @@ A missing key prints an error and exits with status 1.`,
 				return err
 			})
 			if errCode(err) == codes.NotFound {
-				return &codeError{exitNotFound, fmt.Errorf("key %q not found", key)}
+				return &codeError{exitNotFound, fmt.Errorf("key %s not found", keyspace.Quote(key))}
 			}
 			if err != nil {
 				return err
@@ -65,6 +76,10 @@ A missing key prints an error and exits with status 1.`,
 				return p.JSON(entryJSON("", resp.GetEntry(), resp.GetCursor()))
 			}
 			v := resp.GetEntry().GetValue()
+			if !raw && isTerminal(g.env.Stdout) && !terminalSafe(v) {
+				fmt.Fprintf(g.env.Stderr, "confgate: the value of %s holds characters a terminal would act on or hide (or is not UTF-8): shown on one line, escaped; --raw prints it as is\n", keyspace.Quote(key))
+				return p.Linef("%s", displayValue(v))
+			}
 			if err := p.Raw(v); err != nil {
 				return err
 			}
@@ -75,6 +90,7 @@ A missing key prints an error and exits with status 1.`,
 		},
 	}
 	cmd.Flags().StringVar(&minCursor, "min-cursor", "", "read-your-writes: the gateway first waits (bounded) until it has applied this cursor, as printed by put or delete")
+	cmd.Flags().BoolVar(&raw, "raw", false, "print the value's bytes as they are, also on a terminal (by default a terminal gets control, invisible and formatting characters escaped)")
 	return cmd
 }
 

@@ -27,7 +27,8 @@ func newSnapshotCmd(g *globals) *cobra.Command {
 prefixes (every entry when none is given), in key order, all at one cursor.
 
 Text output: "key = value" lines (values that are not UTF-8 show as
-"(base64) ...", values with newlines are Go-quoted), then
+"(base64) ...", keys and values with newlines or other control, invisible or
+formatting characters are Go-quoted), then
 "# N entries at cursor C digest D". JSON output: one object per entry
 {key, value, value_encoding?, content_type, headers?, version}, then
 {cursor, entry_count, digest}.
@@ -80,7 +81,7 @@ digest must match the entries received, so output is never partial.`,
 					out := entryJSON("", e, nil)
 					err = p.JSON(out)
 				} else {
-					err = p.Linef("%s = %s", e.GetKey(), displayValue(e.GetValue()))
+					err = p.Linef("%s = %s", displayKey(e.GetKey()), displayValue(e.GetValue()))
 				}
 				if err != nil {
 					return err

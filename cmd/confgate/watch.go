@@ -58,7 +58,9 @@ printed by put, delete, snapshot or an earlier watch) only the changes after
 it are shown, without a snapshot.
 
 Text output: "SNAPSHOT key = value  (p0@3)", "PUT key = value  (p0@12)" and
-"DELETE key  (p0@13)" lines, "# cursor C" after each message. JSON output: one
+"DELETE key  (p0@13)" lines, "# cursor C" after each message; keys and values
+holding control, invisible or formatting characters are Go-quoted, values
+that are not UTF-8 show as "(base64) ...". JSON output: one
 object per event: {op: "snapshot"|"put"|"delete", key, value,
 value_encoding?, content_type, headers?, version, cursor}, where cursor is
 that of the message that carried the event (for snapshot entries, the
@@ -330,7 +332,7 @@ func (w *watcher) entry(op string, e *confgatev1.Entry, cursor []byte, coalesced
 		if op == "snapshot" {
 			label = "SNAPSHOT"
 		}
-		err = w.p.Linef("%s %s = %s  (%s)", label, e.GetKey(), displayValue(e.GetValue()), versionText(e.GetVersion()))
+		err = w.p.Linef("%s %s = %s  (%s)", label, displayKey(e.GetKey()), displayValue(e.GetValue()), versionText(e.GetVersion()))
 	}
 	if err != nil {
 		return err
@@ -343,7 +345,7 @@ func (w *watcher) deletion(d *confgatev1.Deletion, cursor []byte) error {
 	if w.g.json() {
 		err = w.p.JSON(deleteEvent{Op: "delete", Key: d.GetKey(), Version: versionJSON(d.GetVersion()), Cursor: cursorText(cursor)})
 	} else {
-		err = w.p.Linef("DELETE %s  (%s)", d.GetKey(), versionText(d.GetVersion()))
+		err = w.p.Linef("DELETE %s  (%s)", displayKey(d.GetKey()), versionText(d.GetVersion()))
 	}
 	if err != nil {
 		return err
