@@ -11,6 +11,7 @@ import (
 
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
@@ -251,4 +252,35 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// Every entry limit reached at once is accepted, on Apache Kafka with its
+// default max.message.bytes in CI, and reaches a subscriber whole.
+func TestPutAtEveryLimit(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
+	key := "big/" + strings.Repeat("k", keyspace.MaxKeyLen-4)
+	ct := strings.Repeat("c", store.MaxContentTypeBytes)
+	req := &confgatev1.PutRequest{Key: key, Value: bytes.Repeat([]byte("v"), store.MaxValueBytes), ContentType: ct, WaitApplied: true}
+	room := store.MaxHeaderBytes - len(store.ContentTypeHeader) - len(ct)
+	for i := range store.MaxHeaders - 1 {
+		h := &confgatev1.Header{Key: string(rune('a' + i%26))}
+		room--
+		req.Headers = append(req.Headers, h)
+	}
+	req.Headers[0].Value = bytes.Repeat([]byte("h"), room)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := g.Client.Put(ctx, req); err != nil {
+		t.Fatalf("put at every limit: %v", err)
+	}
+	view, _, _ := testkit.Snapshot(t, g, "big/")
+	e := view[key]
+	if e == nil || len(e.Value) != store.MaxValueBytes || e.ContentType != ct || len(e.Headers) != store.MaxHeaders {
+		t.Fatalf("entry at every limit: got %v", e != nil)
+	}
+	req.Value = append(req.Value, 'v')
+	if _, err := g.Client.Put(ctx, req); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("one byte more: %v, want INVALID_ARGUMENT", err)
+	}
 }
