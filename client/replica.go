@@ -218,6 +218,9 @@ func (r *replica) delta(s *session, d *confgatev1.Delta) (result, error) {
 			if del.GetKey() == "" || del.GetVersion() == nil {
 				return result{}, violation(false, "delta change %d: deletion without key or version", i)
 			}
+			if err := checkVersion(del.GetKey(), del.GetVersion()); err != nil {
+				return result{}, violation(false, "delta change %d: %v", i, err)
+			}
 			o.del, p, off = del, del.GetVersion().GetPartition(), del.GetVersion().GetOffset()
 		default:
 			return result{}, violation(false, "delta change %d is empty", i)
@@ -308,6 +311,17 @@ func removeEntry(d *digest.Digest, e *Entry) {
 
 var errNoVersion = errors.New("entry has no version")
 
+// checkVersion refuses a version that is no Kafka position: a negative
+// partition or offset would lie "before" any cursor (Offset of an unknown
+// partition is 0) and, as another partition, would replace or delete any
+// entry regardless of its version.
+func checkVersion(key string, v *confgatev1.Version) error {
+	if v.GetPartition() < 0 || v.GetOffset() < 0 {
+		return fmt.Errorf("entry %q has version partition %d offset %d, not a Kafka position", key, v.GetPartition(), v.GetOffset())
+	}
+	return nil
+}
+
 // toProto is fromProto's inverse, for the state file.
 func toProto(e *Entry) *confgatev1.Entry {
 	pe := &confgatev1.Entry{
@@ -331,6 +345,9 @@ func fromProto(pe *confgatev1.Entry) (*Entry, error) {
 	}
 	if pe.GetVersion() == nil {
 		return nil, fmt.Errorf("entry %q: %w", pe.GetKey(), errNoVersion)
+	}
+	if err := checkVersion(pe.GetKey(), pe.GetVersion()); err != nil {
+		return nil, err
 	}
 	e := &Entry{
 		Key:         pe.GetKey(),
