@@ -2,7 +2,7 @@
 # modules, scripts/gen.sh builds the pinned code generators.
 GO ?= go
 
-.PHONY: run test lint unit check-generate gen
+.PHONY: run test lint unit check-generate gen fuzz
 
 # The main job: a gateway with an embedded dev broker and sample config.
 run:
@@ -27,3 +27,9 @@ check-generate:
 
 gen:
 	./scripts/gen.sh
+
+# Every fuzz target of the module (found automatically), FUZZTIME seconds
+# each; a failing input is left in the package's testdata/fuzz/.
+FUZZTIME ?= 300
+fuzz:
+	./scripts/fuzz.sh $(FUZZTIME)
