@@ -16,7 +16,6 @@ import (
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -479,15 +478,13 @@ func produceStatus(ctx context.Context, err error) error {
 		var re *store.RuleError
 		errors.As(err, &re)
 		return invalidArg(re.Field, re.Msg)
-	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge):
+	case errors.Is(err, store.ErrTooLargeForTopic):
 		return status.Errorf(codes.InvalidArgument, "Kafka rejected the record as too large for the topic: its max.message.bytes is below this record's size; confgate accepts entries up to %d bytes of value, which need max.message.bytes of at least %d (Kafka's default): %v", store.MaxValueBytes, store.ProducerBatchBytes, err)
-	case errors.Is(err, kerr.TopicAuthorizationFailed), errors.Is(err, kerr.ClusterAuthorizationFailed):
+	case errors.Is(err, store.ErrWriteDenied):
 		return status.Errorf(codes.PermissionDenied, "Kafka refused the write: %v", err)
+	case errors.Is(err, store.ErrWriteRejected):
+		return status.Errorf(codes.Internal, "Kafka rejected the write: %v", err)
 	default:
-		var ke *kerr.Error
-		if errors.As(err, &ke) && !ke.Retriable {
-			return status.Errorf(codes.Internal, "Kafka rejected the write: %v", err)
-		}
 		return status.Errorf(codes.Unavailable, "write not acknowledged: %v", err)
 	}
 }

@@ -75,10 +75,10 @@ type tombRef struct {
 // state is the authoritative state of one topic incarnation. It is not
 // safe for concurrent use; Store serializes access.
 type state struct {
-	topic cursor.TopicID
-	tree  *btree.BTreeG[*Entry]
-	next  []int64 // next offset per partition: the cursor
-	dig   digest.Digest
+	topic     cursor.TopicID
+	tree      *btree.BTreeG[*Entry]
+	next      []int64 // next offset per partition: the cursor
+	dig       digest.Digest
 	live      int
 	tombs     int
 	tombBytes int64 // Size of the tombstones in tree

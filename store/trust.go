@@ -1,6 +1,11 @@
 package store
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/confgate/confgate/internal/cursor"
+)
 
 // logTrust decides which records read while bootstrapping are young enough
 // that the log still held every tombstone after them when they were read,
@@ -90,5 +95,37 @@ func (t logTrust) appendedAfter(ts int64, logAppendTime bool) bool {
 		return false
 	default:
 		return ts-t.createLag >= t.after
+	}
+}
+
+// trustBootstrap runs when the store has caught up and its state waits to
+// trust what it read (logTrust): it lists the log start offsets, and the
+// store becomes ready with them. Readiness waits for this one request so
+// that the first resumes after a restart already get diffs. On failure
+// nothing is trusted: resumes from before the start get snapshots.
+func (s *Store) trustBootstrap(ctx context.Context, meta topicMeta) {
+	s.mu.RLock()
+	st := s.st
+	pending := st.trustPending(s.targets)
+	s.mu.RUnlock()
+	if !pending {
+		return
+	}
+	start, err := s.listOffsets(ctx, meta, s.adm.ListStartOffsets)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st != st {
+		return
+	}
+	if err != nil {
+		s.log.Warn("not trusting the log's tombstones: start offsets unknown", "err", err)
+		st.trust = logTrust{}
+	} else {
+		st.trustStart = start
+	}
+	s.checkReadyLocked()
+	s.notifyLocked()
+	if s.ready {
+		s.log.Info("resumes from cursors at or after this are answered with diffs", "cursor", cursor.Cursor{Topic: st.topic, Offsets: st.diffFloor}.String())
 	}
 }
