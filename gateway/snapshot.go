@@ -234,7 +234,9 @@ func (r *snapReader) encode(ctx context.Context, k, after string) (*snapChunk, e
 			break // e begins the next chunk
 		}
 		if body == nil {
-			body = make([]byte, 0, max(g.cfg.ChunkBytes, fieldSize(len(eb))))
+			// Grown by append: a small selector's snapshot should not
+			// cost a whole ChunkBytes buffer.
+			body = make([]byte, 0, min(g.cfg.ChunkBytes, 64<<10))
 		}
 		body = protowire.AppendTag(body, fieldChunkEntries, protowire.BytesType)
 		body = protowire.AppendBytes(body, eb)
