@@ -94,6 +94,14 @@ func (s *Stream) apply(m *confgatev1.SubscribeResponse) {
 		if !s.inSnap {
 			s.pending = map[string]*confgatev1.Entry{}
 		}
+		// Every snapshot after the first replaces what the client holds:
+		// unflagged, a client could not tell it from a silent jump.
+		if len(s.Snapshots) > 0 && !x.SnapshotEnd.Reset_ {
+			s.t.Errorf("snapshot %d (reason %v) is not flagged reset", len(s.Snapshots)+1, x.SnapshotEnd.Reason)
+		}
+		if x.SnapshotEnd.Reset_ == (x.SnapshotEnd.Reason == confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL) {
+			s.t.Errorf("snapshot reset=%v with reason %v: a reset must say why, an initial snapshot is no reset", x.SnapshotEnd.Reset_, x.SnapshotEnd.Reason)
+		}
 		s.View, s.inSnap = s.pending, false
 		s.Cursor = x.SnapshotEnd.Cursor
 		s.Snapshots = append(s.Snapshots, x.SnapshotEnd)
