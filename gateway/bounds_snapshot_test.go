@@ -433,3 +433,26 @@ func TestMemoBytesBoundedLive(t *testing.T) {
 		t.Fatalf("the stalled subscriber's %d deltas differ from its group's reading subscriber's %d", len(slowDeltas), len(fastDeltas))
 	}
 }
+
+// A request waiting for a build slot when the gateway drains ends at once
+// with UNAVAILABLE (it resumes on another gateway) instead of waiting.
+func TestSnapshotSlotWaitEndsOnDrain(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gateway.Config{MaxSnapshotBuilds: 1}})
+	testkit.Put(t, g, "d/1", "x")
+	release := gateway.HoldSnapshotBuilds(g.GW)
+	defer release()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	st, err := g.Client.GetSnapshot(ctx, &confgatev1.GetSnapshotRequest{Selector: sel("d/")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the request waiting", func() bool {
+		return testkit.Metric(t, g, "confgate_gateway_subscribers", "GetSnapshot") == 1
+	})
+	g.GW.Drain()
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("waiting through a drain: %v, want UNAVAILABLE", err)
+	}
+}

@@ -187,13 +187,16 @@ func (r *snapReader) build(ctx context.Context, k, after string, b *snapBuild) (
 }
 
 // buildSlot waits for one of the MaxSnapshotBuilds slots, or for the
-// caller to leave.
+// caller to leave, or for the gateway to drain (the client resumes
+// elsewhere rather than wait here).
 func (g *Gateway) buildSlot(ctx context.Context) (release func(), err error) {
 	slots := g.cache.buildSlots(g.cfg.MaxSnapshotBuilds)
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, contextErr(ctx)
+	case <-g.draining:
+		return nil, errDraining
 	}
 	g.m.buildsActive.Inc()
 	return func() {
