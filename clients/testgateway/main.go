@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/node"
 	"github.com/confgate/confgate/store"
 )
 
@@ -60,35 +61,30 @@ func run() error {
 	}
 	defer cluster.Close()
 
-	st, err := store.New(store.Config{
-		Brokers:       cluster.ListenAddrs(),
-		Topic:         *topic,
-		CreateTopic:   true,
-		Partitions:    int32(*partitions),
-		ProbeInterval: 500 * time.Millisecond,
-		FetchMaxWait:  100 * time.Millisecond,
-		Logger:        log,
-	})
-	if err != nil {
-		return err
-	}
-	gw, err := gateway.New(gateway.Config{
-		Source:           st,
-		CacheBytes:       16 << 20,
-		ProgressInterval: time.Second,
-		ShutdownGrace:    2 * time.Second,
-		Logger:           log,
-	})
-	if err != nil {
-		return err
-	}
-
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	adm, err := net.Listen("tcp", *adminAddr)
+	n, err := node.Start(ctx, node.Config{
+		Store: store.Config{
+			Brokers:       cluster.ListenAddrs(),
+			Topic:         *topic,
+			CreateTopic:   true,
+			Partitions:    int32(*partitions),
+			ProbeInterval: 500 * time.Millisecond,
+			FetchMaxWait:  100 * time.Millisecond,
+		},
+		Gateway: gateway.Config{
+			CacheBytes:       16 << 20,
+			ProgressInterval: time.Second,
+			ShutdownGrace:    2 * time.Second,
+		},
+		Listener:    lis,
+		AdminListen: *adminAddr,
+		Logger:      log,
+	})
 	if err != nil {
+		lis.Close()
 		return err
 	}
 	px, err := newProxy(*proxyAddr, lis.Addr().String())
@@ -104,25 +100,18 @@ func run() error {
 	go func() { _ = ctlSrv.Serve(ctl) }()
 	defer ctlSrv.Close()
 
-	storeDone := make(chan error, 1)
-	go func() { storeDone <- st.Run(ctx) }()
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- gw.Serve(ctx, lis, adm) }()
-
 	rctx, rcancel := context.WithTimeout(ctx, 60*time.Second)
-	err = st.WaitReady(rctx)
+	err = n.WaitReady(rctx)
 	rcancel()
 	if err != nil {
 		cancel()
-		<-serveDone
-		<-storeDone
-		st.Close()
+		_ = n.Wait()
 		return fmt.Errorf("store not ready: %w", err)
 	}
 
 	addrs := map[string]string{
 		"grpc":    lis.Addr().String(),
-		"admin":   adm.Addr().String(),
+		"admin":   n.AdminAddr(),
 		"proxy":   px.addr(),
 		"control": "http://" + ctl.Addr().String(),
 	}
@@ -140,9 +129,7 @@ func run() error {
 	}
 
 	<-ctx.Done()
-	err = <-serveDone
-	<-storeDone
-	st.Close()
+	err = n.Wait()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("exited after -max-lifetime %s", *lifetime)
 	}

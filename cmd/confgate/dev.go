@@ -109,7 +109,7 @@ func runDev(cmd *cobra.Command, g *globals, o *devOptions) error {
 		return err
 	}
 	if err := devLoad(ctx, n, writes, seedName); err != nil {
-		n.stop()
+		n.Stop()
 		if werr := n.wait(); werr != nil {
 			return werr
 		}
@@ -121,7 +121,7 @@ func runDev(cmd *cobra.Command, g *globals, o *devOptions) error {
 	st := n.st.Status()
 	log.Info("ready", "grpc", n.addrs.GRPC, "admin", n.addrs.Admin, "entries", st.Entries, "cursor", st.Cursor.String())
 	if err := devBanner(g, n.addrs, len(writes), seedName); err != nil {
-		n.stop()
+		n.Stop()
 		_ = n.wait()
 		return err
 	}

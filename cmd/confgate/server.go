@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/gateway"
+	cgnode "github.com/confgate/confgate/node"
 	"github.com/confgate/confgate/store"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/pflag"
 )
 
@@ -161,119 +160,48 @@ func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
 	}, nil
 }
 
-// node is a running store and gateway: what serve runs, and dev on top of
-// its embedded broker.
+// node is a running store and gateway (package node), with the
+// addresses the CLI reports.
 type node struct {
+	*cgnode.Node
 	log   *slog.Logger
 	st    *store.Store
 	addrs Addrs
-
-	stop context.CancelFunc // starts the shutdown
-	done chan struct{}      // closed once everything stopped
-	err  error              // why it stopped, set before done closes
 }
 
-// startNode listens, starts the store consuming and the gateway serving, and
-// returns. The node runs until ctx ends or the store fails: the gateway
-// drains first, then the store stops.
+// startNode listens (errors name the flags), then starts the node: see
+// node.Start for the lifecycle and shutdown order.
 func startNode(ctx context.Context, log *slog.Logger, sc store.Config, gc gateway.Config, listen, adminListen string) (*node, error) {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	sc.Logger, sc.Registerer = log, reg
-	st, err := store.New(sc)
-	if err != nil {
-		return nil, err
-	}
-	gc.Source, gc.Logger, gc.Registerer, gc.Gatherer = st, log, reg, reg
-	gw, err := gateway.New(gc)
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
 	lis, err := listenTCP("--listen", listen)
 	if err != nil {
-		st.Close()
 		return nil, err
 	}
-	var adm net.Listener // a nil interface, not a nil *TCPListener: Serve checks it
+	var adm net.Listener
 	if adminListen != "" {
 		if adm, err = listenTCP("--admin-listen", adminListen); err != nil {
 			lis.Close()
-			st.Close()
 			return nil, err
 		}
 	}
-
-	gwCtx, stopGW := context.WithCancel(ctx)
-	// The store outlives the gateway's drain, so draining streams still
-	// read a live state; it stops once the gateway is done.
-	stCtx, stopStore := context.WithCancel(context.WithoutCancel(ctx))
-	n := &node{log: log, st: st, stop: stopGW, done: make(chan struct{})}
-	n.addrs = Addrs{GRPC: lis.Addr().String(), Kafka: sc.Brokers, Topic: sc.Topic}
-	if adm != nil {
-		n.addrs.Admin = adm.Addr().String()
+	n, err := cgnode.Start(ctx, cgnode.Config{Store: sc, Gateway: gc, Listener: lis, AdminListener: adm, Logger: log})
+	if err != nil {
+		lis.Close()
+		if adm != nil {
+			adm.Close()
+		}
+		return nil, err
 	}
-
-	storeErr := make(chan error, 1)
-	go func() {
-		err := st.Run(stCtx)
-		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("store stopped", "err", err)
-			stopGW()
-		}
-		storeErr <- err
-	}()
-	go func() {
-		serveErr := gw.Serve(gwCtx, lis, adm)
-		stopGW()
-		stopStore()
-		err := <-storeErr
-		st.Close()
-		switch {
-		case err != nil && !errors.Is(err, context.Canceled):
-			n.err = err
-		case serveErr != nil:
-			n.err = serveErr
-		}
-		log.Info("stopped")
-		close(n.done)
-	}()
-	log.Info("listening", "grpc", n.addrs.GRPC, "admin", n.addrs.Admin, "topic", sc.Topic, "brokers", strings.Join(sc.Brokers, ","))
-	return n, nil
+	out := &node{Node: n, log: log, st: n.Store, addrs: Addrs{GRPC: n.GRPCAddr(), Admin: n.AdminAddr(), Kafka: sc.Brokers, Topic: sc.Topic}}
+	log.Info("listening", "grpc", out.addrs.GRPC, "admin", out.addrs.Admin, "topic", sc.Topic, "brokers", strings.Join(sc.Brokers, ","))
+	return out, nil
 }
 
 // waitReady waits until the store has caught up with the topic, the node
 // stopped, or ctx ended.
-func (n *node) waitReady(ctx context.Context) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-n.done:
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
-	err := n.st.WaitReady(wctx)
-	if err == nil {
-		return nil
-	}
-	select {
-	case <-n.done:
-		if n.err != nil {
-			return n.err
-		}
-		return errors.New("stopped before it was ready")
-	default:
-		return err
-	}
-}
+func (n *node) waitReady(ctx context.Context) error { return n.WaitReady(ctx) }
 
 // wait blocks until the node stopped and returns why.
-func (n *node) wait() error {
-	<-n.done
-	return n.err
-}
+func (n *node) wait() error { return n.Wait() }
 
 func listenTCP(flag, addr string) (net.Listener, error) {
 	lis, err := net.Listen("tcp", addr)

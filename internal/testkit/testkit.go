@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/node"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,7 +80,7 @@ type Gateway struct {
 	Conn     *grpc.ClientConn
 	Client   confgatev1.ConfigServiceClient
 	cancel   context.CancelFunc
-	done     chan struct{}
+	done     <-chan struct{}
 }
 
 // Options tweak a gateway; zero fields keep test-friendly defaults.
@@ -107,46 +107,22 @@ func StartGateway(t testing.TB, k *Kafka, topic string, o Options) *Gateway {
 	if sc.Logger == nil {
 		sc.Logger = Logger(t)
 	}
-	reg := prometheus.NewRegistry()
-	sc.Registerer = reg
-	st, err := store.New(sc)
-	if err != nil {
-		t.Fatalf("store.New: %v", err)
-	}
 	gc := o.Gateway
-	gc.Source = st
-	gc.Registerer, gc.Gatherer = reg, reg
-	if gc.Logger == nil {
-		gc.Logger = sc.Logger
-	}
 	if gc.ProgressInterval == 0 {
 		gc.ProgressInterval = 200 * time.Millisecond
 	}
 	if gc.ShutdownGrace == 0 {
 		gc.ShutdownGrace = 2 * time.Second
 	}
-	gw, err := gateway.New(gc)
-	if err != nil {
-		t.Fatalf("gateway.New: %v", err)
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	g := &Gateway{Store: st, GW: gw, Addr: lis.Addr().String(), Admin: adm.Addr().String(), Registry: reg, cancel: cancel, done: make(chan struct{})}
-	storeDone := make(chan error, 1)
-	go func() { storeDone <- st.Run(ctx) }()
-	go func() {
-		defer close(g.done)
-		_ = gw.Serve(ctx, lis, adm)
-		<-storeDone
-		st.Close()
-	}()
+	n, err := node.Start(ctx, node.Config{Store: sc, Gateway: gc, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: sc.Logger, Registry: reg})
+	if err != nil {
+		cancel()
+		t.Fatalf("start gateway: %v", err)
+	}
+	g := &Gateway{Store: n.Store, GW: n.Gateway, Addr: n.GRPCAddr(), Admin: n.AdminAddr(), Registry: reg, cancel: cancel, done: n.Done()}
+	st := n.Store
 	t.Cleanup(g.Stop)
 	conn, err := grpc.NewClient(g.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
