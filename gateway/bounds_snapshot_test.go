@@ -357,8 +357,8 @@ func TestConcurrentSnapshotsShareChunks(t *testing.T) {
 func TestMemoBytesBoundedLive(t *testing.T) {
 	const (
 		memo   = 1 << 20
-		groups = 6
-		puts   = 40
+		groups = 4
+		puts   = 24
 	)
 	k := testkit.StartKafka(t)
 	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{
