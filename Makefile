@@ -2,7 +2,7 @@
 # modules, scripts/gen.sh builds the pinned code generators.
 GO ?= go
 
-.PHONY: run test lint unit check-generate gen fuzz
+.PHONY: run test lint unit check-generate gen fuzz mutation
 
 # The main job: a gateway with an embedded dev broker and sample config.
 run:
@@ -33,3 +33,10 @@ gen:
 FUZZTIME ?= 300
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
+
+# Mutation testing (gremlins, pinned in tools/go.mod): each package of
+# MUTATION_PKGS against its own tests on the in-process broker; scores and
+# every surviving mutant in docs/testing.md. Takes about an hour for all.
+MUTATION_PKGS ?=
+mutation:
+	./scripts/mutation.sh $(MUTATION_PKGS)
