@@ -21,6 +21,7 @@ type Config struct {
 	ChunkBytes int
 	// CacheBytes is the encoded-payload cache budget (ristretto). 0 turns
 	// the cache off: everything still works, at the cost of re-encoding.
+	// Deployments want it on: DefaultCacheBytes is the CLI's default.
 	CacheBytes int64
 	// ProgressInterval: how often a subscriber gets a progress message
 	// with its cursor and the gateway's lag. Default 5s.
@@ -91,49 +92,61 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 }
 
+// DefaultCacheBytes is the cache budget `confgate serve` runs with unless
+// told otherwise (a zero Config.CacheBytes means no cache).
+const DefaultCacheBytes = 64 << 20
+
+// Defaults returns the default of every tunable field: what a zero field
+// means. The CLI's flags show the same values.
+func Defaults() Config {
+	return Config{
+		ChunkBytes:            1 << 20,
+		ProgressInterval:      5 * time.Second,
+		WaitTimeout:           5 * time.Second,
+		MaxPendingBatches:     256,
+		MaxCoalescedBytes:     3 << 20,
+		MemoBytes:             64 << 20,
+		MaxSnapshotBuilds:     2 * runtime.GOMAXPROCS(0),
+		MaxStreams:            50000,
+		MaxStreamsPerConn:     1000,
+		MaxResetsPerSecond:    200,
+		KeepaliveTime:         30 * time.Second,
+		KeepaliveTimeout:      10 * time.Second,
+		MaxConnectionAgeGrace: 30 * time.Second,
+		ShutdownGrace:         10 * time.Second,
+	}
+}
+
+// orDefault sets *v to d when *v is zero (or negative).
+func orDefault[T ~int | ~int64 | ~uint32](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	if out.Source == nil {
 		return out, errors.New("gateway: no source configured")
 	}
-	if out.ChunkBytes <= 0 {
-		out.ChunkBytes = 1 << 20
-	}
+	d := Defaults()
+	orDefault(&out.ChunkBytes, d.ChunkBytes)
 	if out.ChunkBytes > 3<<20 {
 		return out, errors.New("gateway: chunk size must stay under 3 MiB so messages fit gRPC's 4 MiB default limit")
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	def(&out.ProgressInterval, 5*time.Second)
-	def(&out.WaitTimeout, 5*time.Second)
-	if out.MaxPendingBatches <= 0 {
-		out.MaxPendingBatches = 256
-	}
-	if out.MaxCoalescedBytes <= 0 {
-		out.MaxCoalescedBytes = 3 << 20
-	}
-	if out.MemoBytes <= 0 {
-		out.MemoBytes = 64 << 20
-	}
-	if out.MaxSnapshotBuilds <= 0 {
-		out.MaxSnapshotBuilds = 2 * runtime.GOMAXPROCS(0)
-	}
-	if out.MaxStreams <= 0 {
-		out.MaxStreams = 50000
-	}
-	if out.MaxStreamsPerConn == 0 {
-		out.MaxStreamsPerConn = 1000
-	}
-	if out.MaxResetsPerSecond <= 0 {
-		out.MaxResetsPerSecond = 200
-	}
-	def(&out.KeepaliveTime, 30*time.Second)
-	def(&out.KeepaliveTimeout, 10*time.Second)
-	def(&out.MaxConnectionAgeGrace, 30*time.Second)
-	def(&out.ShutdownGrace, 10*time.Second)
+	orDefault(&out.ProgressInterval, d.ProgressInterval)
+	orDefault(&out.WaitTimeout, d.WaitTimeout)
+	orDefault(&out.MaxPendingBatches, d.MaxPendingBatches)
+	orDefault(&out.MaxCoalescedBytes, d.MaxCoalescedBytes)
+	orDefault(&out.MemoBytes, d.MemoBytes)
+	orDefault(&out.MaxSnapshotBuilds, d.MaxSnapshotBuilds)
+	orDefault(&out.MaxStreams, d.MaxStreams)
+	orDefault(&out.MaxStreamsPerConn, d.MaxStreamsPerConn)
+	orDefault(&out.MaxResetsPerSecond, d.MaxResetsPerSecond)
+	orDefault(&out.KeepaliveTime, d.KeepaliveTime)
+	orDefault(&out.KeepaliveTimeout, d.KeepaliveTimeout)
+	orDefault(&out.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
+	orDefault(&out.ShutdownGrace, d.ShutdownGrace)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

@@ -99,6 +99,33 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// Defaults returns the default of every tunable field: what a zero field
+// means. The CLI's flags show the same values.
+func Defaults() Config {
+	return Config{
+		Partitions:             6,
+		ReplicationFactor:      -1,
+		HistoryBatches:         65536,
+		HistoryBytes:           64 << 20,
+		TombstoneRetention:     24 * time.Hour,
+		MaxTombstones:          200000,
+		MaxTombstoneBytes:      64 << 20,
+		MaxBatchRecords:        512,
+		FetchMaxWait:           500 * time.Millisecond,
+		FetchMaxPartitionBytes: 8 << 20,
+		ProbeInterval:          2 * time.Second,
+		StaleAfter:             10 * time.Second,
+		ProduceTimeout:         10 * time.Second,
+	}
+}
+
+// orDefault sets *v to d when *v is zero or negative.
+func orDefault[T ~int | ~int16 | ~int32 | ~int64](v *T, d T) {
+	if *v <= 0 {
+		*v = d
+	}
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	if len(out.Brokers) == 0 {
@@ -107,40 +134,22 @@ func (c *Config) withDefaults() (Config, error) {
 	if out.Topic == "" {
 		return out, errors.New("store: no topic configured")
 	}
-	def := func(v *time.Duration, d time.Duration) {
-		if *v <= 0 {
-			*v = d
-		}
-	}
-	if out.Partitions <= 0 {
-		out.Partitions = 6
-	}
+	d := Defaults()
+	orDefault(&out.Partitions, d.Partitions)
 	if out.ReplicationFactor == 0 {
-		out.ReplicationFactor = -1
+		out.ReplicationFactor = d.ReplicationFactor
 	}
-	if out.HistoryBatches <= 0 {
-		out.HistoryBatches = 65536
-	}
-	if out.HistoryBytes <= 0 {
-		out.HistoryBytes = 64 << 20
-	}
-	def(&out.TombstoneRetention, 24*time.Hour)
-	if out.MaxTombstones <= 0 {
-		out.MaxTombstones = 200000
-	}
-	if out.MaxTombstoneBytes <= 0 {
-		out.MaxTombstoneBytes = 64 << 20
-	}
-	if out.MaxBatchRecords <= 0 {
-		out.MaxBatchRecords = 512
-	}
-	def(&out.FetchMaxWait, 500*time.Millisecond)
-	if out.FetchMaxPartitionBytes <= 0 {
-		out.FetchMaxPartitionBytes = 8 << 20
-	}
-	def(&out.ProbeInterval, 2*time.Second)
-	def(&out.StaleAfter, 10*time.Second)
-	def(&out.ProduceTimeout, 10*time.Second)
+	orDefault(&out.HistoryBatches, d.HistoryBatches)
+	orDefault(&out.HistoryBytes, d.HistoryBytes)
+	orDefault(&out.TombstoneRetention, d.TombstoneRetention)
+	orDefault(&out.MaxTombstones, d.MaxTombstones)
+	orDefault(&out.MaxTombstoneBytes, d.MaxTombstoneBytes)
+	orDefault(&out.MaxBatchRecords, d.MaxBatchRecords)
+	orDefault(&out.FetchMaxWait, d.FetchMaxWait)
+	orDefault(&out.FetchMaxPartitionBytes, d.FetchMaxPartitionBytes)
+	orDefault(&out.ProbeInterval, d.ProbeInterval)
+	orDefault(&out.StaleAfter, d.StaleAfter)
+	orDefault(&out.ProduceTimeout, d.ProduceTimeout)
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

@@ -17,8 +17,8 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// serverFlags are the tuning flags serve and dev share. Defaults are the
-// store's and gateway's own, spelled out so --help shows them.
+// serverFlags are the tuning flags serve and dev share. Their defaults are
+// store.Defaults and gateway.Defaults, so --help shows them.
 type serverFlags struct {
 	listen      string
 	adminListen string
@@ -61,49 +61,51 @@ type serverFlags struct {
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
+	// Defaults come from the packages, so --help and a zero Config agree.
+	sd, gd := store.Defaults(), gateway.Defaults()
 	fs.StringVar(&f.listen, "listen", defaultAddr, "gRPC listen address host:port; port 0 picks a free port")
 	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9464", "admin HTTP address for /healthz, /readyz (200 only once caught up), /debug/state and /metrics; empty disables it")
-	fs.Int32Var(&f.partitions, "partitions", 6, "partitions of a topic the gateway creates; more spread the write load, and a key always lives in the one Kafka's default partitioner picks")
+	fs.Int32Var(&f.partitions, "partitions", sd.Partitions, "partitions of a topic the gateway creates; more spread the write load, and a key always lives in the one Kafka's default partitioner picks")
 
-	fs.IntVar(&f.historyBatches, "history-batches", 65536, "length of the change window resumes are served from, in batches: a longer window turns more resumes into cheap deltas instead of snapshots, at the cost of memory")
-	f.historyBytes = 64 << 20
+	fs.IntVar(&f.historyBatches, "history-batches", sd.HistoryBatches, "length of the change window resumes are served from, in batches: a longer window turns more resumes into cheap deltas instead of snapshots, at the cost of memory")
+	f.historyBytes = sd.HistoryBytes
 	fs.Var(byteSize{&f.historyBytes}, "history-bytes", "memory bound of the change window (see --history-batches)")
-	fs.DurationVar(&f.tombstoneRetention, "tombstone-retention", 24*time.Hour, "how long deleted keys are remembered, so a subscriber resuming from older than the change window still learns of deletes without a full snapshot; mirror the topic's delete.retention.ms")
+	fs.DurationVar(&f.tombstoneRetention, "tombstone-retention", sd.TombstoneRetention, "how long deleted keys are remembered, so a subscriber resuming from older than the change window still learns of deletes without a full snapshot; mirror the topic's delete.retention.ms")
 	fs.BoolVar(&f.noBootstrapDiffs, "no-bootstrap-diffs", false, "answer every resume from a cursor older than this gateway's start with a snapshot; by default such a resume gets a diff when the records after the cursor are younger than the topic's delete.retention.ms (the log still held their tombstones); for brokers that do not honour delete.retention.ms")
-	fs.IntVar(&f.maxBatchRecords, "max-batch-records", 512, "most records one history batch holds, which bounds the size of the deltas built from it")
-	fs.DurationVar(&f.fetchMaxWait, "fetch-max-wait", 500*time.Millisecond, "how long a broker may hold an empty fetch (fetch.max.wait.ms); it does not delay records: a fetch returns as soon as any arrive")
-	f.fetchMaxPartitionBytes = 8 << 20
+	fs.IntVar(&f.maxBatchRecords, "max-batch-records", sd.MaxBatchRecords, "most records one history batch holds, which bounds the size of the deltas built from it")
+	fs.DurationVar(&f.fetchMaxWait, "fetch-max-wait", sd.FetchMaxWait, "how long a broker may hold an empty fetch (fetch.max.wait.ms); it does not delay records: a fetch returns as soon as any arrive")
+	f.fetchMaxPartitionBytes = int64(sd.FetchMaxPartitionBytes)
 	fs.Var(byteSize{&f.fetchMaxPartitionBytes}, "fetch-max-partition-bytes", "most a broker returns per partition per fetch (max.partition.fetch.bytes); larger speeds up bootstrap, at the cost of memory")
-	fs.DurationVar(&f.probeInterval, "probe-interval", 2*time.Second, "how often topic identity and end offsets (lag) are checked; shorter notices a recreated topic sooner, at the cost of more metadata requests")
-	fs.DurationVar(&f.staleAfter, "stale-after", 10*time.Second, "with no successful contact with Kafka for this long the gateway reports stale (it keeps serving its last state) and writes fail fast")
-	fs.DurationVar(&f.producerLinger, "producer-linger", 0, "how long a write may wait to share a produce request (linger.ms); 0 keeps writes fastest, raise only for bulk writers")
-	fs.DurationVar(&f.produceTimeout, "produce-timeout", 10*time.Second, "bound on one write, retries included (delivery.timeout.ms); longer rides out broker failovers, shorter answers callers sooner")
+	fs.DurationVar(&f.probeInterval, "probe-interval", sd.ProbeInterval, "how often topic identity and end offsets (lag) are checked; shorter notices a recreated topic sooner, at the cost of more metadata requests")
+	fs.DurationVar(&f.staleAfter, "stale-after", sd.StaleAfter, "with no successful contact with Kafka for this long the gateway reports stale (it keeps serving its last state) and writes fail fast")
+	fs.DurationVar(&f.producerLinger, "producer-linger", sd.ProducerLinger, "how long a write may wait to share a produce request (linger.ms); 0 keeps writes fastest, raise only for bulk writers")
+	fs.DurationVar(&f.produceTimeout, "produce-timeout", sd.ProduceTimeout, "bound on one write, retries included (delivery.timeout.ms); longer rides out broker failovers, shorter answers callers sooner")
 
-	f.chunkBytes = 1 << 20
+	f.chunkBytes = int64(gd.ChunkBytes)
 	fs.Var(byteSize{&f.chunkBytes}, "chunk-bytes", "target size of one snapshot chunk or delta message; must stay under 3MiB so messages fit gRPC's 4MiB default limit; an entry larger than it travels alone")
-	f.cacheBytes = 64 << 20
+	f.cacheBytes = gateway.DefaultCacheBytes
 	fs.Var(byteSize{&f.cacheBytes}, "cache-bytes", "budget of the encoded-payload cache (snapshot chunks, encoded entries); 0 turns it off: everything still works, at the cost of re-encoding")
-	fs.DurationVar(&f.progressInterval, "progress-interval", 5*time.Second, "how often a subscriber gets a progress message with its cursor and the gateway's lag; shorter lets clients notice staleness sooner, at the cost of traffic")
-	fs.DurationVar(&f.waitTimeout, "wait-timeout", 5*time.Second, "bound on every wait for this gateway to reach a cursor (resumes from a newer cursor, --min-cursor reads, --wait writes); past it the call fails with UNAVAILABLE, which clients retry, possibly on another gateway")
-	fs.IntVar(&f.maxPendingBatches, "max-pending-batches", 256, "a subscriber further behind the head than this many batches gets its pending changes coalesced per key (latest wins) instead of one delta per batch")
-	f.maxCoalescedBytes = 3 << 20
+	fs.DurationVar(&f.progressInterval, "progress-interval", gd.ProgressInterval, "how often a subscriber gets a progress message with its cursor and the gateway's lag; shorter lets clients notice staleness sooner, at the cost of traffic")
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", gd.WaitTimeout, "bound on every wait for this gateway to reach a cursor (resumes from a newer cursor, --min-cursor reads, --wait writes); past it the call fails with UNAVAILABLE, which clients retry, possibly on another gateway")
+	fs.IntVar(&f.maxPendingBatches, "max-pending-batches", gd.MaxPendingBatches, "a subscriber further behind the head than this many batches gets its pending changes coalesced per key (latest wins) instead of one delta per batch")
+	f.maxCoalescedBytes = int64(gd.MaxCoalescedBytes)
 	fs.Var(byteSize{&f.maxCoalescedBytes}, "max-coalesced-bytes", "bound on one coalesced delta; past it a slow subscriber is sent a snapshot instead; keep it under the 4MiB client limit")
-	fs.DurationVar(&f.keepaliveTime, "keepalive-time", 30*time.Second, "ping a connection idle this long to check it is alive; shorter detects dead clients sooner, at the cost of traffic")
-	fs.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", 10*time.Second, "close a connection whose keepalive ping is not answered within this")
-	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", 0, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
-	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", 30*time.Second, "time open streams get after --max-connection-age before the connection is cut")
-	f.memoBytes = 64 << 20
+	fs.DurationVar(&f.keepaliveTime, "keepalive-time", gd.KeepaliveTime, "ping a connection idle this long to check it is alive; shorter detects dead clients sooner, at the cost of traffic")
+	fs.DurationVar(&f.keepaliveTimeout, "keepalive-timeout", gd.KeepaliveTimeout, "close a connection whose keepalive ping is not answered within this")
+	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", gd.MaxConnectionAge, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
+	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", gd.MaxConnectionAgeGrace, "time open streams get after --max-connection-age before the connection is cut")
+	f.memoBytes = gd.MemoBytes
 	fs.Var(byteSize{&f.memoBytes}, "memo-bytes", "memory bound of the encoded deltas kept for subscribers at the head, across all selectors; past it the oldest are dropped and re-encoded when needed")
 	fs.IntVar(&f.maxSnapshotBuilds, "max-snapshot-builds", 0, "snapshot chunks encoded at once, gateway-wide; more requests wait their turn (default 0: twice the number of CPUs)")
-	fs.IntVar(&f.maxStreams, "max-streams", 50000, "open Subscribe and GetSnapshot streams per gateway; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched")
-	fs.Uint32Var(&f.maxStreamsPerConn, "max-streams-per-conn", 1000, "streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
-	fs.IntVar(&f.maxResetsPerSecond, "max-resets-per-second", 200, "streams one connection may cancel per second (burst ten times it) before the gateway closes the connection: stops HTTP/2 rapid-reset floods")
+	fs.IntVar(&f.maxStreams, "max-streams", gd.MaxStreams, "open Subscribe and GetSnapshot streams per gateway; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched")
+	fs.Uint32Var(&f.maxStreamsPerConn, "max-streams-per-conn", gd.MaxStreamsPerConn, "streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
+	fs.IntVar(&f.maxResetsPerSecond, "max-resets-per-second", gd.MaxResetsPerSecond, "streams one connection may cancel per second (burst ten times it) before the gateway closes the connection: stops HTTP/2 rapid-reset floods")
 	fs.IntVar(&f.maxConnections, "max-connections", 0, "open gRPC connections; past it new ones are closed at once (default 0: derived from the file descriptor limit, which the gateway raises to its hard limit at start)")
-	fs.IntVar(&f.maxTombstones, "max-tombstones", 200000, "deleted keys remembered for resumes (see --tombstone-retention); past it the oldest are forgotten early and resumes from before them get a snapshot")
-	f.maxTombstoneBytes = 64 << 20
+	fs.IntVar(&f.maxTombstones, "max-tombstones", sd.MaxTombstones, "deleted keys remembered for resumes (see --tombstone-retention); past it the oldest are forgotten early and resumes from before them get a snapshot")
+	f.maxTombstoneBytes = sd.MaxTombstoneBytes
 	fs.Var(byteSize{&f.maxTombstoneBytes}, "max-tombstone-bytes", "memory bound of the deleted keys remembered for resumes (see --max-tombstones)")
 	f.tls.register(fs)
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 10*time.Second, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", gd.ShutdownGrace, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
 }
 
 // storeConfig is the part of store.Config the shared flags set.

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/store"
+	"github.com/spf13/pflag"
 )
 
 func TestParseSeed(t *testing.T) {
@@ -75,5 +80,30 @@ func TestByteSizes(t *testing.T) {
 		if got := formatBytes(n); got != want {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// The flags' defaults are the packages' own: a serve with no tuning flags
+// runs exactly store.Defaults and gateway.Defaults.
+func TestFlagDefaultsAreThePackagesDefaults(t *testing.T) {
+	f := &serverFlags{}
+	f.register(pflag.NewFlagSet("serve", pflag.ContinueOnError))
+	sc, err := f.storeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := f.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sd, gd := store.Defaults(), gateway.Defaults()
+	sd.ReplicationFactor = 0                  // a serve flag of its own
+	gd.MaxSnapshotBuilds = 0                  // "0: twice the CPUs", resolved by the gateway
+	gd.CacheBytes = gateway.DefaultCacheBytes // on by default in the CLI; 0 is off
+	if !reflect.DeepEqual(sc, sd) {
+		t.Errorf("store flags default to\n%+v\nthe package to\n%+v", sc, sd)
+	}
+	if !reflect.DeepEqual(gc, gd) {
+		t.Errorf("gateway flags default to\n%+v\nthe package to\n%+v", gc, gd)
 	}
 }
