@@ -4,7 +4,7 @@ package gateway
 // is called, so tests can see requests wait for one (and leave). It waits
 // for builds running now to finish.
 func HoldSnapshotBuilds(g *Gateway) (release func()) {
-	slots := g.cache.buildSlots(g.cfg.MaxSnapshotBuilds)
+	slots := g.buildSlots
 	for range cap(slots) {
 		slots <- struct{}{}
 	}

@@ -15,11 +15,13 @@ import (
 // chunk index).
 // ristretto may drop any Set and stores key hashes, not keys, so every hit
 // is checked against what it claims to be, and a miss only costs encoding.
+//
+// Closing takes mu for writing and clears c, so a handler still running
+// after a forced stop finds no cache rather than a closed one (ristretto
+// panics on a Set after Close).
 type payloadCache struct {
-	c *ristretto.Cache[string, any] // nil when the budget is 0
-
-	slotsOnce sync.Once
-	slots     chan struct{} // see buildSlots
+	mu sync.RWMutex
+	c  *ristretto.Cache[string, any] // nil when the budget is 0 or closed
 }
 
 type cachedEntry struct {
@@ -50,9 +52,19 @@ func newPayloadCache(budget int64) (*payloadCache, error) {
 }
 
 func (pc *payloadCache) close() {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
 	if pc.c != nil {
 		pc.c.Close()
+		pc.c = nil
 	}
+}
+
+// cache returns the ristretto cache, or nil, with the read lock held:
+// the caller must call pc.mu.RUnlock.
+func (pc *payloadCache) cache() *ristretto.Cache[string, any] {
+	pc.mu.RLock()
+	return pc.c
 }
 
 func entryCacheKey(e *store.Entry) string {
@@ -63,12 +75,14 @@ func entryCacheKey(e *store.Entry) string {
 // cache when it holds exactly this key and version. An error means the
 // entry cannot be encoded: the caller leaves that one entry out.
 func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) ([]byte, error) {
-	if pc.c == nil {
+	c := pc.cache()
+	defer pc.mu.RUnlock()
+	if c == nil {
 		m.encEntry.Inc()
 		return encodeAny(e)
 	}
 	k := entryCacheKey(e)
-	if v, ok := pc.c.Get(k); ok {
+	if v, ok := c.Get(k); ok {
 		if ce, ok := v.(*cachedEntry); ok && ce.key == e.Key && ce.part == e.Partition && ce.off == e.Offset && ce.del == e.Deleted {
 			m.hitEntry.Inc()
 			return ce.b, nil
@@ -79,7 +93,7 @@ func (pc *payloadCache) entryBytes(e *store.Entry, m *metrics) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	pc.c.Set(k, &cachedEntry{key: e.Key, part: e.Partition, off: e.Offset, del: e.Deleted, b: b}, int64(len(b)+len(k)+64))
+	c.Set(k, &cachedEntry{key: e.Key, part: e.Partition, off: e.Offset, del: e.Deleted, b: b}, int64(len(b)+len(k)+64))
 	return b, nil
 }
 
@@ -97,10 +111,12 @@ func chunkCacheKey(selKey string, seq uint64, i int) string {
 // chunk returns the cached snapshot chunk k when it holds exactly that
 // chunk (the hash matched, so the key and start are checked).
 func (pc *payloadCache) chunk(k, after string) (*snapChunk, bool) {
-	if pc.c == nil {
+	cc := pc.cache()
+	defer pc.mu.RUnlock()
+	if cc == nil {
 		return nil, false
 	}
-	v, ok := pc.c.Get(k)
+	v, ok := cc.Get(k)
 	if !ok {
 		return nil, false
 	}
@@ -114,26 +130,12 @@ func (pc *payloadCache) chunk(k, after string) (*snapChunk, bool) {
 // putChunk offers a finished chunk to the cache and waits until a Get can
 // see it (when ristretto admitted it).
 func (pc *payloadCache) putChunk(c *snapChunk) {
-	if pc.c == nil {
+	cc := pc.cache()
+	defer pc.mu.RUnlock()
+	if cc == nil {
 		return
 	}
-	if pc.c.Set(c.key, c, c.cost()) {
-		pc.c.Wait()
+	if cc.Set(c.key, c, c.cost()) {
+		cc.Wait()
 	}
-}
-
-// buildSlots is the gateway-wide semaphore of snapshot chunk builds, of
-// n slots (MaxSnapshotBuilds), made on first use.
-//
-// It lives here, next to what the builds make, because the cache is the
-// gateway's one shared home for payload state that this file owns; it
-// belongs in Gateway, made in New.
-func (pc *payloadCache) buildSlots(n int) chan struct{} {
-	pc.slotsOnce.Do(func() {
-		if n <= 0 {
-			n = defaultSnapshotBuilds()
-		}
-		pc.slots = make(chan struct{}, n)
-	})
-	return pc.slots
 }

@@ -63,12 +63,16 @@ type Gateway struct {
 	groups groups
 	health *health.Server
 
+	// buildSlots is the gateway-wide semaphore of snapshot chunk builds
+	// (MaxSnapshotBuilds).
+	buildSlots chan struct{}
+
 	buildMu sync.Mutex
 	builds  map[string]*snapBuild
-	// builders tracks snapshot builds, which may outlive the request that
-	// started them; Serve waits for them before closing the cache.
-	// closing (under buildMu) refuses new builds once Serve is stopping,
-	// since a forced grpc Stop does not wait for handlers.
+	// builders tracks snapshot chunk builds (each runs on its request's
+	// goroutine); Serve waits for them before closing the cache. closing
+	// (under buildMu) refuses new builds once Serve is stopping, since a
+	// forced grpc Stop does not wait for handlers.
 	builders sync.WaitGroup
 	closing  bool
 
@@ -92,15 +96,16 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:      c,
-		src:      c.Source,
-		log:      c.Logger.With("component", "gateway"),
-		m:        newMetrics(c.Registerer),
-		cache:    pc,
-		groups:   groups{m: map[string]*group{}},
-		health:   health.NewServer(),
-		builds:   map[string]*snapBuild{},
-		draining: make(chan struct{}),
+		cfg:        c,
+		src:        c.Source,
+		log:        c.Logger.With("component", "gateway"),
+		m:          newMetrics(c.Registerer),
+		cache:      pc,
+		groups:     groups{m: map[string]*group{}},
+		health:     health.NewServer(),
+		builds:     map[string]*snapBuild{},
+		buildSlots: make(chan struct{}, c.MaxSnapshotBuilds),
+		draining:   make(chan struct{}),
 	}
 	g.setHealth(c.Source.Status().Ready)
 	return g, nil

@@ -26,10 +26,6 @@ const (
 	memoFrameOverhead = 48
 )
 
-// defaultMemoBytes applies when a Gateway was built without defaults
-// (package tests).
-const defaultMemoBytes = 64 << 20
-
 // group is the subscribers that share one selector. It encodes each
 // batch's delta once for all of them.
 //
@@ -183,7 +179,7 @@ func (g *Gateway) memoLimit() int64 {
 	if g.cfg.MemoBytes > 0 {
 		return g.cfg.MemoBytes
 	}
-	return defaultMemoBytes
+	return Defaults().MemoBytes // a Gateway built without New (package tests)
 }
 
 // add counts a filled entry and drops the oldest entries, of any group,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"iter"
-	"runtime"
 
 	"github.com/confgate/confgate/internal/digest"
 	"github.com/confgate/confgate/internal/keyspace"
@@ -190,7 +189,7 @@ func (r *snapReader) build(ctx context.Context, k, after string, b *snapBuild) (
 // caller to leave, or for the gateway to drain (the client resumes
 // elsewhere rather than wait here).
 func (g *Gateway) buildSlot(ctx context.Context) (release func(), err error) {
-	slots := g.cache.buildSlots(g.cfg.MaxSnapshotBuilds)
+	slots := g.buildSlots
 	select {
 	case slots <- struct{}{}:
 	case <-ctx.Done():
@@ -323,7 +322,3 @@ func digestSum(d digest.Digest) xxh3.Uint128 {
 func contextErr(ctx context.Context) error {
 	return status.FromContextError(ctx.Err()).Err()
 }
-
-// defaultSnapshotBuilds applies when a Gateway was built without defaults
-// (package tests).
-func defaultSnapshotBuilds() int { return 2 * runtime.GOMAXPROCS(0) }
