@@ -186,6 +186,14 @@ func clipKey(k []byte) string {
 	return strconv.Quote(string(k))
 }
 
+// CheckWrite reports why the store would refuse to write w (a RuleError,
+// or a key error), or nil: the rules decode applies on read. Callers that
+// write many entries check them all first, so nothing is half written.
+func CheckWrite(w Write) error {
+	_, err := checkWrite(w)
+	return err
+}
+
 // checkWrite applies the rules decode applies, so that nothing a gateway
 // acknowledges is skipped on read. It returns the headers to write.
 func checkWrite(w Write) ([]kgo.RecordHeader, error) {

@@ -90,35 +90,16 @@ func (e seedEntry) write() (store.Write, error) {
 	return w, nil
 }
 
-// checkSeedLimits applies the store's entry limits before anything is
-// written, so a seed the store would refuse fails whole instead of half
-// loaded. (Seen while writing FuzzParseSeed, which asserts it; the store's
-// own check, checkWrite, is not exported, so this mirrors its limits.)
+// checkSeedLimits applies the store's entry rules (store.CheckWrite)
+// before anything is written, so a seed the store would refuse fails whole
+// instead of half loaded.
 func checkSeedLimits(w store.Write) error {
-	if len(w.Value) > store.MaxValueBytes {
-		return fmt.Errorf("value is %d bytes, more than the limit %d: keep config entries small", len(w.Value), store.MaxValueBytes)
-	}
-	if len(w.ContentType) > store.MaxContentTypeBytes {
-		return fmt.Errorf("content type is %d bytes, longer than the limit %d", len(w.ContentType), store.MaxContentTypeBytes)
-	}
-	n, total := len(w.Headers), 0
-	if w.ContentType != "" {
-		n++
-		total += len(store.ContentTypeHeader) + len(w.ContentType)
-	}
 	for _, h := range w.Headers {
-		total += len(h.Key) + len(h.Value)
 		if h.Key == store.ContentTypeHeader {
 			return fmt.Errorf("a %q header: give the content type as \"content_type\"", store.ContentTypeHeader)
 		}
 	}
-	if n > store.MaxHeaders {
-		return fmt.Errorf("%d headers, more than the limit %d", n, store.MaxHeaders)
-	}
-	if total > store.MaxHeaderBytes {
-		return fmt.Errorf("headers are %d bytes, more than the limit %d", total, store.MaxHeaderBytes)
-	}
-	return nil
+	return store.CheckWrite(w)
 }
 
 // loadSeed writes the entries in order (each acknowledged with acks=all)
