@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"google.golang.org/grpc/credentials"
 	"io"
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 
+	"google.golang.org/grpc/credentials"
+
+	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/spf13/cobra"
 )
 
@@ -87,8 +90,21 @@ func run(ctx context.Context, args []string, env *Env) int {
 	return exitFailure
 }
 
-// oneLine folds a message onto one line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine folds a message onto one line and escapes what could act on a
+// terminal: errors carry gateway status messages, which a hostile gateway
+// could fill with escape sequences or bidi controls.
+func oneLine(s string) string {
+	s = strings.ToValidUTF8(strings.Join(strings.Fields(s), " "), "\uFFFD")
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsControl(r) || keyspace.Hidden(r) {
+			fmt.Fprintf(&b, "\\u%04x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
 
 // globals are the persistent flags every verb shares.
 type globals struct {

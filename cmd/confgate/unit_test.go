@@ -107,3 +107,18 @@ func TestFlagDefaultsAreThePackagesDefaults(t *testing.T) {
 		t.Errorf("gateway flags default to\n%+v\nthe package to\n%+v", gc, gd)
 	}
 }
+
+func TestOneLineEscapes(t *testing.T) {
+	for in, want := range map[string]string{
+		"plain\n  message":          "plain message",
+		"evil \x1b[2J clear":        `evil \u001b[2J clear`,
+		"bidi \u202e reversed":      `bidi \u202e reversed`,
+		"zero\u200bwidth":           `zero\u200bwidth`,
+		"bad utf8 \xff":             "bad utf8 \uFFFD",
+		"ünïcödé stays as it is ok": "ünïcödé stays as it is ok",
+	} {
+		if got := oneLine(in); got != want {
+			t.Errorf("oneLine(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
