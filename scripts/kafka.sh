@@ -4,14 +4,22 @@
 # and is cached in .cache/kafka/<version>/libs; only java (17+) and mvn are needed.
 #
 # Usage: scripts/kafka.sh COMMAND [options]
-#   up [--nodes 1|3] [--port P] [--timeout S]
+#   up [--nodes 1|3] [--port P|auto] [--timeout S]
 #                       fetch Kafka if needed, kill a cluster still running
 #                       from .cache/kafka/run and wipe it, format and start a
 #                       fresh cluster, wait until every broker is registered
 #                       and unfenced, then print ONE line to stdout:
 #                         CONFGATE_KAFKA_BROKERS=127.0.0.1:P[,127.0.0.1:P+10,...]
 #                       Node n listens on 127.0.0.1:P+10*(n-1) (PLAINTEXT) and
-#                       on the next port (CONTROLLER). Default P is 19092.
+#                       on the next port (CONTROLLER). The default, auto,
+#                       picks a random P whose ports all bind on 127.0.0.1
+#                       now, in 10000 up to the start of the kernel's
+#                       ephemeral range (ip_local_port_range: clients' own
+#                       sockets take ports from it), and picks again (up to
+#                       5 times) when a broker still loses a port to another
+#                       process before it binds. A fixed P fails if a port is
+#                       taken. The cluster keeps its ports: start-node
+#                       restarts a node on the same ones.
 #                       Progress goes to stderr. Use it as:
 #                         out=$(scripts/kafka.sh up --nodes 3) && eval "export $out"
 #   down                stop every node (SIGTERM, 30 s, then SIGKILL); idempotent
@@ -26,14 +34,15 @@
 #                       registered again
 #   fetch               only download Kafka into the cache
 #   tool CLASS [ARGS]   run a Kafka CLI class with the cached classpath, e.g.
-#                         scripts/kafka.sh tool TopicCommand --bootstrap-server 127.0.0.1:19092 --list
+#                         scripts/kafka.sh tool TopicCommand --bootstrap-server "$CONFGATE_KAFKA_BROKERS" --list
 #                       (a CLASS without a dot means org.apache.kafka.tools.CLASS)
 #
-# Environment: CONFGATE_KAFKA_PORT (default port), CONFGATE_KAFKA_TIMEOUT (default
-# 90 s), CONFGATE_KAFKA_PROPS (extra "key=value" broker settings, separated by
-# whitespace, appended to every node's server.properties), CONFGATE_KAFKA_JVM_OPTS
-# (extra JVM flags for the brokers), CONFGATE_KAFKA_RUN_DIR (default
-# .cache/kafka/run; with another --port it lets a second cluster run), JAVA_HOME.
+# Environment: CONFGATE_KAFKA_PORT (default for --port, auto if unset),
+# CONFGATE_KAFKA_TIMEOUT (default 90 s), CONFGATE_KAFKA_PROPS (extra "key=value"
+# broker settings, separated by whitespace, appended to every node's
+# server.properties), CONFGATE_KAFKA_JVM_OPTS (extra JVM flags for the brokers),
+# CONFGATE_KAFKA_RUN_DIR (default .cache/kafka/run; one cluster per run
+# directory, so another one lets a second cluster run), JAVA_HOME.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -167,6 +176,7 @@ start_node() {
   local n=$1 dir
   dir=$(node_dir "$n")
   rm -f "$dir/pid"
+  server_starts "$n" >"$dir/starts-before"
   local -a opts heap extra
   read -r -a heap <<<"$HEAP"
   read -r -a extra <<<"${JVM_OPTS:-}"
@@ -238,6 +248,107 @@ all_node_numbers() { # every nodeN directory present under the run dir
 
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
+# server_starts N: how often node N's server.log says it started (its
+# listeners are bound by then); node_started N: once more than before the
+# last start_node.
+server_starts() {
+  local c
+  c=$(grep -cs 'Kafka Server started' "$(node_dir "$1")/server.log") || true
+  echo "${c:-0}"
+}
+node_started() {
+  local before
+  before=$(cat "$(node_dir "$1")/starts-before" 2>/dev/null) || before=0
+  (($(server_starts "$1") > before))
+}
+
+# ---------------------------------------------------------------- ports
+
+# bind_ports NODES LO HI TRIES: prints a base port P in LO..HI for which the
+# ports of every node (P+10*(n-1) and the next; all within LO..HI) bind on
+# 127.0.0.1 together right now, trying up to TRIES random P; reports each
+# taken port on stderr ("taken N") and fails if no P fits. The sockets set
+# SO_REUSEADDR like Kafka's own listeners, so a port whose old connections
+# linger in TIME_WAIT (a node just stopped) counts as free, as it does for
+# Kafka. A connect test would miss ports that are bound but not listening,
+# or held by another program's client socket. Java, because the brokers
+# need it anyway (bash cannot bind); a single-file source run takes ~0.7 s.
+bind_ports() {
+  local src=$RUN/BindPorts.java
+  mkdir -p "$RUN"
+  cat >"$src" <<'EOF'
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ThreadLocalRandom;
+
+public class BindPorts {
+  public static void main(String[] a) throws IOException {
+    int nodes = Integer.parseInt(a[0]), lo = Integer.parseInt(a[1]), hi = Integer.parseInt(a[2]);
+    int tries = Integer.parseInt(a[3]), span = 10 * (nodes - 1) + 1;
+    if (hi - span < lo) {
+      System.err.println("no room for " + nodes + " node(s) in ports " + lo + ".." + hi);
+      System.exit(1);
+    }
+    InetAddress lb = InetAddress.getByName("127.0.0.1");
+    for (int i = 0; i < tries; i++) {
+      int p = ThreadLocalRandom.current().nextInt(lo, hi - span + 1);
+      List<ServerSocket> held = new ArrayList<>();
+      int taken = -1;
+      try {
+        for (int q = p; q <= p + span && taken < 0; q += (q - p) % 10 == 0 ? 1 : 9) {
+          ServerSocket s = new ServerSocket();
+          held.add(s);
+          s.setReuseAddress(true);
+          try {
+            s.bind(new InetSocketAddress(lb, q));
+          } catch (IOException e) {
+            taken = q;
+          }
+        }
+      } finally {
+        for (ServerSocket s : held) s.close();
+      }
+      if (taken < 0) {
+        System.out.println(p);
+        return;
+      }
+      System.err.println("taken " + taken);
+    }
+    System.exit(1);
+  }
+}
+EOF
+  "$JAVA" -Xmx64m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Djava.awt.headless=true "$src" "$@"
+}
+
+# auto_port_range: prints "LO HI", the ports auto may use: from 10000 (clear
+# of the usual services' ports) up to the start of the kernel's ephemeral
+# range, from which every client socket on this machine draws its local
+# port; a broker that finds its port held by one cannot start. Above the
+# range when the range starts too low.
+auto_port_range() {
+  local elo=32768 ehi=60999
+  if [[ -r /proc/sys/net/ipv4/ip_local_port_range ]]; then
+    read -r elo ehi </proc/sys/net/ipv4/ip_local_port_range
+  fi
+  if ((elo - 1 >= 10000 + 1000)); then
+    echo "10000 $((elo - 1))"
+  elif ((ehi + 1 <= 65535 - 1000)); then
+    echo "$((ehi + 1)) 65535"
+  else
+    die "the ephemeral port range $elo..$ehi leaves no room for --port auto: pass --port P"
+  fi
+}
+
+# bind_failed: a node of this run dir exited because a port was taken.
+bind_failed() {
+  grep -qs -e 'Address already in use' -e 'BindException' "$RUN"/node*/server.log "$RUN"/node*/console.log
+}
+
 # ---------------------------------------------------------------- tools
 
 # tool_cmd CLASS: sets TOOL to the command line that runs a Kafka CLI main class
@@ -301,8 +412,13 @@ wait_ready() {
         return 1
       }
     done
+    # Only a node that logged its start holds its ports: until then another
+    # process may answer on them (another Kafka even, which would then pass
+    # the registration check below).
     local all_open=1
-    for n in "$@"; do port_open "$(broker_port "$n")" || all_open=0; done
+    for n in "$@"; do
+      node_started "$n" && port_open "$(broker_port "$n")" || all_open=0
+    done
     if ((all_open)); then
       local left=$((timeout_s - ($(now_ms) - t0) / 1000))
       got=$(registered_brokers "$(brokers)" $((left < 5 ? 5 : left)))
@@ -423,7 +539,7 @@ format_nodes() {
 # ---------------------------------------------------------------- commands
 
 cmd_up() {
-  local nodes=1 port=${CONFGATE_KAFKA_PORT:-19092} timeout_s=${CONFGATE_KAFKA_TIMEOUT:-90}
+  local nodes=1 port=${CONFGATE_KAFKA_PORT:-auto} timeout_s=${CONFGATE_KAFKA_TIMEOUT:-90}
   while (($#)); do
     case $1 in
       --nodes) nodes=${2:-}; shift 2 || usage ;;
@@ -436,8 +552,8 @@ cmd_up() {
     esac
   done
   [[ $nodes == 1 || $nodes == 3 ]] || die "--nodes must be 1 or 3"
-  if ! is_uint "$port" || ((port < 1024 || port > 65500)); then
-    die "--port must be 1024..65500"
+  if [[ $port != auto ]] && { ! is_uint "$port" || ((port < 1024 || port > 65500)); }; then
+    die "--port must be auto or 1024..65500"
   fi
   is_uint "$timeout_s" || die "--timeout must be seconds"
 
@@ -453,46 +569,58 @@ cmd_up() {
     # shellcheck disable=SC2086
     stop_nodes KILL $running
   fi
-  rm -rf "$RUN"
-  mkdir -p "$RUN"
   local t0
   t0=$(now_ms)
-
-  NODES=$nodes PORT=$port
+  NODES=$nodes
   if ((NODES == 1)); then HEAP="-Xmx512m -Xms256m"; else HEAP="-Xmx384m -Xms192m"; fi
-  CLUSTER_ID=$(rand_uuid)
-
-  local p
-  for ((n = 1; n <= NODES; n++)); do
-    for p in "$(broker_port "$n")" "$(controller_port "$n")"; do
-      port_open "$p" && die "port $p is already in use on 127.0.0.1 (another Kafka? try --port)"
-    done
-  done
-
   JVM_OPTS=${CONFGATE_KAFKA_JVM_OPTS:-}
-  {
-    printf 'NODES=%q\n' "$NODES"
-    printf 'PORT=%q\n' "$PORT"
-    printf 'HEAP=%q\n' "$HEAP"
-    printf 'JVM_OPTS=%q\n' "$JVM_OPTS"
-    printf 'CLUSTER_ID=%q\n' "$CLUSTER_ID"
-    printf 'KAFKA_VERSION=%q\n' "$KAFKA_VERSION"
-  } >"$STATE"
-  for ((n = 1; n <= NODES; n++)); do write_node_config "$n"; done
-  log "formatting $NODES node(s), cluster id $CLUSTER_ID"
-  format_nodes
-  log "starting Kafka $KAFKA_VERSION: $NODES node(s) on $(brokers)"
-  for ((n = 1; n <= NODES; n++)); do start_node "$n"; done
-
-  local ids
+  local lo hi attempt attempts=1 ids
   ids=$(seq 1 "$NODES")
-  # shellcheck disable=SC2086
-  if ! wait_ready "$timeout_s" $ids; then
+  if [[ $port == auto ]]; then
+    read -r lo hi <<<"$(auto_port_range)"
+    attempts=5
+  else
+    lo=$port hi=$((port + 10 * (NODES - 1) + 1))
+  fi
+  for ((attempt = 1; ; attempt++)); do
+    rm -rf "$RUN"
+    mkdir -p "$RUN"
+    if [[ $port == auto ]]; then
+      PORT=$(bind_ports "$NODES" "$lo" "$hi" 100 2>"$RUN/ports.log") ||
+        die "no free ports for $NODES node(s) in $lo..$hi after 100 tries: $(tail -n 3 "$RUN/ports.log")"
+    else
+      PORT=$(bind_ports "$NODES" "$lo" "$hi" 1 2>"$RUN/ports.log") ||
+        die "port $(sed -n 's/^taken //p' "$RUN/ports.log") is already in use on 127.0.0.1 (another Kafka? try --port auto) $(grep -v '^taken' "$RUN/ports.log")"
+    fi
+    CLUSTER_ID=$(rand_uuid)
+    {
+      printf 'NODES=%q\n' "$NODES"
+      printf 'PORT=%q\n' "$PORT"
+      printf 'HEAP=%q\n' "$HEAP"
+      printf 'JVM_OPTS=%q\n' "$JVM_OPTS"
+      printf 'CLUSTER_ID=%q\n' "$CLUSTER_ID"
+      printf 'KAFKA_VERSION=%q\n' "$KAFKA_VERSION"
+    } >"$STATE"
+    for ((n = 1; n <= NODES; n++)); do write_node_config "$n"; done
+    log "formatting $NODES node(s), cluster id $CLUSTER_ID"
+    format_nodes
+    log "starting Kafka $KAFKA_VERSION: $NODES node(s) on $(brokers)"
+    for ((n = 1; n <= NODES; n++)); do start_node "$n"; done
+    # shellcheck disable=SC2086
+    wait_ready "$timeout_s" $ids && break
+    # Another process took a port between the check and the broker's bind:
+    # with auto, start over on other ports.
+    if [[ $port == auto ]] && ((attempt < attempts)) && bind_failed; then
+      log "a port of $(brokers) was taken before the broker bound it; picking other ports ($attempt/$attempts)"
+      # shellcheck disable=SC2086
+      stop_nodes KILL $ids
+      continue
+    fi
     print_failure
     # shellcheck disable=SC2086
     stop_nodes KILL $ids
     die "Kafka did not come up (logs kept in ${RUN#"$ROOT"/})"
-  fi
+  done
   log "cluster up in $(since "$t0") ($NODES node(s), all brokers registered)"
   echo "CONFGATE_KAFKA_BROKERS=$(brokers)"
 }
@@ -596,6 +724,10 @@ cmd_start_node() {
   check_java
   local t0
   t0=$(now_ms)
+  # The node's ports were free when the cluster started; another process
+  # may hold one now, and then the node cannot come back on them.
+  bind_ports 1 "$(broker_port "$n")" "$(controller_port "$n")" 1 >/dev/null 2>"$RUN/ports.log" ||
+    die "node $n cannot restart: port $(sed -n 's/^taken //p' "$RUN/ports.log") of 127.0.0.1:$(broker_port "$n") is now held by another process"
   start_node "$n"
   if ! wait_ready "$timeout_s" "$n"; then
     log "---- node $n server.log (last 40 lines)"

@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # The whole test suite, as `make test` and CI run it: a real Apache Kafka on
-# loopback (scripts/kafka.sh), every Go test against it with -race, then the
-# broker fault tests, which start and break clusters of their own.
+# loopback (scripts/kafka.sh), every Go test with -race (those that take their
+# broker from testkit.StartKafka on that Kafka), then the broker fault tests,
+# which start and break clusters of their own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-suite_dir=.cache/kafka/run-suite
+# One run directory per suite (named by this shell's PID), so suites run at
+# the same time in this tree never stop each other's Kafka.
+suite_dir=.cache/kafka/run-suite-$$
 cleanup() {
+  local rc=$?
   CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh down >/dev/null 2>&1 || true
+  if ((rc == 0)); then
+    rm -rf "$suite_dir" "$suite_dir.lock"
+  elif [[ -d $suite_dir ]]; then
+    echo "Kafka's logs are kept in $suite_dir" >&2
+  fi
 }
 trap cleanup EXIT
+
+# A suite killed before its cleanup ran leaves its brokers running (they run
+# under setsid): stop those of suites whose process is gone.
+for d in .cache/kafka/run-suite-*; do
+  pid=${d##*-}
+  [[ -d $d && $pid =~ ^[0-9]+$ ]] || continue
+  ps -p "$pid" >/dev/null 2>&1 && continue
+  echo "== stopping what is left of an earlier suite's Kafka ($d)" >&2
+  CONFGATE_KAFKA_RUN_DIR=$d scripts/kafka.sh down >&2 || true
+  rm -rf "$d" "$d.lock"
+done
 
 if ! command -v haproxy >/dev/null; then
   echo "== installing haproxy from Debian (the failover tests' load balancer)" >&2
@@ -21,8 +41,9 @@ if ! command -v haproxy >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 fi
 
-echo "== Apache Kafka (single node, 127.0.0.1:19092)" >&2
-out=$(CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh up --port 19092)
+# Free ports, picked by kafka.sh: other Kafkas and gateways may run here.
+echo "== Apache Kafka (single node, on free loopback ports)" >&2
+out=$(CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh up --port auto)
 eval "export $out"
 echo "CONFGATE_KAFKA_BROKERS=$CONFGATE_KAFKA_BROKERS" >&2
 

@@ -5,14 +5,18 @@ package brokerfaults_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,21 +39,75 @@ type cluster struct {
 	brokers []string
 }
 
-func startCluster(t *testing.T, nodes, port int) *cluster {
+// runDirPrefix names the run directories of this package's clusters under
+// .cache/kafka: run-faults-<pid of the test process>-<n>, so runs in the
+// same tree at the same time never share one, and a run killed before its
+// cleanup is recognised by its dead pid and stopped by the next.
+const runDirPrefix = "run-faults-"
+
+var clusterSeq atomic.Int64
+
+// startCluster starts a cluster of nodes on ports scripts/kafka.sh picks
+// (--port auto: free now, below the ephemeral range, picked again if a
+// broker still loses one); restarts of its nodes keep those ports.
+func startCluster(t *testing.T, nodes int) *cluster {
 	t.Helper()
 	root, err := filepath.Abs("../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, script: filepath.Join(root, "scripts", "kafka.sh"), runDir: filepath.Join(root, ".cache", "kafka", fmt.Sprintf("run-faults-%d", port))}
-	out := c.run("up", "--nodes", fmt.Sprint(nodes), "--port", fmt.Sprint(port))
+	script := filepath.Join(root, "scripts", "kafka.sh")
+	base := filepath.Join(root, ".cache", "kafka")
+	stopAbandoned(t, script, base)
+	c := &cluster{t: t, script: script,
+		runDir: filepath.Join(base, fmt.Sprintf("%s%d-%d", runDirPrefix, os.Getpid(), clusterSeq.Add(1)))}
+	t.Cleanup(func() {
+		c.run("down")
+		if t.Failed() {
+			t.Logf("kafka.sh run directory kept: %s", c.runDir)
+			return
+		}
+		os.RemoveAll(c.runDir)
+		os.Remove(c.runDir + ".lock")
+	})
+	out := c.run("up", "--nodes", fmt.Sprint(nodes), "--port", "auto")
 	line := strings.TrimSpace(out)
 	if !strings.HasPrefix(line, "CONFGATE_KAFKA_BROKERS=") {
 		t.Fatalf("kafka.sh up printed %q", line)
 	}
 	c.brokers = strings.Split(strings.TrimPrefix(line, "CONFGATE_KAFKA_BROKERS="), ",")
-	t.Cleanup(func() { c.run("down") })
+	t.Logf("cluster of %d node(s) on %s (run directory %s)", nodes, strings.Join(c.brokers, ","), filepath.Base(c.runDir))
 	return c
+}
+
+// stopAbandoned stops the clusters of earlier runs of this package whose
+// test process is gone (killed before its cleanup ran) and removes their run
+// directories; brokers started with setsid outlive the test process.
+func stopAbandoned(t *testing.T, script, base string) {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(base, runDirPrefix+"*"))
+	for _, dir := range dirs {
+		name := strings.TrimPrefix(filepath.Base(dir), runDirPrefix)
+		pidText, _, ok := strings.Cut(name, "-")
+		pid, err := strconv.Atoi(pidText)
+		if !ok || err != nil || strings.HasSuffix(name, ".lock") || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		cmd := exec.Command(script, "down")
+		cmd.Env = append(os.Environ(), "CONFGATE_KAFKA_RUN_DIR="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("stopping the abandoned cluster in %s: %v\n%s", dir, err, out)
+			continue
+		}
+		t.Logf("stopped the abandoned cluster in %s (test process %d is gone)", filepath.Base(dir), pid)
+		os.RemoveAll(dir)
+		os.Remove(dir + ".lock")
+	}
+}
+
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 func (c *cluster) run(args ...string) string {
@@ -135,7 +193,6 @@ func (w *writer) halt() { close(w.stop); <-w.done }
 type faultCase struct {
 	name  string
 	nodes int
-	port  int
 	verb  string // stop-node (SIGTERM) or kill-node (SIGKILL)
 	down  []int
 	// outage: Kafka unusable while down (single node, or quorum lost).
@@ -143,21 +200,20 @@ type faultCase struct {
 }
 
 func TestBrokerFaults(t *testing.T) {
-	// Fixed ports stay below Linux's ephemeral range (32768-60999): the
-	// clients' own connections draw local ports from it, and one of them
-	// holding a broker's port makes the broker fail to start.
+	// Each case starts a cluster of its own on ports kafka.sh picks free
+	// (other Kafkas and gateways may run on this machine).
 	for _, tc := range []faultCase{
-		{"one-node/SIGTERM", 1, 29092, "stop-node", []int{1}, true},
-		{"one-node/SIGKILL", 1, 29092, "kill-node", []int{1}, true},
-		{"three-nodes/SIGTERM-one", 3, 24092, "stop-node", []int{2}, false},
-		{"three-nodes/SIGKILL-two", 3, 24092, "kill-node", []int{2, 3}, true},
+		{"one-node/SIGTERM", 1, "stop-node", []int{1}, true},
+		{"one-node/SIGKILL", 1, "kill-node", []int{1}, true},
+		{"three-nodes/SIGTERM-one", 3, "stop-node", []int{2}, false},
+		{"three-nodes/SIGKILL-two", 3, "kill-node", []int{2, 3}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) { runFault(t, tc) })
 	}
 }
 
 func runFault(t *testing.T, tc faultCase) {
-	c := startCluster(t, tc.nodes, tc.port)
+	c := startCluster(t, tc.nodes)
 	k := &testkit.Kafka{Brokers: c.brokers}
 	topic := testkit.Topic(t)
 	sc := store.Config{
