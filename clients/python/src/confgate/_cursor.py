@@ -11,12 +11,17 @@ URL-safe base64 without padding, as the CLI prints and accepts.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass
 from typing import Tuple
 
 _FORMAT_V1 = 1
 _MAX_PARTITIONS = 1 << 16
 _MAX_OFFSET = 1 << 62
+# The text form's alphabet. Python's base64 decoders skip characters outside
+# it and accept '+', '/' and padding; Go's RawURLEncoding (the CLI, the
+# gateways) refuses all of them, so the text is checked first.
+_NOT_TEXT = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def _append_uvarint(out: bytearray, n: int) -> None:
@@ -72,6 +77,12 @@ class Cursor:
             return False
         return all(self.offset(p) >= off for p, off in enumerate(other.offsets))
 
+    def equals(self, other: "Cursor") -> bool:
+        """True when both name the same position: same topic, same offsets,
+        a partition missing from one being at 0 (unlike ==, which compares
+        the offset lists as they are)."""
+        return self.covers(other) and other.covers(self)
+
     def encode(self) -> bytes:
         out = bytearray([_FORMAT_V1])
         out += self.topic
@@ -123,6 +134,11 @@ def to_text(b: bytes) -> str:
 
 
 def from_text(s: str) -> bytes:
+    bad = _NOT_TEXT.search(s)
+    if bad:
+        raise ValueError(f"cursor is not URL-safe base64: illegal character {bad.group()!r} at {bad.start()}")
+    if len(s) % 4 == 1:
+        raise ValueError(f"cursor is not URL-safe base64: {len(s)} characters cannot be base64 without padding")
     try:
         return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
     except (ValueError, TypeError) as e:

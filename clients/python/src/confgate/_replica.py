@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ._cursor import Cursor
+from ._cursor import Cursor, to_text
 from ._digest import Digest
-from ._types import DELETE, PUT, RESET, SNAPSHOT, Entry, Event
+from ._types import DELETE, PUT, RESET, SNAPSHOT, Entry, Event, check_version
 from .v1 import config_pb2 as pb
 
 _REASON = pb.SnapshotReason
@@ -155,6 +155,10 @@ class Replica:
             elif kind == "delete":
                 if not c.delete.key or not c.delete.HasField("version"):
                     raise ProtocolViolation(f"delta change {i}: deletion without key or version", False)
+                try:
+                    check_version(c.delete.key, c.delete.version.partition, c.delete.version.offset)
+                except ValueError as err:
+                    raise ProtocolViolation(f"delta change {i}: {err}", False) from None
                 ops.append((None, c.delete))
                 p, off = c.delete.version.partition, c.delete.version.offset
             else:
@@ -207,7 +211,8 @@ class Replica:
             raise ProtocolViolation(f"{what}: {err}", False) from None
         if nxt.topic != self.cursor.topic:
             raise ProtocolViolation(
-                f"{what} cursor {nxt} is of another topic than the view's cursor {self.cursor}", False)
+                f"{what} cursor {nxt} is of topic {to_text(nxt.topic)}, the view's cursor {self.cursor} "
+                f"of topic {to_text(self.cursor.topic)}", False)
         if not nxt.covers(self.cursor):
             raise ProtocolViolation(f"{what} cursor {nxt} is behind the view's cursor {self.cursor}", False)
         return nxt

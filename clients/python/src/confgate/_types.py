@@ -44,6 +44,7 @@ class Entry:
             raise ValueError("entry has no key")
         if not e.HasField("version"):
             raise ValueError(f"entry {e.key!r} has no version")
+        check_version(e.key, e.version.partition, e.version.offset)
         return cls(
             key=e.key,
             value=bytes(e.value),
@@ -52,6 +53,16 @@ class Entry:
             content_type=e.content_type,
             headers=tuple(Header(h.key, bytes(h.value)) for h in e.headers),
         )
+
+
+def check_version(key: str, partition: int, offset: int) -> None:
+    """Refuses a version that is no Kafka position: a negative partition or
+    offset would lie "before" any cursor (an unknown partition is at 0) and,
+    as another partition, would replace or delete any entry regardless of its
+    version."""
+    if partition < 0 or offset < 0:
+        raise ValueError(
+            f"entry {key!r} has version partition {partition} offset {offset}, not a Kafka position")
 
 
 # Event kinds.
