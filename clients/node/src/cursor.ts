@@ -103,8 +103,28 @@ export class Cursor {
 
   /** Parses the text form. */
   static parse(s: string): Cursor {
-    return Cursor.decode(Buffer.from(s, "base64url"));
+    return Cursor.decode(fromText(s));
   }
+}
+
+// Node's base64url decoder skips characters outside the alphabet and accepts
+// '+', '/' and padding; Go's RawURLEncoding (the CLI, the gateways) refuses
+// them, so the text is checked first.
+const NOT_TEXT = /[^A-Za-z0-9_-]/;
+
+/** Decodes the text form (URL-safe base64 without padding) to wire bytes. */
+export function fromText(s: string): Buffer {
+  const bad = NOT_TEXT.exec(s);
+  if (bad) throw new Error(`cursor is not URL-safe base64: illegal character ${JSON.stringify(bad[0])} at ${bad.index}`);
+  if (s.length % 4 === 1) {
+    throw new Error(`cursor is not URL-safe base64: ${s.length} characters cannot be base64 without padding`);
+  }
+  return Buffer.from(s, "base64url");
+}
+
+/** The topic ID in the form Kafka's tools print (URL-safe base64, no padding). */
+export function topicText(c: Cursor): string {
+  return Buffer.from(c.topic).toString("base64url");
 }
 
 function sameTopic(a: Cursor, b: Cursor): boolean {
@@ -122,6 +142,6 @@ export type CursorLike = string | Uint8Array | Cursor | undefined | null;
 export function cursorBytes(c: CursorLike): Buffer {
   if (c === undefined || c === null) return Buffer.alloc(0);
   if (c instanceof Cursor) return c.encode();
-  if (typeof c === "string") return Buffer.from(c, "base64url");
+  if (typeof c === "string") return fromText(c);
   return Buffer.from(c);
 }

@@ -1,7 +1,7 @@
 // The protocol rules of a subscription, without any networking: snapshot
 // buffering, checks, never going backwards. A port of client/replica.go.
 
-import { Cursor, sameTopicOf } from "./cursor";
+import { Cursor, sameTopicOf, topicText } from "./cursor";
 import { Digest } from "./digest";
 import {
   type Deletion,
@@ -12,7 +12,7 @@ import {
   SnapshotReason,
   type Entry as PbEntry,
 } from "./gen/confgate/v1/config";
-import { type Entry, type Event, entryFromProto } from "./types";
+import { type Entry, type Event, checkVersion, entryFromProto } from "./types";
 
 /**
  * A gateway message the client refused to apply. The stream is dropped;
@@ -186,6 +186,11 @@ export class Replica {
           if (!del.key || !del.version) {
             throw new ProtocolViolation(`delta change ${i}: deletion without key or version`, false);
           }
+          try {
+            checkVersion(del.key, del.version.partition, del.version.offset);
+          } catch (err) {
+            throw new ProtocolViolation(`delta change ${i}: ${(err as Error).message}`, false);
+          }
           ops.push({ del });
           [p, off] = [del.version.partition, del.version.offset];
           break;
@@ -247,7 +252,10 @@ export class Replica {
       throw new ProtocolViolation(`${what}: ${(err as Error).message}`, false);
     }
     if (!sameTopicOf(next, cur)) {
-      throw new ProtocolViolation(`${what} cursor ${next} is of another topic than the view's cursor ${cur}`, false);
+      throw new ProtocolViolation(
+        `${what} cursor ${next} is of topic ${topicText(next)}, the view's cursor ${cur} of topic ${topicText(cur)}`,
+        false,
+      );
     }
     if (!next.covers(cur)) throw new ProtocolViolation(`${what} cursor ${next} is behind the view's cursor ${cur}`, false);
     return next;

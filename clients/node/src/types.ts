@@ -25,6 +25,7 @@ export interface Entry {
 export function entryFromProto(e: PbEntry): Entry {
   if (!e.key) throw new Error("entry has no key");
   if (!e.version) throw new Error(`entry ${JSON.stringify(e.key)} has no version`);
+  checkVersion(e.key, e.version.partition, e.version.offset);
   return Object.freeze({
     key: e.key,
     value: Buffer.from(e.value),
@@ -41,6 +42,17 @@ export function entryFromProto(e: PbEntry): Entry {
  * replaced the whole view (keys may have appeared, changed or disappeared
  * without individual events).
  */
+/**
+ * Refuses a version that is no Kafka position: a negative partition or offset
+ * would lie "before" any cursor (an unknown partition is at 0) and, as another
+ * partition, would replace or delete any entry regardless of its version.
+ */
+export function checkVersion(key: string, partition: number, offset: bigint): void {
+  if (partition < 0 || offset < 0n) {
+    throw new Error(`entry ${JSON.stringify(key)} has version partition ${partition} offset ${offset}, not a Kafka position`);
+  }
+}
+
 export type EventKind = "put" | "delete" | "snapshot" | "reset";
 
 /** One change to a Subscription's view, passed to onChange. */
