@@ -778,3 +778,19 @@ func checkBounds(t *testing.T, what string, st *replicaStep) {
 	}
 	walk(reflect.ValueOf(st))
 }
+
+// TestConformanceFiles fails when a vector file appears that no test runs
+// (the Python and Node tests list the same files).
+func TestConformanceFiles(t *testing.T) {
+	got, err := filepath.Glob(filepath.Join(conformanceDir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range got {
+		got[i] = filepath.Base(p)
+	}
+	want := []string{"cursor.json", "digest.json", "phrases.json", "selectors.json"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("vector files %q, want %q: run a new file in every client's conformance test", got, want)
+	}
+}
