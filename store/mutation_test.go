@@ -8,9 +8,12 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 )
 
 // TestConfigDefaults: a zero or negative knob gets its default, a positive
@@ -239,4 +242,47 @@ func TestApplyNotifies(t *testing.T) {
 			t.Fatalf("ready = %v, Changed closed = %v; want both", s.Ready(), closed(ch))
 		}
 	})
+}
+
+// TestLagGauge: the lag gauge of a partition is its high watermark minus the
+// applied offset, never negative.
+func TestLagGauge(t *testing.T) {
+	s := offlineStore(t, nil)
+	s.install(topicMeta{id: topicA, partitions: 2}, []int64{0, 0}, []int64{5, 1}, logTrust{})
+	s.apply(recs(put(0, 0, "k", "v"), put(1, 0, "j", "v")))
+	s.mu.Lock()
+	s.hw[1] = 0 // a stale high watermark below the applied offset
+	s.updateGaugesLocked()
+	s.mu.Unlock()
+	for p, want := range []float64{4, 0} {
+		var m dto.Metric
+		if err := s.m.lag.WithLabelValues(strconv.Itoa(p)).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetGauge().GetValue(); got != want {
+			t.Errorf("lag of partition %d = %v, want %v", p, got, want)
+		}
+	}
+}
+
+// TestEntrySize pins the accounting size that the history and tombstone
+// byte limits count: key, value and content type plus 96, and per header
+// its key and value plus 32.
+func TestEntrySize(t *testing.T) {
+	tests := []struct {
+		name string
+		e    Entry
+		want int64
+	}{
+		{"empty", Entry{}, 96},
+		{"key, value, content type", Entry{Key: "abc", Value: []byte("12345"), ContentType: "x/y"}, 3 + 5 + 3 + 96},
+		{"headers", Entry{Key: "k", Headers: []Header{{Key: "h1", Value: []byte("vvv")}, {Key: "h", Value: nil}}}, 1 + 96 + (2 + 3 + 32) + (1 + 32)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.e.Size(); got != tt.want {
+				t.Fatalf("Size() = %d, want %d", got, tt.want)
+			}
+		})
+	}
 }
