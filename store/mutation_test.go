@@ -286,3 +286,26 @@ func TestEntrySize(t *testing.T) {
 		})
 	}
 }
+
+// TestNoteHighWatermark: a partition's known high watermark only moves
+// forward, and a partition the incarnation does not have is ignored.
+func TestNoteHighWatermark(t *testing.T) {
+	s := offlineStore(t, nil)
+	s.install(topicMeta{id: topicA, partitions: 1}, []int64{0}, []int64{5}, logTrust{})
+	steps := []struct {
+		p    int32
+		hw   int64
+		want int64
+	}{
+		{0, 3, 5},  // backwards: kept
+		{0, 5, 5},  // same
+		{1, 99, 5}, // unknown partition: ignored, no panic
+		{0, 9, 9},  // forwards
+	}
+	for _, st := range steps {
+		s.noteHighWatermark(st.p, st.hw)
+		if got := s.hw; len(got) != 1 || got[0] != st.want {
+			t.Fatalf("after noteHighWatermark(%d, %d): hw = %v, want [%d]", st.p, st.hw, got, st.want)
+		}
+	}
+}
