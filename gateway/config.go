@@ -49,9 +49,11 @@ type Config struct {
 	// their caller leaves). Default 2 x GOMAXPROCS.
 	MaxSnapshotBuilds int
 
-	// MaxStreams bounds open Subscribe and GetSnapshot streams per gateway;
-	// past it new streams get RESOURCE_EXHAUSTED and open ones are
-	// untouched. Default 50,000.
+	// MaxStreams bounds open streams per gateway, of every kind; past it
+	// new streams get RESOURCE_EXHAUSTED and open ones are untouched.
+	// Health Watch streams may use a reserve of 1% (at least 16) above it,
+	// so load balancers' checks still work on a full gateway. Default
+	// 50,000.
 	MaxStreams int
 	// MaxStreamsPerConn is HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: the
 	// streams one connection may have open at once. Default 1,000.

@@ -77,6 +77,7 @@ type Gateway struct {
 	closing  bool
 
 	badStrings badStrings // requests decoded with non-UTF-8 strings
+	lim        *limits    // connection and stream limits (limits.go)
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}               // closed when shutting down
@@ -107,6 +108,7 @@ func New(cfg Config) (*Gateway, error) {
 		buildSlots: make(chan struct{}, c.MaxSnapshotBuilds),
 		draining:   make(chan struct{}),
 	}
+	g.lim = newLimits(c, g.m, g.log)
 	g.setHealth(c.Source.Status().Ready)
 	return g, nil
 }

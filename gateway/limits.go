@@ -6,11 +6,9 @@ import (
 	"log/slog"
 	"math"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -65,22 +63,8 @@ type limits struct {
 	known sync.Map // string -> struct{}
 }
 
-// The Gateway struct lives in gateway.go; until it has a field for them,
-// each gateway's limits are kept here, keyed weakly so a gateway that is
-// gone does not stay reachable. limits never points back to its gateway.
-var limitsOf sync.Map // weak.Pointer[Gateway] -> *limits
-
-func (g *Gateway) limits() *limits {
-	key := weak.Make(g)
-	if l, ok := limitsOf.Load(key); ok {
-		return l.(*limits)
-	}
-	l, loaded := limitsOf.LoadOrStore(key, newLimits(g.cfg, g.m, g.log))
-	if !loaded {
-		runtime.AddCleanup(g, func(k weak.Pointer[Gateway]) { limitsOf.Delete(k) }, key)
-	}
-	return l.(*limits)
-}
+// limits is the gateway's connection and stream limits, made in New.
+func (g *Gateway) limits() *limits { return g.lim }
 
 func newLimits(cfg Config, m *metrics, log *slog.Logger) *limits {
 	return &limits{

@@ -25,7 +25,9 @@ serves snapshots, changes and writes over gRPC. Gateways are stateless and
 interchangeable: run as many as you need behind any load balancer.
 
 On SIGINT or SIGTERM the gateway drains first (health turns NOT_SERVING,
-streams are told to resume elsewhere), then stops consuming.
+streams are told to resume elsewhere), then stops consuming. SIGHUP
+reloads nothing and keeps serving: the TLS certificate and key are re-read
+by themselves when their files change; other settings take a restart.
 
 Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 		Args: cobra.NoArgs,

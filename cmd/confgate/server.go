@@ -97,7 +97,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	f.memoBytes = gd.MemoBytes
 	fs.Var(byteSize{&f.memoBytes}, "memo-bytes", "memory bound of the encoded deltas kept for subscribers at the head, across all selectors; past it the oldest are dropped and re-encoded when needed")
 	fs.IntVar(&f.maxSnapshotBuilds, "max-snapshot-builds", 0, "snapshot chunks encoded at once, gateway-wide; more requests wait their turn (default 0: twice the number of CPUs)")
-	fs.IntVar(&f.maxStreams, "max-streams", gd.MaxStreams, "open Subscribe and GetSnapshot streams per gateway; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched")
+	fs.IntVar(&f.maxStreams, "max-streams", gd.MaxStreams, "open streams per gateway, of every kind; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched (health Watch streams have a small reserve above it)")
 	fs.Uint32Var(&f.maxStreamsPerConn, "max-streams-per-conn", gd.MaxStreamsPerConn, "streams one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)")
 	fs.IntVar(&f.maxResetsPerSecond, "max-resets-per-second", gd.MaxResetsPerSecond, "streams one connection may cancel per second (burst ten times it) before the gateway closes the connection: stops HTTP/2 rapid-reset floods")
 	fs.IntVar(&f.maxConnections, "max-connections", 0, "open gRPC connections; past it new ones are closed at once (default 0: derived from the file descriptor limit, which the gateway raises to its hard limit at start)")
