@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
@@ -125,6 +126,55 @@ type Config struct {
 	// Logger receives connection changes (info) and gateway protocol
 	// violations (warn). Default: slog.Default().
 	Logger *slog.Logger
+
+	// ResumeCursor, when set, is a cursor in its text form (as View.Cursor
+	// and the CLI print it) to start after: the first stream resumes from
+	// it, so a gateway that still holds the history after it sends only
+	// the changes since (else a snapshot flagged as a reset), and nothing
+	// behind it is ever accepted. The view starts empty at that cursor:
+	// until a snapshot replaces it, it holds only the keys put since, its
+	// Digest is not the gateway's, and a deletion of a key it does not
+	// hold changes nothing (Observe still sees it). It is for tools that
+	// replay the changes after a known point (confgate watch --from); a
+	// service that restarts wants StateFile, which also keeps the entries.
+	// Not together with StateFile. Default (""): start with a snapshot.
+	ResumeCursor string
+
+	// KeepAddrOrder, when true, tries Addrs in the order given, starting at
+	// the first, instead of from a random position in a shuffled copy. For
+	// a tool whose user names the preferred gateway first; services leave
+	// it false, so that their load spreads over the gateways.
+	KeepAddrOrder bool
+
+	// OnStreamEnd, when set, is called each time a stream to a gateway
+	// ended with an error, before the view waits to reconnect, with why
+	// and what happens next; not when the view is closed or its context is
+	// done. It runs on the subscription's goroutine, in order with
+	// OnChange and Observe, and must return quickly and not call Close (it
+	// may cancel the context given to Subscribe, which stops the view
+	// instead of reconnecting). For tools that report every disconnect or
+	// give up on errors they deem permanent; Status.LastError keeps the
+	// last one for everyone else.
+	OnStreamEnd func(StreamEnd)
+}
+
+// StreamEnd is a stream that ended, passed to Config.OnStreamEnd.
+type StreamEnd struct {
+	// Addr is the gateway address of the stream.
+	Addr string
+	// Err is why it ended, as Status.LastError reports it: it wraps the
+	// gRPC status (status.Code and status.FromError see its code) or the
+	// gateway protocol violation the view refused.
+	Err error
+	// Stopped is true when the subscription stopped for good (the gateway
+	// refused the selector); the fields below are then zero.
+	Stopped bool
+	// Backoff is the wait before the next attempt, to NextAddr.
+	Backoff  time.Duration
+	NextAddr string
+	// ResumeCursor is the cursor the next attempt resumes from (text
+	// form), or "" when it asks for a fresh snapshot.
+	ResumeCursor string
 }
 
 // Observation is one accepted message and the stream it came on.
@@ -152,6 +202,9 @@ type settings struct {
 	stateFile         string
 	stateFileInterval time.Duration
 	stateFileDuty     int // see stateFileDuty; tests lower it
+	resume            *cursor.Cursor
+	keepAddrOrder     bool
+	onStreamEnd       func(StreamEnd)
 }
 
 func (c Config) settings() (settings, error) {
@@ -179,6 +232,11 @@ func (c Config) settings() (settings, error) {
 		stateFile:         c.StateFile,
 		stateFileInterval: c.StateFileInterval,
 		stateFileDuty:     stateFileDuty,
+		keepAddrOrder:     c.KeepAddrOrder,
+		onStreamEnd:       c.OnStreamEnd,
+	}
+	if s.resume, err = c.resumeCursor(); err != nil {
+		return settings{}, err
 	}
 	if s.dialOptions == nil {
 		s.dialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
@@ -232,4 +290,19 @@ func (c Config) settings() (settings, error) {
 		_ = cc.Close()
 	}
 	return s, nil
+}
+
+// resumeCursor parses ResumeCursor; nil when it is not set.
+func (c Config) resumeCursor() (*cursor.Cursor, error) {
+	if c.ResumeCursor == "" {
+		return nil, nil
+	}
+	if c.StateFile != "" {
+		return nil, errors.New("client: Config.ResumeCursor and StateFile do not go together: the state file holds its own cursor")
+	}
+	cur, err := cursor.Parse(c.ResumeCursor)
+	if err != nil {
+		return nil, fmt.Errorf("client: Config.ResumeCursor: %w", err)
+	}
+	return &cur, nil
 }

@@ -22,6 +22,9 @@ import (
 // done, and survives gateway failures by reconnecting (see Config).
 func Subscribe(ctx context.Context, cfg Config) (*View, error) {
 	return subscribe(ctx, cfg, func(s *settings) {
+		if s.keepAddrOrder {
+			return
+		}
 		rand.Shuffle(len(s.addrs), func(i, j int) { s.addrs[i], s.addrs[j] = s.addrs[j], s.addrs[i] })
 	})
 }
@@ -44,6 +47,11 @@ func subscribe(ctx context.Context, cfg Config, tweak func(*settings)) (*View, e
 		done:   make(chan struct{}),
 	}
 	r := newReplica()
+	if s.resume != nil {
+		// Synced without being live: the cursor is resumed from and
+		// guards against going backwards, like a state file's.
+		r.cur, r.synced = *s.resume, true
+	}
 	if s.stateFile != "" {
 		v.dirty = make(chan struct{}, 1)
 		if lr := v.loadStateFile(); lr != nil {
@@ -110,6 +118,7 @@ func (v *View) run(ctx context.Context, r *replica) {
 		case status.Code(err) == codes.InvalidArgument:
 			log.Error("gateway refused the selector; subscription stopped", "addr", addr, "err", err)
 			v.setStatus(func(st *connState) { st.lastErr = err })
+			v.streamEnded(StreamEnd{Addr: addr, Err: err, Stopped: true})
 			v.stop(err)
 			return
 		case errors.Is(err, io.EOF):
@@ -119,8 +128,10 @@ func (v *View) run(ctx context.Context, r *replica) {
 			log.Info("gateway stream failed; reconnecting", "addr", addr, "err", err)
 		}
 		v.setStatus(func(st *connState) { st.lastErr = err })
+		wait := v.backoff(attempt)
+		v.retrying(StreamEnd{Addr: addr, Err: err, Backoff: wait, NextAddr: v.s.addrs[(i+1)%len(v.s.addrs)]}, r)
 
-		t := time.NewTimer(v.backoff(attempt))
+		t := time.NewTimer(wait)
 		attempt++
 		select {
 		case <-ctx.Done():
@@ -215,6 +226,26 @@ func (v *View) applied(ctx context.Context, r *replica, res result) {
 		}
 		v.s.onChange(e)
 	}
+}
+
+// streamEnded calls Config.OnStreamEnd when set. run calls it only when
+// ctx is not done, so a closed view reports nothing.
+func (v *View) streamEnded(se StreamEnd) {
+	if v.s.onStreamEnd != nil {
+		v.s.onStreamEnd(se)
+	}
+}
+
+// retrying is streamEnded for a view about to reconnect: it adds the
+// cursor the next stream resumes from.
+func (v *View) retrying(se StreamEnd, r *replica) {
+	if v.s.onStreamEnd == nil {
+		return
+	}
+	if r.synced && !r.fresh {
+		se.ResumeCursor = r.cur.String()
+	}
+	v.s.onStreamEnd(se)
 }
 
 func (v *View) setStatus(f func(*connState)) {
