@@ -4,46 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
+	"log/slog"
 	"time"
 
-	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/confgate/confgate/client"
+	"github.com/confgate/confgate/internal/keyspace"
 )
 
-// Reconnect backoff of watch: doubles from min to max, with jitter.
+// Reconnect backoff of watch: a uniform draw up to a bound doubling from
+// min to max (the client library's full jitter).
 const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 5 * time.Second
+	watchBackoffMin = 100 * time.Millisecond
+	watchBackoffMax = 5 * time.Second
 )
-
-// snapshotEndEvent is the JSON line closing a snapshot in watch output.
-type snapshotEndEvent struct {
-	Op         string `json:"op"`
-	Cursor     string `json:"cursor"`
-	Reason     string `json:"reason"`
-	Reset      bool   `json:"reset"`
-	EntryCount uint64 `json:"entry_count"`
-	Digest     string `json:"digest"`
-}
-
-// progressEvent is the JSON line of a progress message (with --progress).
-type progressEvent struct {
-	Op         string `json:"op"`
-	Cursor     string `json:"cursor"`
-	LagRecords int64  `json:"lag_records"`
-	Stale      bool   `json:"stale"`
-}
-
-type deleteEvent struct {
-	Op      string     `json:"op"`
-	Key     string     `json:"key"`
-	Version versionOut `json:"version"`
-	Cursor  string     `json:"cursor"`
-}
 
 func newWatchCmd(g *globals) *cobra.Command {
 	w := &watcher{g: g}
@@ -67,13 +46,18 @@ that of the message that carried the event (for snapshot entries, the
 snapshot end's); {op: "snapshot_end", cursor, reason, reset, entry_count,
 digest}; with --progress, {op: "progress", cursor, lag_records, stale}.
 
-If the stream breaks, watch reconnects from the last cursor it saw, to the
-next address of --addr, with a backoff of 100ms to 5s: no change is missed
-or shown twice. A snapshot with "reset": true replaces everything before it.
---count and --duration end the watch with status 0.`,
+watch runs on the Go client library (client/), with its guarantees. If the
+stream breaks, watch reconnects from the last cursor it saw, to the next
+address of --addr, with a backoff of up to 100ms doubling to 5s, and says
+so on stderr: no change is missed or shown twice. A gateway that sends
+anything behind what was shown (a cursor going backwards, or a snapshot
+that is incomplete or older without being a flagged reset) is dropped
+before any of it is shown, and watch resumes elsewhere. A snapshot with
+"reset": true replaces everything shown before it. --count and --duration
+end the watch with status 0; a refused selector or credentials end it
+with status 2.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var err error
-			if w.cursor, err = parseCursorFlag(cmd, "from", from); err != nil {
+			if _, err := parseCursorFlag(cmd, "from", from); err != nil {
 				return err
 			}
 			if w.count < 0 {
@@ -82,8 +66,11 @@ or shown twice. A snapshot with "reset": true replaces everything before it.
 			if duration < 0 {
 				return usagef(cmd, "--duration must not be negative")
 			}
-			w.prefixes = args
-			w.p = newPrinter(g.env.Stdout)
+			// The gateway's rules and wording, before any connection.
+			if _, err := keyspace.NewSelector(args); err != nil {
+				return fmt.Errorf("selector: %w", err)
+			}
+			w.prefixes, w.from = args, from
 			ctx := cmd.Context()
 			if duration > 0 {
 				var cancel context.CancelFunc
@@ -108,255 +95,164 @@ type outputError struct{ err error }
 func (e *outputError) Error() string { return "write output: " + e.err.Error() }
 func (e *outputError) Unwrap() error { return e.err }
 
-// errWatchDone: --count was reached.
-var errWatchDone = errors.New("watch: count reached")
-
+// watcher is one watch: a client.View whose accepted messages it shows.
 type watcher struct {
 	g        *globals
-	p        *printer
 	prefixes []string
+	from     string // --from, text form; "" starts with a snapshot
 	count    int
 	progress bool
 
-	cursor  []byte              // last cursor fully processed: where to resume
-	seen    int                 // entry events shown
-	pending []*confgatev1.Entry // chunks of the snapshot in progress
+	// The fields below are used by the view's callbacks (observe,
+	// streamEnded), which it calls one at a time from its goroutine; run
+	// reads err once the view is closed.
+	reader  streamReader
+	out     eventPrinter
+	seen    int                // entry events shown
+	stop    context.CancelFunc // ends the watch
+	stopped bool
+	err     error // why the watch ended before its context; nil for --count
 }
 
-// run subscribes, and resubscribes from the last cursor when the stream
-// breaks, until ctx ends or --count is reached.
+// run watches until ctx ends, --count is reached, the output fails or a
+// gateway refuses the watch for good.
 func (w *watcher) run(ctx context.Context) error {
 	addrs, err := w.g.addrList()
 	if err != nil {
 		return err
 	}
-	backoff := backoffMin
-	next := 0
-	everConnected := false
-	for {
-		addr, received, err := w.session(ctx, addrs, next)
-		switch {
-		case errors.Is(err, errWatchDone), ctx.Err() != nil:
-			return nil
-		}
-		var oe *outputError
-		if errors.As(err, &oe) {
-			return oe
-		}
-		var ue *unreachableError
-		if errors.As(err, &ue) && !everConnected {
-			// Nothing was ever reachable: a typo or nothing running.
-			return ue
-		}
-		if addr != "" {
-			everConnected = true
-		}
-		switch status.Code(err) {
-		case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.FailedPrecondition:
-			return w.g.callError(addr, err)
-		}
-		if received {
-			backoff = backoffMin
-		}
-		// Equal jitter: between half and all of the backoff.
-		sleep := backoff/2 + rand.N(backoff/2+1)
-		what := err.Error()
-		if st, ok := status.FromError(err); ok {
-			what = st.Message()
-		}
-		from := "a new snapshot"
-		if len(w.cursor) > 0 {
-			from = "cursor " + cursorText(w.cursor)
-		}
-		fmt.Fprintf(w.g.env.Stderr, "confgate: watch: %s; reconnecting in %s from %s\n", oneLine(what), sleep.Round(time.Millisecond), from)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(sleep):
-		}
-		backoff = min(backoff*2, backoffMax)
-		if addr != "" {
-			// Move on to the next address after the one that failed.
-			for i, a := range addrs {
-				if a == addr {
-					next = i + 1
-				}
-			}
-		}
+	first, err := w.reachable(ctx, addrs)
+	if err != nil || ctx.Err() != nil {
+		return err
 	}
-}
-
-// session runs one subscription on the first reachable address from
-// addrs[start]. It returns the address used ("" when none was reachable),
-// whether any message arrived, and why it ended.
-func (w *watcher) session(ctx context.Context, addrs []string, start int) (string, bool, error) {
-	cctx, cancel := ctx, context.CancelFunc(func() {})
-	if w.g.timeout > 0 {
-		cctx, cancel = context.WithTimeout(ctx, w.g.timeout)
-	}
-	cc, i, err := connectAny(cctx, addrs, start%len(addrs), w.g.creds)
-	cancel()
-	if err != nil {
-		return "", false, err
-	}
-	defer cc.Close()
-	addr := addrs[i]
-	w.g.log.Debug("subscribing", "addr", addr, "cursor", cursorText(w.cursor))
-
-	sctx, stop := context.WithCancel(ctx)
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	stream, err := confgatev1.NewConfigServiceClient(cc).Subscribe(sctx, &confgatev1.SubscribeRequest{
-		Selector:     &confgatev1.Selector{Prefixes: w.prefixes},
-		ResumeCursor: w.cursor,
-	})
-	if err != nil {
-		return addr, false, err
-	}
-	w.pending = w.pending[:0]
-	received := false
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			err = status.Error(codes.Unavailable, "the gateway ended the stream")
-		}
-		if err != nil {
-			return addr, received, err
-		}
-		received = true
-		if err := w.handle(m); err != nil {
-			if errors.Is(err, errWatchDone) || status.Code(err) == codes.DataLoss {
-				return addr, received, err
-			}
-			return addr, received, &outputError{err}
-		}
-	}
-}
-
-// handle shows one message and moves the cursor past it.
-func (w *watcher) handle(m *confgatev1.SubscribeResponse) error {
-	switch x := m.GetMessage().(type) {
-	case *confgatev1.SubscribeResponse_SnapshotChunk:
-		w.pending = append(w.pending, x.SnapshotChunk.GetEntries()...)
-		return nil
-	case *confgatev1.SubscribeResponse_SnapshotEnd:
-		end := x.SnapshotEnd
-		entries := w.pending
-		w.pending = nil
-		if err := checkSnapshot(entries, end); err != nil {
-			return status.Error(codes.DataLoss, err.Error())
-		}
-		for _, e := range entries {
-			if err := w.entry("snapshot", e, end.GetCursor(), false); err != nil {
-				return err
-			}
-		}
-		if w.g.json() {
-			if err := w.p.JSON(snapshotEndEvent{
-				Op: "snapshot_end", Cursor: cursorText(end.GetCursor()), Reason: reasonText(end.GetReason()),
-				Reset: end.GetReset_(), EntryCount: end.GetEntryCount(), Digest: digestText(end.GetDigest()),
-			}); err != nil {
-				return err
-			}
-		} else {
-			note := ""
-			if end.GetReset_() {
-				note = ", replaces everything shown before"
-			}
-			noun := "entries"
-			if end.GetEntryCount() == 1 {
-				noun = "entry"
-			}
-			if err := w.p.Linef("# snapshot: %d %s (%s%s)", end.GetEntryCount(), noun, reasonText(end.GetReason()), note); err != nil {
-				return err
-			}
-			if err := w.p.Linef("# cursor %s", cursorText(end.GetCursor())); err != nil {
-				return err
-			}
-		}
-		w.cursor = end.GetCursor()
-	case *confgatev1.SubscribeResponse_Delta:
-		d := x.Delta
-		for _, c := range d.GetChanges() {
-			var err error
-			switch ch := c.GetChange().(type) {
-			case *confgatev1.Change_Put:
-				err = w.entry("put", ch.Put, d.GetCursor(), d.GetCoalesced())
-			case *confgatev1.Change_Delete:
-				err = w.deletion(ch.Delete, d.GetCursor())
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if !w.g.json() {
-			if err := w.p.Linef("# cursor %s", cursorText(d.GetCursor())); err != nil {
-				return err
-			}
-		}
-		w.cursor = d.GetCursor()
-	case *confgatev1.SubscribeResponse_Progress:
-		pr := x.Progress
-		if w.progress {
-			var err error
-			if w.g.json() {
-				err = w.p.JSON(progressEvent{Op: "progress", Cursor: cursorText(pr.GetCursor()), LagRecords: pr.GetLagRecords(), Stale: pr.GetStale()})
-			} else {
-				stale := ""
-				if pr.GetStale() {
-					stale = ", stale: the gateway has not heard from Kafka recently"
-				}
-				if err = w.p.Linef("# progress: lag %d records%s", pr.GetLagRecords(), stale); err == nil {
-					err = w.p.Linef("# cursor %s", cursorText(pr.GetCursor()))
-				}
-			}
-			if err != nil {
-				return err
-			}
-		}
-		if len(pr.GetCursor()) > 0 {
-			w.cursor = pr.GetCursor()
-		}
-	}
-	return nil
-}
-
-// entry shows one snapshot entry or put, and counts it.
-func (w *watcher) entry(op string, e *confgatev1.Entry, cursor []byte, coalesced bool) error {
-	var err error
-	if w.g.json() {
-		out := entryJSON(op, e, cursor)
-		out.Coalesced = coalesced
-		err = w.p.JSON(out)
-	} else {
-		label := "PUT"
-		if op == "snapshot" {
-			label = "SNAPSHOT"
-		}
-		err = w.p.Linef("%s %s = %s  (%s)", label, displayKey(e.GetKey()), displayValue(e.GetValue()), versionText(e.GetVersion()))
-	}
+	w.stop = stop
+	w.reader = streamReader{progress: w.progress, shown: w.from != ""}
+	w.out = newEventPrinter(w.g.env.Stdout, w.g.json())
+	v, err := client.Subscribe(ctx, w.config(append(addrs[first:], addrs[:first]...)))
 	if err != nil {
 		return err
 	}
-	return w.counted()
+	<-ctx.Done()
+	_ = v.Close() // waits for a callback still running
+	return w.err
 }
 
-func (w *watcher) deletion(d *confgatev1.Deletion, cursor []byte) error {
-	var err error
-	if w.g.json() {
-		err = w.p.JSON(deleteEvent{Op: "delete", Key: d.GetKey(), Version: versionJSON(d.GetVersion()), Cursor: cursorText(cursor)})
-	} else {
-		err = w.p.Linef("DELETE %s  (%s)", displayKey(d.GetKey()), versionText(d.GetVersion()))
+// reachable returns the index of the first address of addrs that accepts
+// a connection within --timeout, so that a watch of nothing fails at once
+// with the reason, like the other verbs, rather than retry forever. Once a
+// gateway answered, watch keeps retrying whatever fails.
+func (w *watcher) reachable(ctx context.Context, addrs []string) (int, error) {
+	cctx, cancel := w.g.callContext(ctx)
+	defer cancel()
+	cc, i, err := connectAny(cctx, addrs, 0, w.g.creds)
+	if err == nil {
+		_ = cc.Close()
+		return i, nil
 	}
-	if err != nil {
-		return err
+	if ctx.Err() != nil {
+		return 0, nil // interrupted, or --duration is over: run returns nil
 	}
-	return w.counted()
+	var ue *unreachableError
+	if errors.As(err, &ue) {
+		return 0, ue
+	}
+	return 0, w.g.callError(addrs[i], err)
 }
 
-func (w *watcher) counted() error {
-	w.seen++
-	if w.count > 0 && w.seen >= w.count {
-		return errWatchDone
+func (w *watcher) config(addrs []string) client.Config {
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(w.g.creds)}
+	if w.g.timeout > 0 {
+		// --timeout bounds each connection attempt.
+		dial = append(dial, grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: w.g.timeout}))
 	}
-	return nil
+	// watch reports stream ends itself (streamEnded); the library's own
+	// log is for --log-level debug.
+	log := slog.New(slog.DiscardHandler)
+	if w.g.log.Enabled(context.Background(), slog.LevelDebug) {
+		log = w.g.log
+	}
+	return client.Config{
+		Addrs:         addrs,
+		KeepAddrOrder: true, // from the first reachable, as given
+		Prefixes:      w.prefixes,
+		ResumeCursor:  w.from,
+		DialOptions:   dial,
+		BackoffMin:    watchBackoffMin,
+		BackoffMax:    watchBackoffMax,
+		Observe:       w.observe,
+		OnStreamEnd:   w.streamEnded,
+		Logger:        log,
+	}
+}
+
+// observe shows a message the view accepted.
+func (w *watcher) observe(o client.Observation) {
+	if w.stopped {
+		return
+	}
+	for _, e := range w.reader.events(o) {
+		if err := w.out.print(e); err != nil {
+			w.finish(&outputError{err})
+			return
+		}
+		if e.counted() {
+			w.seen++
+			if w.count > 0 && w.seen >= w.count {
+				w.finish(nil)
+				return
+			}
+		}
+	}
+}
+
+// streamEnded says on stderr that the view reconnects, or ends the watch
+// when the gateway's refusal will not change by retrying.
+func (w *watcher) streamEnded(se client.StreamEnd) {
+	if w.stopped {
+		return
+	}
+	st, isStatus := grpcStatus(se.Err)
+	switch {
+	case se.Stopped && isStatus:
+		w.finish(w.g.callError(se.Addr, st.Err()))
+		return
+	case se.Stopped:
+		w.finish(se.Err)
+		return
+	}
+	switch st.Code() {
+	case codes.PermissionDenied, codes.Unauthenticated, codes.Unimplemented, codes.FailedPrecondition:
+		w.finish(w.g.callError(se.Addr, st.Err()))
+		return
+	}
+	what := se.Err.Error()
+	if isStatus {
+		what = fmt.Sprintf("gateway %s: %s", se.Addr, st.Message())
+	}
+	from := "a new snapshot"
+	if se.ResumeCursor != "" {
+		from = "cursor " + se.ResumeCursor
+	}
+	fmt.Fprintf(w.g.env.Stderr, "confgate: watch: %s; reconnecting in %s to %s from %s\n",
+		oneLine(what), se.Backoff.Round(time.Millisecond), se.NextAddr, from)
+}
+
+// grpcStatus returns the gRPC status err wraps, if any (a protocol
+// violation or a closed stream has none; its code is then OK).
+func grpcStatus(err error) (*status.Status, bool) {
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		return se.GRPCStatus(), true
+	}
+	return status.New(codes.OK, ""), false
+}
+
+// finish ends the watch with err (nil: --count was reached).
+func (w *watcher) finish(err error) {
+	if !w.stopped {
+		w.stopped, w.err = true, err
+		w.stop()
+	}
 }
