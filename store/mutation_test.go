@@ -5,6 +5,7 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
 	"slices"
@@ -13,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/internal/cursor"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestConfigDefaults: a zero or negative knob gets its default, a positive
@@ -245,7 +249,7 @@ func TestApplyNotifies(t *testing.T) {
 }
 
 // TestLagGauge: the lag gauge of a partition is its high watermark minus the
-// applied offset, never negative.
+// applied offset, never negative; Status sums them.
 func TestLagGauge(t *testing.T) {
 	s := offlineStore(t, nil)
 	s.install(topicMeta{id: topicA, partitions: 2}, []int64{0, 0}, []int64{5, 1}, logTrust{})
@@ -254,6 +258,9 @@ func TestLagGauge(t *testing.T) {
 	s.hw[1] = 0 // a stale high watermark below the applied offset
 	s.updateGaugesLocked()
 	s.mu.Unlock()
+	if got := s.Status().LagRecords; got != 4 {
+		t.Errorf("Status().LagRecords = %d, want 4 (4 + 0)", got)
+	}
 	for p, want := range []float64{4, 0} {
 		var m dto.Metric
 		if err := s.m.lag.WithLabelValues(strconv.Itoa(p)).Write(&m); err != nil {
@@ -307,5 +314,65 @@ func TestNoteHighWatermark(t *testing.T) {
 		if got := s.hw; len(got) != 1 || got[0] != st.want {
 			t.Fatalf("after noteHighWatermark(%d, %d): hw = %v, want [%d]", st.p, st.hw, got, st.want)
 		}
+	}
+}
+
+// TestProbeOnce: one probe of a live topic reaches Kafka (the store is no
+// longer stale) and raises the known high watermarks to the end offsets,
+// never lowering one, and skips partitions it does not track.
+func TestProbeOnce(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var rs []*kgo.Record
+	for p, n := range []int{3, 2, 4} { // end offsets 3, 2, 4
+		for range n {
+			rs = append(rs, &kgo.Record{Key: []byte("k"), Partition: int32(p)})
+		}
+	}
+	if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := New(Config{Brokers: c.ListenAddrs(), Topic: "t", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	td, err := s.adm.ListTopics(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := topicMeta{id: cursor.TopicID(td["t"].ID), partitions: 3}
+	// Targets for two partitions only, so the third is one the store does
+	// not track; partition 1 already knows a watermark past the end.
+	s.install(meta, []int64{0, 0}, []int64{0, 10}, logTrust{})
+	if !s.Stale() {
+		t.Fatal("stale before any contact: false, want true")
+	}
+	pctx, pcancel := context.WithCancelCause(ctx)
+	defer pcancel(nil)
+	s.probeOnce(pctx, pcancel, meta)
+	if cause := context.Cause(pctx); cause != nil {
+		t.Fatalf("probe ended the epoch: %v", cause)
+	}
+	if s.Stale() {
+		t.Fatal("stale after a successful probe")
+	}
+	s.mu.RLock()
+	hw := slices.Clone(s.hw)
+	s.mu.RUnlock()
+	if want := []int64{3, 10}; !slices.Equal(hw, want) {
+		t.Fatalf("high watermarks after the probe = %v, want %v", hw, want)
 	}
 }
