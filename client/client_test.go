@@ -120,7 +120,7 @@ func TestOlderVersionIgnored(t *testing.T) {
 			return hold(ss)
 		}
 		err := send(ss, append(snapshot(cur(10), initial, ent("k", "new", 0, 8), ent("j", "old", 0, 2)),
-			delta(cur(11), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 9)), del("k", 0, 7)),
+			delta(cur(11), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 10)), del("k", 0, 7)),
 			delta(cur(12), put(ent("k", "same", 0, 8))))...)
 		if err != nil {
 			return err
@@ -130,10 +130,10 @@ func TestOlderVersionIgnored(t *testing.T) {
 	v := startView(t, Config{Addrs: []string{g.addr}})
 	waitSynced(t, v)
 	eventually(t, "second delta", func() bool { return v.Cursor() == cur(12).String() })
-	if got, want := viewKeys(v, ""), []string{"j=newer@0:9", "k=new@0:8"}; !slices.Equal(got, want) {
+	if got, want := viewKeys(v, ""), []string{"j=newer@0:10", "k=new@0:8"}; !slices.Equal(got, want) {
 		t.Errorf("view = %q, want %q", got, want)
 	}
-	if !bytes.Equal(v.Digest(), digestOf(ent("j", "newer", 0, 9), ent("k", "new", 0, 8))) {
+	if !bytes.Equal(v.Digest(), digestOf(ent("j", "newer", 0, 10), ent("k", "new", 0, 8))) {
 		t.Error("digest does not match the view")
 	}
 }

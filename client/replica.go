@@ -197,13 +197,9 @@ func (r *replica) delta(s *session, d *confgatev1.Delta) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	type op struct {
-		put *Entry
-		del *confgatev1.Deletion
-	}
-	ops := make([]op, 0, len(d.GetChanges()))
+	ops := make([]deltaOp, 0, len(d.GetChanges()))
 	for i, c := range d.GetChanges() {
-		var o op
+		var o deltaOp
 		var p int32
 		var off int64
 		switch {
@@ -234,6 +230,14 @@ func (r *replica) delta(s *session, d *confgatev1.Delta) (result, error) {
 	res := result{moved: true, vouched: true}
 	cs := next.String()
 	for _, o := range ops {
+		// A change below the view's cursor in its partition is one the
+		// view applied already, or one a later record superseded: it is
+		// ignored, like any change not newer than what the view holds.
+		// Judged per key alone, a put of a key deleted since would bring
+		// the key back.
+		if p, off := o.version(); off < r.cur.Offset(p) {
+			continue
+		}
 		if o.put != nil {
 			old, ok := r.tree.Get(o.put)
 			if ok && !newer(o.put.Partition, o.put.Offset, old) {
@@ -293,6 +297,19 @@ func (r *replica) advance(b []byte, what string) (cursor.Cursor, error) {
 		return cursor.Cursor{}, violation(false, "%s cursor %s is behind the view's cursor %s", what, next, r.cur)
 	}
 	return next, nil
+}
+
+// deltaOp is one validated change of a delta.
+type deltaOp struct {
+	put *Entry
+	del *confgatev1.Deletion
+}
+
+func (o deltaOp) version() (int32, int64) {
+	if o.put != nil {
+		return o.put.Partition, o.put.Offset
+	}
+	return o.del.GetVersion().GetPartition(), o.del.GetVersion().GetOffset()
 }
 
 // newer reports whether version (p, off) may replace old. In the same

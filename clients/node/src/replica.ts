@@ -208,6 +208,11 @@ export class Replica {
     const res = result({ moved: true });
     const cs = next.toString();
     for (const o of ops) {
+      // A change below the view's cursor in its partition was applied
+      // already or superseded: ignored (applied to a key deleted since, it
+      // would bring the key back).
+      const [p, off] = o.put ? [o.put.partition, o.put.offset] : [o.del!.version!.partition, o.del!.version!.offset];
+      if (off < this.cursor!.offset(p)) continue;
       if (o.put) {
         const e = o.put;
         const old = this.entries.get(e.key);

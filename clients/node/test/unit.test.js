@@ -119,11 +119,11 @@ test("older versions ignored", () => {
   const s = new Session(false);
   feed(r, s, snapshot(cur([10]), INITIAL, ent("k", "new", 0, 8), ent("j", "old", 0, 2)));
   const evs = feed(r, s, [
-    delta(cur([11]), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 9)), del("k", 0, 7)),
+    delta(cur([11]), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 10)), del("k", 0, 7)),
     delta(cur([12]), put(ent("k", "same", 0, 8))),
   ]);
   assert.deepEqual(evs.map((e) => `${e.kind} ${e.key}`), ["put j"]);
-  assert.deepEqual(view(r), ["j=newer@0:9", "k=new@0:8"]);
+  assert.deepEqual(view(r), ["j=newer@0:10", "k=new@0:8"]);
 });
 
 test("never backwards", async (t) => {

@@ -173,10 +173,10 @@ def test_snapshot_then_deltas() -> None:
 def test_older_version_ignored() -> None:
     r, s = Replica(), Session(resumed=False)
     feed(r, s, snapshot(cur(10), pb.SNAPSHOT_REASON_INITIAL, ent("k", "new", 0, 8), ent("j", "old", 0, 2)))
-    evs = feed(r, s, [delta(cur(11), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 9)), delete("k", 0, 7)),
+    evs = feed(r, s, [delta(cur(11), put(ent("k", "older", 0, 5)), put(ent("j", "newer", 0, 10)), delete("k", 0, 7)),
                       delta(cur(12), put(ent("k", "same", 0, 8)))])
     assert [(e.kind, e.key) for e in evs] == [("put", "j")]
-    assert view(r) == ["j=newer@0:9", "k=new@0:8"]
+    assert view(r) == ["j=newer@0:10", "k=new@0:8"]
     assert r.cursor == cur(12)
 
 

@@ -170,6 +170,13 @@ class Replica:
         res = Result(moved=True)
         cs = str(nxt)
         for put, dele in ops:
+            # A change below the view's cursor in its partition was applied
+            # already or superseded: ignored (applied to a key deleted
+            # since, it would bring the key back).
+            p, off = (put.partition, put.offset) if put is not None else (
+                dele.version.partition, dele.version.offset)
+            if off < self.cursor.offset(p):
+                continue
             if put is not None:
                 old = self.entries.get(put.key)
                 if old is not None and not _newer(put.partition, put.offset, old):
