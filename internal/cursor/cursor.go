@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // formatV1 is the first byte of every encoded cursor. A new layout gets a
@@ -154,6 +155,11 @@ func Decode(b []byte) (Cursor, error) {
 
 // Parse decodes the text form printed by String.
 func Parse(s string) (Cursor, error) {
+	// Go's decoder skips '\r' and '\n'; one text form per cursor, so
+	// they are refused like any other character outside the alphabet.
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		return Cursor{}, fmt.Errorf("cursor is not URL-safe base64: line break at byte %d", i)
+	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
 		return Cursor{}, fmt.Errorf("cursor is not URL-safe base64: %w", err)
