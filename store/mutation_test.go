@@ -376,3 +376,69 @@ func TestProbeOnce(t *testing.T) {
 		t.Fatalf("high watermarks after the probe = %v, want %v", hw, want)
 	}
 }
+
+// TestClip: quoted keys and values in errors and logs are cut after 64 bytes.
+func TestClip(t *testing.T) {
+	s64, s65 := strings.Repeat("a", 64), strings.Repeat("a", 65)
+	if got := clip(s64); got != s64 {
+		t.Errorf("clip(64 bytes) = %q, want it unchanged", got)
+	}
+	if got := clip(s65); got != s64+"..." {
+		t.Errorf("clip(65 bytes) = %q, want 64 bytes and ...", got)
+	}
+	if got, want := clipKey([]byte(s65)), strconv.Quote(s64); got != want {
+		t.Errorf("clipKey(65 bytes) = %s, want %s", got, want)
+	}
+}
+
+// TestRecordSize: key, value and every header's key and value, in bytes.
+func TestRecordSize(t *testing.T) {
+	r := &kgo.Record{Key: []byte("kk"), Value: []byte("vvvvv"), Headers: []kgo.RecordHeader{
+		{Key: "h", Value: []byte("123")}, {Key: "hh", Value: nil},
+	}}
+	if got, want := recordSize(r), 2+5+(1+3)+(2+0); got != want {
+		t.Fatalf("recordSize = %d, want %d", got, want)
+	}
+}
+
+// TestDecodeDetails: a CreateTime record is not taken for an append time,
+// and a skip's log line carries the rule's error.
+func TestDecodeDetails(t *testing.T) {
+	var buf bytes.Buffer
+	s := offlineStore(t, &buf)
+	ts := time.UnixMilli(1_700_000_000_000)
+	k := "k"
+	p := int32(s.keyPart.Partition(&kgo.Record{Key: []byte(k)}, 4))
+	r := s.decode(&kgo.Record{Key: []byte(k), Value: []byte("v"), Partition: p, Offset: 7, Timestamp: ts}, 4)
+	if r.skip != skipNone || r.logAppend || r.ts != ts.UnixMilli() || r.off != 7 || r.part != p {
+		t.Fatalf("decode = %+v, want applied, CreateTime %d at %d:7", r, ts.UnixMilli(), p)
+	}
+	buf.Reset()
+	r = s.decode(&kgo.Record{Key: []byte("bad\x00key"), Value: []byte("v"), Partition: p}, 4)
+	if r.skip != skipBadKey {
+		t.Fatalf("skip = %q, want %q", r.skip, skipBadKey)
+	}
+	if line := buf.String(); !strings.Contains(line, "reason=bad_key") || !strings.Contains(line, "err=") {
+		t.Fatalf("skip logged %q, want the reason and the error", line)
+	}
+	buf.Reset()
+	s.decode(&kgo.Record{Key: nil, Value: []byte("v"), Partition: p}, 4)
+	if line := buf.String(); !strings.Contains(line, "reason=no_key") || strings.Contains(line, "err=") {
+		t.Fatalf("skip logged %q, want the reason and no error (there is none)", line)
+	}
+}
+
+// TestGetDeleted: Get reports a deleted key and an absent one as not found.
+func TestGetDeleted(t *testing.T) {
+	s := offlineStore(t, nil)
+	s.install(topicMeta{id: topicA, partitions: 1}, []int64{0}, []int64{0}, logTrust{})
+	s.apply(recs(put(0, 0, "k", "v"), put(0, 1, "j", "v"), del(0, 2, "k")))
+	for _, key := range []string{"k", "absent"} {
+		if e, _, ok, err := s.Get(key); err != nil || ok || e != nil {
+			t.Errorf("Get(%q) = %v, %v, %v; want not found", key, e, ok, err)
+		}
+	}
+	if e, _, ok, err := s.Get("j"); err != nil || !ok || string(e.Value) != "v" {
+		t.Errorf("Get(j) = %v, %v, %v; want v", e, ok, err)
+	}
+}
