@@ -50,6 +50,9 @@ echo "CONFGATE_KAFKA_BROKERS=$CONFGATE_KAFKA_BROKERS" >&2
 echo "== go test -race ./... (integration tests on Apache Kafka)" >&2
 go test -race -count=1 -timeout 20m ./...
 
+echo "== fuzz: every fuzz target for a few seconds (make fuzz runs them longer)" >&2
+./scripts/fuzz.sh 3
+
 echo "== failover: confgate processes behind HAProxy, chaos, history checker" >&2
 go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/failover
 
