@@ -442,3 +442,20 @@ func TestGetDeleted(t *testing.T) {
 		t.Errorf("Get(j) = %v, %v, %v; want v", e, ok, err)
 	}
 }
+
+// TestStartRecordingShortTrustStart: a partition without a listed log start
+// offset gets no trusted diff floor (and no panic).
+func TestStartRecordingShortTrustStart(t *testing.T) {
+	start := time.Now()
+	trust := newLogTrust(start, topicTiming{tombRetention: 24 * time.Hour, createLag: time.Hour}, false)
+	st := newState(topicA, []int64{0, 0}, 1, bigLimits, trust)
+	young := start.Add(-time.Hour).UnixMilli()
+	r0, r1 := put(0, 0, "a", "1"), put(1, 0, "b", "1")
+	r0.ts, r0.logAppend, r1.ts, r1.logAppend = young, true, young, true
+	st.apply(recs(r0, r1), 0)
+	st.trustStart = []int64{0}
+	st.startRecording(start.Add(time.Minute))
+	if want := []int64{0, 1}; !slices.Equal(st.diffFloor, want) {
+		t.Fatalf("diffFloor = %v, want %v", st.diffFloor, want)
+	}
+}
