@@ -311,6 +311,11 @@ func (s *subscription) sendBatch(b *store.Batch) error {
 // is exact.
 func (s *subscription) catchUp(ctx context.Context, first []*store.Batch) error {
 	g := s.g
+	// Past this many bytes of pending changes a coalesced delta cannot fit
+	// MaxCoalescedBytes (coalescing shrinks a backlog by at most its
+	// rewrites): stop reading the history there, so a catch-up costs work
+	// in proportion to the bound, not to how far behind the reader is.
+	bound := 2 * g.cfg.MaxCoalescedBytes
 	latest := map[string]*store.Entry{}
 	var last *store.Batch
 	size := 0
@@ -325,14 +330,17 @@ func (s *subscription) catchUp(ctx context.Context, first []*store.Batch) error 
 				}
 				latest[e.Key] = e
 				size += len(e.Value)
+				if size > bound {
+					return false
+				}
 			}
 			last = b
 		}
-		return size <= g.cfg.MaxCoalescedBytes*2
+		return true
 	}
 	ok := add(first)
 	for ok {
-		more, err := g.src.Since(last.Seq, 4096)
+		more, err := g.src.Since(last.Seq, g.cfg.MaxPendingBatches+1)
 		if err != nil {
 			ok = false
 			break
