@@ -459,3 +459,34 @@ func TestStartRecordingShortTrustStart(t *testing.T) {
 		t.Fatalf("diffFloor = %v, want %v", st.diffFloor, want)
 	}
 }
+
+// TestByteAccounting pins what the byte limits count: a batch is its
+// changes' sizes plus 8 bytes per partition of its end cursor plus 64, and
+// tombBytes is the size of the tombstones held, through replacements.
+func TestByteAccounting(t *testing.T) {
+	st := newTestState(3, bigLimits)
+	st.startRecording(time.Now())
+	a, b := put(0, 0, "a", "12345"), put(1, 0, "bb", "")
+	b1 := must(st.apply(recs(a, b), 0))
+	wantBatch := a.entry.Size() + b.entry.Size() + 3*8 + 64
+	if b1.size != wantBatch || st.historyBytes != wantBatch {
+		t.Fatalf("batch size %d, history bytes %d; want %d", b1.size, st.historyBytes, wantBatch)
+	}
+
+	d := del(0, 1, "a")
+	st.apply(recs(d), 0)
+	if st.tombs != 1 || st.tombBytes != d.entry.Size() {
+		t.Fatalf("after a delete: tombs %d, tombBytes %d; want 1, %d", st.tombs, st.tombBytes, d.entry.Size())
+	}
+	d2 := del(0, 2, "a") // a tombstone replacing a tombstone
+	st.apply(recs(d2), 0)
+	if st.tombs != 1 || st.tombBytes != d2.entry.Size() {
+		t.Fatalf("after a second delete: tombs %d, tombBytes %d; want 1, %d", st.tombs, st.tombBytes, d2.entry.Size())
+	}
+	st.apply(recs(put(0, 3, "a", "again")), 0)
+	if st.tombs != 0 || st.tombBytes != 0 {
+		t.Fatalf("after a put over the tombstone: tombs %d, tombBytes %d; want 0, 0", st.tombs, st.tombBytes)
+	}
+}
+
+func must(b *Batch, _ applyResult) *Batch { return b }
