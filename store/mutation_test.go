@@ -490,3 +490,31 @@ func TestByteAccounting(t *testing.T) {
 }
 
 func must(b *Batch, _ applyResult) *Batch { return b }
+
+// TestTrimAtTheByteLimit: history exactly at the byte limit is kept whole;
+// one byte less drops the oldest batch. Trimming a long history to a short
+// one gives back the long backing array.
+func TestTrimAtTheByteLimit(t *testing.T) {
+	probe := newTestState(1, bigLimits)
+	probe.startRecording(time.Now())
+	two := applyOnePerBatch(t, probe, 2)
+	limit := two[0].size + two[1].size
+	for _, tt := range []struct {
+		bytes int64
+		keep  int
+	}{{limit, 2}, {limit - 1, 1}} {
+		st := newTestState(1, historyLimits{batches: 100, bytes: tt.bytes})
+		st.startRecording(time.Now())
+		all := applyOnePerBatch(t, st, 2)
+		checkWindow(t, st, all, tt.keep)
+	}
+
+	st := newTestState(1, historyLimits{batches: 1000, bytes: 1 << 40})
+	st.startRecording(time.Now())
+	applyOnePerBatch(t, st, 500)
+	st.limits.batches = 1
+	applyOnePerBatch(t, st, 1)
+	if len(st.history) != 1 || cap(st.history) > 2+64 {
+		t.Fatalf("after trimming 501 batches to 1: len %d, cap %d; want 1 and the array given back", len(st.history), cap(st.history))
+	}
+}
