@@ -518,3 +518,20 @@ func TestTrimAtTheByteLimit(t *testing.T) {
 		t.Fatalf("after trimming 501 batches to 1: len %d, cap %d; want 1 and the array given back", len(st.history), cap(st.history))
 	}
 }
+
+// TestPurgeNeverLowersTheDiffFloor: forgetting a tombstone read while
+// bootstrapping, below the diff floor, leaves the floor where it is.
+func TestPurgeNeverLowersTheDiffFloor(t *testing.T) {
+	st := newTestState(1, bigLimits)
+	st.apply(recs(put(0, 0, "x", "1"), del(0, 3, "x"), put(0, 4, "y", "1")), 0)
+	st.startRecording(time.Now())
+	if want := []int64{5}; !slices.Equal(st.diffFloor, want) {
+		t.Fatalf("diffFloor at the start of recording = %v, want %v", st.diffFloor, want)
+	}
+	if n := st.purgeTombstones(1); n != 1 {
+		t.Fatalf("purged %d tombstones, want 1", n)
+	}
+	if want := []int64{5}; !slices.Equal(st.diffFloor, want) {
+		t.Fatalf("diffFloor after purging x@0:3 = %v, want %v", st.diffFloor, want)
+	}
+}
