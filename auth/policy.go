@@ -88,13 +88,16 @@ type ruleFile struct {
 
 // ParsePolicy parses an ACL file's content.
 func ParsePolicy(b []byte) (*Policy, error) {
+	errEmpty := errors.New(`ACL: the file is empty (write "rules: []" to deny everything)`)
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, errors.New(`ACL: the file is empty (write "rules: []" to deny everything)`)
+		return nil, errEmpty
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	var f policyFile
-	if err := dec.Decode(&f); err != nil {
+	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
+		return nil, errEmpty
+	} else if err != nil {
 		return nil, fmt.Errorf("ACL: %w", err)
 	}
 	var extra any
