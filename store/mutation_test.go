@@ -535,3 +535,28 @@ func TestPurgeNeverLowersTheDiffFloor(t *testing.T) {
 		t.Fatalf("diffFloor after purging x@0:3 = %v, want %v", st.diffFloor, want)
 	}
 }
+
+// TestPurgeRaisesTrustFrom: forgetting a tombstone while bootstrapping
+// raises its partition's trusted offset past it when it was at or after
+// it, and never makes an untrusted partition trusted.
+func TestPurgeRaisesTrustFrom(t *testing.T) {
+	start := time.Now()
+	trust := newLogTrust(start, topicTiming{tombRetention: 24 * time.Hour, createLag: time.Hour}, false)
+	young, old := start.Add(-time.Hour).UnixMilli(), start.Add(-48*time.Hour).UnixMilli()
+	at := func(r rec, ts int64) rec { r.ts, r.logAppend = ts, true; return r }
+	st := newState(topicA, []int64{0, 0, 0}, 1, bigLimits, trust)
+	st.apply(recs(
+		at(del(0, 0, "a"), young),                               // partition 0: trusted from 0, its tombstone at 0
+		at(put(1, 0, "b", "1"), young), at(del(1, 1, "c"), old), // partition 1: trusted from 0, tombstone at 1
+		at(del(2, 0, "d"), old), // partition 2: never trusted
+	), 0)
+	if want := []int64{0, 0, -1}; !slices.Equal(st.trustFrom, want) {
+		t.Fatalf("trustFrom after bootstrap = %v, want %v", st.trustFrom, want)
+	}
+	if n := st.purgeTombstones(1); n != 3 {
+		t.Fatalf("purged %d tombstones, want 3", n)
+	}
+	if want := []int64{1, 2, -1}; !slices.Equal(st.trustFrom, want) {
+		t.Fatalf("trustFrom after forgetting the tombstones = %v, want %v", st.trustFrom, want)
+	}
+}
