@@ -94,11 +94,11 @@ func parseJWKS(b []byte) (*keySet, error) {
 		if err := k.UnmarshalJSON(r); err != nil {
 			return nil, fmt.Errorf("JWKS key %d (kid %q): %w", i, hdr.Kid, err)
 		}
+		if k.Key != nil && !k.IsPublic() {
+			return nil, fmt.Errorf("JWKS key %d (kid %q): not a public key (private and symmetric keys do not belong in the JWKS file)", i, k.KeyID)
+		}
 		if !k.Valid() {
 			return nil, fmt.Errorf("JWKS key %d (kid %q): incomplete key", i, k.KeyID)
-		}
-		if !k.IsPublic() {
-			return nil, fmt.Errorf("JWKS key %d (kid %q): not a public key (private and symmetric keys do not belong in the JWKS file)", i, k.KeyID)
 		}
 		if k.Use != "" && k.Use != "sig" {
 			return nil, fmt.Errorf("JWKS key %d (kid %q): unknown use %q", i, k.KeyID, k.Use)
