@@ -32,13 +32,16 @@ type Principal struct {
 	// for the anonymous principal, and only for it.
 	Name string
 	// Groups the caller belongs to (tokens file, JWT groups claim), sorted
-	// and without duplicates. ACL rules can grant to groups.
+	// and without duplicates; shared, do not modify. ACL rules can grant
+	// to groups.
 	Groups []string
 	// Method is how the caller authenticated.
 	Method Method
-	// Expiry is when the credential stops being valid (a JWT's exp); zero
-	// when it does not expire (certificates are checked by the TLS
-	// handshake, static tokens until removed from the file).
+	// Expiry is when Authenticate stops accepting the credential (a JWT's
+	// exp plus the clock-skew leeway); zero when it does not expire
+	// (certificates are checked by the TLS handshake, static tokens last
+	// until removed from the file). A gateway should end a stream opened
+	// with it by then.
 	Expiry time.Time
 }
 
