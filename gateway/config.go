@@ -4,9 +4,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"os"
 	"runtime"
 	"time"
 
+	"github.com/confgate/confgate/auth"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -81,6 +83,25 @@ type Config struct {
 	// Default 10s.
 	ShutdownGrace time.Duration
 
+	// Authenticator identifies callers (verified client certificates,
+	// static tokens, JWTs); nil lets everyone in as the anonymous
+	// principal.
+	Authenticator *auth.Authenticator
+	// Policy decides what each principal may read and write; nil allows
+	// everything. Serve runs its watcher; open streams are re-checked when
+	// it changes.
+	Policy *auth.PolicyWatcher
+	// MaxStreamsPerPrincipal bounds the open streams of one principal;
+	// past it new streams get RESOURCE_EXHAUSTED. Default 1,000.
+	MaxStreamsPerPrincipal int
+	// MaxWritesPerSecond bounds one principal's writes (token bucket,
+	// burst ten times it); past it writes get RESOURCE_EXHAUSTED.
+	// Default 100.
+	MaxWritesPerSecond int
+	// Name names this gateway in the audit headers of the writes it makes.
+	// Default: the host name.
+	Name string
+
 	// TLS, when set, serves gRPC over TLS with it (certificates, client
 	// certificate checks); nil serves plaintext. The admin listener stays
 	// plain HTTP.
@@ -116,6 +137,9 @@ func Defaults() Config {
 		KeepaliveTimeout:      10 * time.Second,
 		MaxConnectionAgeGrace: 30 * time.Second,
 		ShutdownGrace:         10 * time.Second,
+
+		MaxStreamsPerPrincipal: 1000,
+		MaxWritesPerSecond:     100,
 	}
 }
 
@@ -149,6 +173,11 @@ func (c *Config) withDefaults() (Config, error) {
 	orDefault(&out.KeepaliveTimeout, d.KeepaliveTimeout)
 	orDefault(&out.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
 	orDefault(&out.ShutdownGrace, d.ShutdownGrace)
+	orDefault(&out.MaxStreamsPerPrincipal, d.MaxStreamsPerPrincipal)
+	orDefault(&out.MaxWritesPerSecond, d.MaxWritesPerSecond)
+	if out.Name == "" {
+		out.Name, _ = os.Hostname()
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

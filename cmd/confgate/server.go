@@ -55,6 +55,9 @@ type serverFlags struct {
 	maxResetsPerSecond    int
 	maxConnections        int
 	maxTombstones         int
+	maxStreamsPrincipal   int
+	maxWritesPerSecond    int
+	gatewayName           string
 	maxTombstoneBytes     int64
 
 	tls serverTLS
@@ -104,6 +107,9 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxTombstones, "max-tombstones", sd.MaxTombstones, "deleted keys remembered for resumes (see --tombstone-retention); past it the oldest are forgotten early and resumes from before them get a snapshot")
 	f.maxTombstoneBytes = sd.MaxTombstoneBytes
 	fs.Var(byteSize{&f.maxTombstoneBytes}, "max-tombstone-bytes", "memory bound of the deleted keys remembered for resumes (see --max-tombstones)")
+	fs.IntVar(&f.maxStreamsPrincipal, "max-streams-per-principal", gd.MaxStreamsPerPrincipal, "open streams of one principal (client identity); past it its new streams get RESOURCE_EXHAUSTED")
+	fs.IntVar(&f.maxWritesPerSecond, "max-writes-per-second", gd.MaxWritesPerSecond, "writes one principal may make per second (burst ten times it); past it writes get RESOURCE_EXHAUSTED")
+	fs.StringVar(&f.gatewayName, "gateway-name", "", "this gateway's name in the audit headers of the writes it makes (default: the host name)")
 	f.tls.register(fs)
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", gd.ShutdownGrace, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
 }
@@ -159,6 +165,10 @@ func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
 		MaxStreamsPerConn:     f.maxStreamsPerConn,
 		MaxResetsPerSecond:    f.maxResetsPerSecond,
 		MaxConnections:        f.maxConnections,
+
+		MaxStreamsPerPrincipal: f.maxStreamsPrincipal,
+		MaxWritesPerSecond:     f.maxWritesPerSecond,
+		Name:                   f.gatewayName,
 	}, nil
 }
 
