@@ -24,6 +24,9 @@ type Write struct {
 func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset int64, c cursor.Cursor, err error) {
 	// A record the store would skip on read must not be acknowledged.
 	headers, err := checkWrite(w)
+	if err == nil {
+		err = s.checkTopicLimit(w, headers)
+	}
 	if err != nil {
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce: %w", err)
 	}
@@ -93,4 +96,29 @@ func classifyProduceErr(err error) error {
 		return fmt.Errorf("%w: %w", ErrWriteRejected, err)
 	}
 	return err
+}
+
+// recordOverhead bounds what Kafka's v2 record batch adds around one
+// record: the batch header (61 bytes), the record's own fields and the
+// varint lengths of its key, value and each header.
+func recordOverhead(headers int) int { return 61 + 32 + headers*10 }
+
+// checkTopicLimit refuses, before producing, a write the topic's
+// max.message.bytes cannot hold (read when the topic was described), so
+// the caller learns the real limit instead of Kafka's MESSAGE_TOO_LARGE.
+func (s *Store) checkTopicLimit(w Write, headers []kgo.RecordHeader) error {
+	limit := s.maxMessageBytes.Load()
+	if limit <= 0 {
+		return nil
+	}
+	n := len(w.Key) + len(w.Value) + recordOverhead(len(headers))
+	for _, h := range headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	if int64(n) > limit {
+		return &RuleError{Kind: ErrTooLargeForTopic, Field: "value", Msg: fmt.Sprintf(
+			"the record would be about %d bytes, more than the topic's max.message.bytes %d: make the value smaller, or raise max.message.bytes on the topic (to at least %d for every entry confgate accepts)",
+			n, limit, ProducerBatchBytes)}
+	}
+	return nil
 }

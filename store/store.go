@@ -55,6 +55,9 @@ type Store struct {
 	produced []int64
 
 	sawTruncation bool // the log went backwards once: Run's goroutine only
+	// maxMessageBytes is the topic's max.message.bytes as last described
+	// (0 unknown): writes that cannot fit are refused before producing.
+	maxMessageBytes atomic.Int64
 
 	ends        freshGroup[kadm.ListedOffsets] // CheckInLog's end offset requests
 	lastContact atomic.Int64                   // unix nanos of the last successful Kafka round trip

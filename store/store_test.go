@@ -813,3 +813,20 @@ func TestProduceAtTheLimits(t *testing.T) {
 		t.Errorf("entry at every limit not applied: %v", ok)
 	}
 }
+
+// A write the topic's max.message.bytes cannot hold is refused before
+// producing, naming the topic's limit; one that fits goes through.
+func TestProduceRespectsTopicMaxMessageBytes(t *testing.T) {
+	c := newCluster(t)
+	if err := c.CreateTopic(topic, 1, map[string]string{"cleanup.policy": "compact", "max.message.bytes": "10000"}); err != nil {
+		t.Fatal(err)
+	}
+	r := startStore(t, c, nil)
+	r.waitReady(t)
+	_, _, _, err := r.Produce(within(t, 10*time.Second), store.Write{Key: "big", Value: make([]byte, 20000)})
+	var re *store.RuleError
+	if !errors.As(err, &re) || !errors.Is(err, store.ErrTooLargeForTopic) || re.Field != "value" || !strings.Contains(re.Msg, "max.message.bytes 10000") {
+		t.Fatalf("Produce over the topic's limit = %v, want a RuleError naming max.message.bytes 10000", err)
+	}
+	r.produce(t, store.Write{Key: "small", Value: make([]byte, 5000)})
+}

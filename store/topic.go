@@ -78,6 +78,7 @@ func (s *Store) describeOnce(ctx context.Context, first bool) (topicMeta, error)
 		return topicMeta{}, fmt.Errorf("topic %q has no partitions yet", s.cfg.Topic)
 	}
 	meta.timing = s.inspectConfigs(rctx)
+	s.maxMessageBytes.Store(meta.timing.maxMessageBytes)
 	if p := meta.timing.cleanupPolicy; p != "" && !strings.Contains(p, "compact") && first && !s.cfg.AllowUncompactedTopic {
 		return topicMeta{}, fmt.Errorf("%w: %q has cleanup.policy=%s, so Kafka's retention deletes config entries that were never changed or deleted: set cleanup.policy=compact on the topic, or start with --allow-uncompacted-topic if that loss is really intended", ErrTopicNotCompacted, s.cfg.Topic, p)
 	}
@@ -142,6 +143,10 @@ func (s *Store) inspectConfigs(ctx context.Context) topicTiming {
 		case "message.timestamp.after.max.ms":
 			if d, ok := millis(v); ok {
 				tt.createLag = d
+			}
+		case "max.message.bytes":
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				tt.maxMessageBytes = n
 			}
 		case "message.timestamp.type":
 			tt.logAppendTime = v == "LogAppendTime"

@@ -57,6 +57,8 @@ type topicTiming struct {
 	uncleanElection bool
 	// cleanupPolicy is the topic's cleanup.policy ("" unknown).
 	cleanupPolicy string
+	// maxMessageBytes is the topic's max.message.bytes (0 unknown).
+	maxMessageBytes int64
 }
 
 // minTrustRetention: below this delete.retention.ms the guard would be too
