@@ -49,6 +49,35 @@ type Config struct {
 	// (grpc.WithTransportCredentials) or a credentials bundle.
 	DialOptions []grpc.DialOption
 
+	// Token is a bearer token sent on every call as "authorization:
+	// Bearer <token>" metadata (grpc PerRPCCredentials), for gateways that
+	// authenticate callers with --auth-tokens or --auth-jwks: a static
+	// token made by `confgate token new`, or a JWT. Not together with
+	// TokenFile. Default "": no token (a gateway with client certificate
+	// authentication reads the certificate in DialOptions' TLS config).
+	Token string
+
+	// TokenFile is the path of a file holding the bearer token (surrounding
+	// whitespace is ignored), re-read when it changes: the file is checked
+	// at most once a second, by the next call, and read again when it was
+	// replaced, resized or modified, so rotated tokens (a Kubernetes
+	// projected service-account token, a SPIFFE JWT-SVID an agent
+	// rewrites) are used without a restart; a stream keeps the token it
+	// was opened with, and its reconnects send the new one. A file missing
+	// or invalid at Subscribe is an error; one that becomes unreadable or
+	// invalid later leaves the last good token in use (logged), since a
+	// rotation in progress is the likely cause. Not together with Token.
+	TokenFile string
+
+	// InsecureToken lets Token or TokenFile travel over connections
+	// without transport security. By default a token is only sent over
+	// TLS (Subscribe fails otherwise: the credentials require transport
+	// security), except when every address is on the loopback interface
+	// (127.0.0.0/8, ::1, "localhost") or a Unix socket, where no network
+	// sees it. Set it only on a network you trust as much as the
+	// token: anyone who can read the traffic can replay the token.
+	InsecureToken bool
+
 	// BackoffMin and BackoffMax bound the wait before reconnecting:
 	// exponential from BackoffMin up to BackoffMax, with full jitter (a
 	// uniform draw between 0 and the bound), so that clients of a dead
@@ -280,6 +309,9 @@ func (c Config) settings() (settings, error) {
 		s.log = slog.Default()
 	}
 	s.log = s.log.With("component", "confgate/client", "selector", sel.String())
+	if err := c.tokenOption(&s); err != nil {
+		return settings{}, err
+	}
 	// grpc.NewClient does not connect; it checks the target and options, so
 	// a bad address or missing credentials fail here, not in the background.
 	for _, a := range s.addrs {
@@ -305,4 +337,43 @@ func (c Config) resumeCursor() (*cursor.Cursor, error) {
 		return nil, fmt.Errorf("client: Config.ResumeCursor: %w", err)
 	}
 	return &cur, nil
+}
+
+// tokenOption adds Token or TokenFile to s.dialOptions as per-RPC
+// credentials. Plaintext to a non-loopback address is refused: here, with
+// a message saying what to do, when DialOptions is nil (the default
+// insecure transport); by grpc.NewClient in settings when DialOptions has
+// insecure transport credentials (the token credentials require transport
+// security); by gRPC at connection time for any other transport that turns
+// out to be without privacy.
+func (c Config) tokenOption(s *settings) error {
+	if c.Token == "" && c.TokenFile == "" {
+		return nil
+	}
+	if c.Token != "" && c.TokenFile != "" {
+		return errors.New("client: Config.Token and TokenFile exclude each other: set one")
+	}
+	requireTLS := !c.InsecureToken
+	if requireTLS {
+		local := true
+		for _, a := range s.addrs {
+			local = local && loopbackTarget(a)
+		}
+		requireTLS = !local
+	}
+	if requireTLS && c.DialOptions == nil {
+		return errors.New("client: Config.Token or TokenFile would be sent in plaintext to a gateway that is not on this host: " +
+			"set DialOptions with TLS transport credentials (grpc.WithTransportCredentials(credentials.NewTLS(...))), " +
+			"or Config.InsecureToken on a network you trust")
+	}
+	creds, err := newTokenCredentials(c.Token, c.TokenFile, requireTLS, s.log)
+	if err != nil {
+		if c.TokenFile != "" {
+			return fmt.Errorf("client: Config.TokenFile: %w", err)
+		}
+		return fmt.Errorf("client: Config.Token: %w", err)
+	}
+	// A copy: the caller's DialOptions slice is not appended to.
+	s.dialOptions = append(append([]grpc.DialOption(nil), s.dialOptions...), grpc.WithPerRPCCredentials(creds))
+	return nil
 }
