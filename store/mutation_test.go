@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -559,4 +560,119 @@ func TestPurgeRaisesTrustFrom(t *testing.T) {
 	if want := []int64{1, 2, -1}; !slices.Equal(st.trustFrom, want) {
 		t.Fatalf("trustFrom after forgetting the tombstones = %v, want %v", st.trustFrom, want)
 	}
+}
+
+// TestCreateTopicResult: createTopic reports a refused creation, and
+// succeeds for a new topic and for one that already exists.
+func TestCreateTopicResult(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "exists"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tests := []struct {
+		name    string
+		topic   string
+		rf      int16
+		wantErr bool
+	}{
+		{"new", "fresh", 1, false},
+		{"exists", "exists", 1, false},
+		{"refused: replication factor over the broker count", "refused", 3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := New(Config{Brokers: c.ListenAddrs(), Topic: tt.topic, Partitions: 2, ReplicationFactor: tt.rf, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.createTopic(ctx); (err != nil) != tt.wantErr {
+				t.Fatalf("createTopic: %v, want an error: %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestInspectConfigsUnknown: when the topic's configs cannot be read, the
+// timing trusts nothing: no tombstone retention, CreateTime lag unknown (-1).
+func TestInspectConfigsUnknown(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	s, err := New(Config{Brokers: c.ListenAddrs(), Topic: "absent", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if got, want := s.inspectConfigs(ctx), (topicTiming{createLag: -1}); !sameTiming(got, want) {
+		t.Fatalf("inspectConfigs of a missing topic = %+v, want %+v", got, want)
+	}
+}
+
+// TestInspectConfigs: the topic's configs as logTrust reads them; a zero
+// duration is a value, an unparsable or negative one is unknown.
+func TestInspectConfigs(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tests := []struct {
+		name    string
+		configs map[string]string
+		want    topicTiming
+	}{
+		{"all set", map[string]string{
+			"cleanup.policy":                 "compact",
+			"delete.retention.ms":            "86400000",
+			"message.timestamp.after.max.ms": "3600000",
+			"message.timestamp.type":         "LogAppendTime",
+			"unclean.leader.election.enable": "true",
+		}, topicTiming{tombRetention: 24 * time.Hour, createLag: time.Hour, logAppendTime: true, uncleanElection: true, cleanupPolicy: "compact"}},
+		{"zero durations", map[string]string{
+			"cleanup.policy":                 "compact,delete",
+			"delete.retention.ms":            "0",
+			"message.timestamp.after.max.ms": "0",
+		}, topicTiming{createLag: 0, cleanupPolicy: "compact,delete"}},
+		{"unparsable and negative", map[string]string{
+			"delete.retention.ms":            "-5",
+			"message.timestamp.after.max.ms": "soon",
+		}, topicTiming{createLag: -1}},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			topic := fmt.Sprintf("t%d", i)
+			s, err := New(Config{Brokers: c.ListenAddrs(), Topic: topic, Partitions: 1, ReplicationFactor: 1, TopicConfigs: tt.configs, Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if err := s.createTopic(ctx); err != nil {
+				t.Fatal(err)
+			}
+			got := s.inspectConfigs(ctx)
+			if tt.want.cleanupPolicy == "" {
+				got.cleanupPolicy = "" // createTopic always sets compact
+			}
+			if !sameTiming(got, tt.want) {
+				t.Fatalf("inspectConfigs = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// sameTiming compares the fields of topicTiming that logTrust and the
+// compaction check read.
+func sameTiming(a, b topicTiming) bool {
+	return a.tombRetention == b.tombRetention && a.createLag == b.createLag && a.logAppendTime == b.logAppendTime &&
+		a.uncleanElection == b.uncleanElection && a.cleanupPolicy == b.cleanupPolicy
 }
