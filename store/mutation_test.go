@@ -676,3 +676,18 @@ func sameTiming(a, b topicTiming) bool {
 	return a.tombRetention == b.tombRetention && a.createLag == b.createLag && a.logAppendTime == b.logAppendTime &&
 		a.uncleanElection == b.uncleanElection && a.cleanupPolicy == b.cleanupPolicy
 }
+
+// TestLogTrustEdges: a delete.retention.ms of exactly the minimum is
+// trusted, and a CreateTime lag of zero is a known lag (not unknown).
+func TestLogTrustEdges(t *testing.T) {
+	start := time.Now()
+	if tr := newLogTrust(start, topicTiming{tombRetention: minTrustRetention, createLag: time.Hour}, false); !tr.on {
+		t.Error("retention of exactly minTrustRetention: trust off, want on")
+	}
+	if tr := newLogTrust(start, topicTiming{tombRetention: minTrustRetention - time.Millisecond, createLag: time.Hour}, false); tr.on {
+		t.Error("retention just under minTrustRetention: trust on, want off")
+	}
+	if tr := newLogTrust(start, topicTiming{tombRetention: time.Hour, createLag: 0}, false); tr.createLag != 0 {
+		t.Errorf("createLag 0: trust's createLag = %d, want 0", tr.createLag)
+	}
+}
