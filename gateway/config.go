@@ -3,6 +3,11 @@ package gateway
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/confgate/confgate/internal/keyspace"
 	"log/slog"
 	"os"
 	"runtime"
@@ -98,8 +103,9 @@ type Config struct {
 	// burst ten times it); past it writes get RESOURCE_EXHAUSTED.
 	// Default 100.
 	MaxWritesPerSecond int
-	// Name names this gateway in the audit headers of the writes it makes.
-	// Default: the host name.
+	// Name names this gateway in the audit headers of the writes it makes
+	// (GatewayHeader); at most 256 bytes of visible text. Default: the host
+	// name.
 	Name string
 
 	// TLS, when set, serves gRPC over TLS with it (certificates, client
@@ -177,6 +183,9 @@ func (c *Config) withDefaults() (Config, error) {
 	orDefault(&out.MaxWritesPerSecond, d.MaxWritesPerSecond)
 	if out.Name == "" {
 		out.Name, _ = os.Hostname()
+	}
+	if len(out.Name) > maxNameBytes || !utf8.ValidString(out.Name) || strings.IndexFunc(out.Name, keyspace.Hidden) >= 0 {
+		return out, fmt.Errorf("gateway: name %s: want at most %d bytes of visible UTF-8 text (it goes into the %s header of every write)", keyspace.Quote(out.Name), maxNameBytes, GatewayHeader)
 	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()

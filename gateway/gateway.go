@@ -76,8 +76,10 @@ type Gateway struct {
 	builders sync.WaitGroup
 	closing  bool
 
-	badStrings badStrings // requests decoded with non-UTF-8 strings
-	lim        *limits    // connection and stream limits (limits.go)
+	badStrings badStrings       // requests decoded with non-UTF-8 strings
+	lim        *limits          // connection and stream limits (limits.go)
+	plim       *principalLimits // per-principal limits (auth.go); nil without credentials
+	audit      *slog.Logger     // component=audit: writes and refusals
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}               // closed when shutting down
@@ -100,6 +102,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg:        c,
 		src:        c.Source,
 		log:        c.Logger.With("component", "gateway"),
+		audit:      c.Logger.With("component", "audit"),
 		m:          newMetrics(c.Registerer),
 		cache:      pc,
 		groups:     groups{m: map[string]*group{}},
@@ -109,6 +112,7 @@ func New(cfg Config) (*Gateway, error) {
 		draining:   make(chan struct{}),
 	}
 	g.lim = newLimits(c, g.m, g.log)
+	g.plim = newPrincipalLimits(c)
 	g.setHealth(c.Source.Status().Ready)
 	return g, nil
 }
@@ -181,6 +185,13 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 		defer wg.Done()
 		g.refresh(rctx)
 	}()
+	if g.cfg.Policy != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.cfg.Policy.Run(rctx)
+		}()
+	}
 
 	var err error
 	select {
@@ -232,8 +243,8 @@ func (g *Gateway) ServerOptions() []grpc.ServerOption {
 			MaxConnectionAgeGrace: g.cfg.MaxConnectionAgeGrace,
 		}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.ChainUnaryInterceptor(g.countUnary),
-		grpc.ChainStreamInterceptor(g.countStream),
+		grpc.ChainUnaryInterceptor(g.countUnary, g.authUnary),
+		grpc.ChainStreamInterceptor(g.countStream, g.authStream),
 	}
 	opts = append(opts, g.limitOptions()...)
 	if g.cfg.TLS != nil {
@@ -242,7 +253,10 @@ func (g *Gateway) ServerOptions() []grpc.ServerOption {
 	return opts
 }
 
-// Register adds the config service, health and reflection to srv.
+// Register adds the config service, health and reflection to srv. With
+// the ServerOptions' interceptors, health answers without credentials and
+// everything else, reflection included, needs them when the Config has an
+// Authenticator.
 func (g *Gateway) Register(srv *grpc.Server) {
 	confgatev1.RegisterConfigServiceServer(srv, g)
 	healthpb.RegisterHealthServer(srv, g.health)
@@ -402,6 +416,13 @@ func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgat
 	if err := validateKey(req.GetKey()); err != nil {
 		return nil, err
 	}
+	// Before the lookup: a refused key's existence is not revealed.
+	if pol := g.cfg.Policy; pol != nil {
+		p := principalOf(ctx)
+		if err := pol.Policy().CanReadKey(p, req.GetKey()); err != nil {
+			return nil, g.denied(methodGet, p, err, "key", req.GetKey())
+		}
+	}
 	if len(req.GetMinCursor()) > 0 {
 		c, err := parseCursor("min_cursor", req.GetMinCursor())
 		if err != nil {
@@ -436,7 +457,10 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 	for _, h := range req.GetHeaders() {
 		w.Headers = append(w.Headers, store.Header{Key: h.GetKey(), Value: h.GetValue()})
 	}
-	v, c, err := g.write(ctx, w, req.GetWaitApplied())
+	if err := checkRequestHeaders(w); err != nil {
+		return nil, err
+	}
+	v, c, err := g.write(ctx, methodPut, w, req.GetWaitApplied())
 	if err != nil {
 		return nil, err
 	}
@@ -448,23 +472,33 @@ func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*c
 	if err := validateKey(req.GetKey()); err != nil {
 		return nil, err
 	}
-	v, c, err := g.write(ctx, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())
+	v, c, err := g.write(ctx, methodDelete, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())
 	if err != nil {
 		return nil, err
 	}
 	return &confgatev1.DeleteResponse{Version: v, Cursor: c}, nil
 }
 
-func (g *Gateway) write(ctx context.Context, w store.Write, wait bool) (*confgatev1.Version, []byte, error) {
+// write admits w (the writer's rate and grants), stamps it with the
+// audit headers and writes it; every outcome past admission is audited.
+func (g *Gateway) write(ctx context.Context, method string, w store.Write, wait bool) (*confgatev1.Version, []byte, error) {
+	pr, err := g.authorizeWrite(ctx, method, w.Key)
+	if err != nil {
+		return nil, nil, err
+	}
 	// The answer carries a cursor of this gateway's state; until it has
 	// caught up that cursor would mean nothing.
 	if !g.src.Ready() {
 		return nil, nil, errNotReady
 	}
+	w.Headers = append(w.Headers, g.auditHeaders(pr)...)
 	p, off, c, err := g.src.Produce(ctx, w)
 	if err != nil {
-		return nil, nil, produceStatus(ctx, err)
+		err = produceStatus(ctx, err)
+		g.audit.Info("write", "principal", pr.Name, "auth", pr.Method, "method", method, "key", w.Key, "result", status.Code(err).String())
+		return nil, nil, err
 	}
+	g.audit.Info("write", "principal", pr.Name, "auth", pr.Method, "method", method, "key", w.Key, "result", codes.OK.String(), "partition", p, "offset", off)
 	if wait {
 		if err := g.waitApplied(ctx, "the write", c); err != nil {
 			st := status.Convert(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 )
 
 // Records no client could decode (header keys and content types that are
@@ -262,8 +264,10 @@ func TestPutAtEveryLimit(t *testing.T) {
 	key := "big/" + strings.Repeat("k", keyspace.MaxKeyLen-4)
 	ct := strings.Repeat("c", store.MaxContentTypeBytes)
 	req := &confgatev1.PutRequest{Key: key, Value: bytes.Repeat([]byte("v"), store.MaxValueBytes), ContentType: ct, WaitApplied: true}
-	room := store.MaxHeaderBytes - len(store.ContentTypeHeader) - len(ct)
-	for i := range store.MaxHeaders - 1 {
+	// A request may use the entry limits less the room of the audit
+	// headers the gateway adds; the entry then holds exactly MaxHeaders.
+	room := gateway.MaxRequestHeaderBytes - len(store.ContentTypeHeader) - len(ct)
+	for i := range gateway.MaxRequestHeaders - 1 {
 		h := &confgatev1.Header{Key: string(rune('a' + i%26))}
 		room--
 		req.Headers = append(req.Headers, h)
@@ -279,8 +283,24 @@ func TestPutAtEveryLimit(t *testing.T) {
 	if e == nil || len(e.Value) != store.MaxValueBytes || e.ContentType != ct || len(e.Headers) != store.MaxHeaders {
 		t.Fatalf("entry at every limit: got %v", e != nil)
 	}
-	req.Value = append(req.Value, 'v')
-	if _, err := g.Client.Put(ctx, req); status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("one byte more: %v, want INVALID_ARGUMENT", err)
+	if h := e.Headers[len(e.Headers)-2:]; h[0].Key != gateway.WriterHeader || h[1].Key != gateway.GatewayHeader {
+		t.Fatalf("the last headers are %q and %q, want the audit headers", h[0].Key, h[1].Key)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*confgatev1.PutRequest)
+		want   string
+	}{
+		{"one value byte more", func(r *confgatev1.PutRequest) { r.Value = append(r.Value, 'v') }, "value: "},
+		{"one header byte more", func(r *confgatev1.PutRequest) { r.Headers[0].Value = append(r.Headers[0].Value, 'h') },
+			fmt.Sprintf("more than the limit %d (an entry holds %d, content type included, less %d reserved for the audit headers", gateway.MaxRequestHeaderBytes, store.MaxHeaderBytes, gateway.ReservedHeaderBytes)},
+		{"one header more", func(r *confgatev1.PutRequest) { r.Headers = append(r.Headers, &confgatev1.Header{Key: "z"}) },
+			fmt.Sprintf("%d headers, more than the limit %d", gateway.MaxRequestHeaders+1, gateway.MaxRequestHeaders)},
+	} {
+		r := proto.Clone(req).(*confgatev1.PutRequest)
+		tc.change(r)
+		if _, err := g.Client.Put(ctx, r); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want INVALID_ARGUMENT with %q", tc.name, err, tc.want)
+		}
 	}
 }

@@ -23,6 +23,10 @@ type metrics struct {
 	memoDropped  prometheus.Counter
 	buildsActive prometheus.Gauge
 
+	// Auth: callers refused for who they are, or for what they asked.
+	authFailures *prometheus.CounterVec // by reason
+	denied       *prometheus.CounterVec // by method
+
 	// Children resolved once: the fan-out and snapshot paths count per
 	// entry and per message, where a label lookup each time would cost a
 	// hash and a map probe.
@@ -46,11 +50,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_requests_total", Help: "Finished RPCs, by method and status code."}, []string{"method", "code"}),
 		panics:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_panics_total", Help: "Panics recovered in request handlers, by method; the process and other streams were unaffected."}, []string{"method"}),
 		unencodable:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_unencodable_entries_total", Help: "Entries left out of a message because they could not be encoded (the store should never admit such entries)."}),
-		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_refused_total", Help: "Work refused to stay within a limit, by reason (streams, connections, resets)."}, []string{"reason"}),
+		refused:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_refused_total", Help: "Work refused to stay within a limit, by reason (streams, connections, resets, principal_streams, principal_writes)."}, []string{"reason"}),
 		connections:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_connections", Help: "Open gRPC connections."}),
 		memoBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_memo_bytes", Help: "Bytes of encoded deltas kept for subscribers at the head (bounded by --memo-bytes)."}),
 		memoDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_memo_dropped_total", Help: "Encoded deltas dropped from the memo to stay within its byte bound."}),
 		buildsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_snapshot_builds", Help: "Snapshot chunks being encoded now (bounded by --max-snapshot-builds)."}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_auth_failures_total", Help: "Calls refused as UNAUTHENTICATED, by reason: no_credential, expired, invalid_credential (unknown, revoked, badly signed or malformed), expired_in_stream (a stream ended at its credential's expiry)."}, []string{"reason"}),
+		denied:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_denied_total", Help: "Calls and open streams refused by the ACL (PERMISSION_DENIED), by method."}, []string{"method"}),
 	}
 	m.sentChunk, m.sentEnd = m.sent.WithLabelValues("snapshot_chunk"), m.sent.WithLabelValues("snapshot_end")
 	m.sentDelta, m.sentProgress = m.sent.WithLabelValues("delta"), m.sent.WithLabelValues("progress")
@@ -59,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.subscribeStreams, m.snapshotStreams = m.subscribers.WithLabelValues("Subscribe"), m.subscribers.WithLabelValues("GetSnapshot")
 	if reg != nil {
 		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.groups, m.requests,
-			m.panics, m.unencodable, m.refused, m.connections, m.memoBytes, m.memoDropped, m.buildsActive)
+			m.panics, m.unencodable, m.refused, m.connections, m.memoBytes, m.memoDropped, m.buildsActive, m.authFailures, m.denied)
 	}
 	return m
 }

@@ -23,6 +23,10 @@ type subscription struct {
 	stream grpc.ServerStream
 	sel    keyspace.Selector
 	grp    *group
+	// guard ends the stream when its principal may no longer read sel or
+	// its credential expires; checked before every message (send) and
+	// waited on when idle (loop).
+	guard *streamGuard
 
 	pos uint64        // last batch seq sent (or skipped as unmatched)
 	at  cursor.Cursor // cursor after pos: everything before it was sent
@@ -40,6 +44,11 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	if err != nil {
 		return err
 	}
+	guard, err := g.authorizeRead(stream.Context(), methodSubscribe, sel)
+	if err != nil {
+		return err
+	}
+	defer guard.stop()
 	var resume *cursor.Cursor
 	if len(req.GetResumeCursor()) > 0 {
 		c, err := parseCursor("resume_cursor", req.GetResumeCursor())
@@ -56,7 +65,7 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	grp := g.groups.acquire(sel)
 	defer g.groups.release(grp, g.m)
 
-	s := &subscription{g: g, stream: stream, sel: sel, grp: grp}
+	s := &subscription{g: g, stream: stream, sel: sel, grp: grp, guard: guard}
 	ctx := stream.Context()
 	if resume == nil {
 		err = s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL)
@@ -69,8 +78,12 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	return s.loop(ctx)
 }
 
-// send writes one frame and counts it under kind.
+// send writes one frame and counts it under kind, unless the guard ends
+// the stream: every message kind goes through here.
 func (s *subscription) send(f *frame, kind prometheus.Counter) error {
+	if err := s.guard.check(); err != nil {
+		return err
+	}
 	return s.g.sendFrame(s.stream, f, kind)
 }
 
@@ -245,6 +258,12 @@ func (s *subscription) loop(ctx context.Context) error {
 			case <-g.draining:
 				return errDraining
 			case <-changed:
+			case <-s.guard.changed:
+				if err := s.guard.recheck(); err != nil {
+					return err
+				}
+			case <-s.guard.expiry:
+				return s.guard.expired()
 			case <-tick.C:
 				if err := s.progress(); err != nil {
 					return err
@@ -398,6 +417,11 @@ func (g *Gateway) GetSnapshot(req *confgatev1.GetSnapshotRequest, stream grpc.Se
 		return err
 	}
 	ctx := stream.Context()
+	guard, err := g.authorizeRead(ctx, methodGetSnapshot, sel)
+	if err != nil {
+		return err
+	}
+	defer guard.stop()
 	if len(req.GetMinCursor()) > 0 {
 		c, err := parseCursor("min_cursor", req.GetMinCursor())
 		if err != nil {
@@ -413,7 +437,12 @@ func (g *Gateway) GetSnapshot(req *confgatev1.GetSnapshotRequest, stream grpc.Se
 	}
 	g.m.snapshotStreams.Inc()
 	defer g.m.snapshotStreams.Dec()
-	send := func(f *frame) error { return g.sendFrame(stream, f, g.m.sentChunk) }
+	send := func(f *frame) error {
+		if err := guard.check(); err != nil {
+			return err
+		}
+		return g.sendFrame(stream, f, g.m.sentChunk)
+	}
 	res, err := g.streamSnapshot(ctx, snap, sel, send)
 	if err != nil {
 		return err
