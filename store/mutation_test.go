@@ -691,3 +691,40 @@ func TestLogTrustEdges(t *testing.T) {
 		t.Errorf("createLag 0: trust's createLag = %d, want 0", tr.createLag)
 	}
 }
+
+// TestTrustBootstrap: once caught up, the store lists the log start offsets
+// and becomes ready trusting what it read: diffs from the trusted offsets.
+func TestTrustBootstrap(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	s, err := New(Config{Brokers: c.ListenAddrs(), Topic: "t", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	td, err := s.adm.ListTopics(ctx, "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := topicMeta{id: cursor.TopicID(td["t"].ID), partitions: 1}
+	start := time.Now()
+	s.install(meta, []int64{0}, []int64{2}, newLogTrust(start, topicTiming{tombRetention: 24 * time.Hour, createLag: time.Hour}, false))
+	r0, r1 := put(0, 0, "a", "1"), del(0, 1, "b")
+	r0.ts, r0.logAppend, r1.ts, r1.logAppend = start.UnixMilli(), true, start.UnixMilli(), true
+	s.apply(recs(r0, r1))
+	if s.Ready() {
+		t.Fatal("ready before the start offsets were listed")
+	}
+	s.trustBootstrap(ctx, meta)
+	if !s.Ready() {
+		t.Fatal("not ready after trustBootstrap")
+	}
+	if got, want := s.st.diffFloor, []int64{0}; !slices.Equal(got, want) {
+		t.Fatalf("diffFloor = %v, want %v (trusted from offset 0)", got, want)
+	}
+}
