@@ -34,6 +34,9 @@
 #                         (default .cache/mutation/<pkg>.json).
 #   MUTATION_THRESHOLD    if set, fail when a package's efficacy (killed /
 #                         (killed + lived), in percent) is below it.
+#   MUTATION_ARGS         more gremlins unleash flags, e.g. to mutate only
+#                         some files: MUTATION_ARGS="-E ^config.go$"
+#                         (-E: a regexp of file paths, relative to the package, to leave alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -66,6 +69,7 @@ git ls-files -z --cached --others --exclude-standard |
 unset CONFGATE_KAFKA_BROKERS
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-short"
 
+read -r -a extra <<<"${MUTATION_ARGS:-}"
 threshold=()
 if [[ -n "${MUTATION_THRESHOLD:-}" ]]; then
   threshold=(--threshold-efficacy "$MUTATION_THRESHOLD")
@@ -88,7 +92,7 @@ for pkg in "$@"; do
   # Print every mutant that is not killed: lived, timed out, not covered,
   # not viable (does not compile).
   if ! (cd "$tree" && "$bin/gremlins" unleash --workers "$workers" \
-    --timeout-coefficient "$coef" --invert-logical --invert-assignments -S lctv -o "$report" "${threshold[@]}" "./$pkg"); then
+    --timeout-coefficient "$coef" --invert-logical --invert-assignments -S lctv -o "$report" "${threshold[@]}" "${extra[@]}" "./$pkg"); then
     status=1
   fi
   took=$((SECONDS - start))
