@@ -97,15 +97,20 @@ func (e *unreachableError) Error() string {
 }
 
 // connect opens a connection to addr and waits until it is up, or fails.
-func connect(ctx context.Context, addr string, creds credentials.TransportCredentials) (*grpc.ClientConn, error) {
+// perRPC, when not nil, is sent on every call (the bearer token).
+func connect(ctx context.Context, addr string, creds credentials.TransportCredentials, perRPC credentials.PerRPCCredentials) (*grpc.ClientConn, error) {
 	rec := &dialRecorder{}
 	// passthrough: the dialer gets addr as written and resolves it itself,
 	// so a DNS failure is recorded like any other dial error.
-	cc, err := grpc.NewClient("passthrough:///"+addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithContextDialer(rec.dial),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
-	)
+	}
+	if perRPC != nil {
+		opts = append(opts, grpc.WithPerRPCCredentials(perRPC))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, &connectError{addr, err}
 	}
@@ -149,7 +154,7 @@ func setupError(ctx context.Context, cc *grpc.ClientConn) error {
 
 // connectAny connects to the first reachable address of addrs, starting at
 // start, and returns the connection and the index of its address.
-func connectAny(ctx context.Context, addrs []string, start int, creds credentials.TransportCredentials) (*grpc.ClientConn, int, error) {
+func connectAny(ctx context.Context, addrs []string, start int, creds credentials.TransportCredentials, perRPC credentials.PerRPCCredentials) (*grpc.ClientConn, int, error) {
 	var errs []*connectError
 	for n := range addrs {
 		i := (start + n) % len(addrs)
@@ -157,7 +162,7 @@ func connectAny(ctx context.Context, addrs []string, start int, creds credential
 		if n < len(addrs)-1 {
 			cctx, cancel = context.WithTimeout(ctx, connectBudget)
 		}
-		cc, err := connect(cctx, addrs[i], creds)
+		cc, err := connect(cctx, addrs[i], creds, perRPC)
 		cancel()
 		if err == nil {
 			return cc, i, nil
@@ -186,7 +191,7 @@ func (g *globals) callFirst(ctx context.Context, failover bool, call func(contex
 	var lastAddr string
 	var lastErr error
 	for i := 0; i < len(addrs); i++ {
-		cc, at, err := connectAny(ctx, addrs[i:], 0, g.creds)
+		cc, at, err := connectAny(ctx, addrs[i:], 0, g.creds, g.perRPC)
 		if err != nil {
 			if lastErr != nil {
 				return g.callError(lastAddr, lastErr)
@@ -260,9 +265,21 @@ func (g *globals) callError(addr string, err error) error {
 	case codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition, codes.OutOfRange, codes.AlreadyExists:
 		// The gateway's message already says what is wrong and how to fix it.
 	case codes.PermissionDenied:
-		msg = "permission denied: " + msg
+		// The gateway's message names the principal and what no grant covers.
+		if !strings.HasPrefix(msg, "permission denied") {
+			msg = "permission denied: " + msg
+		}
 	case codes.Unauthenticated:
-		msg = "not authenticated: " + msg
+		// The gateway's message says what failed and which credentials it
+		// accepts; say what was sent.
+		if !strings.HasPrefix(msg, "unauthenticated") {
+			msg = "unauthenticated: " + msg
+		}
+		if src := g.token.source(); src != "" {
+			msg += fmt.Sprintf(" (gateway %s refused %s)", addr, src)
+		} else {
+			msg += fmt.Sprintf(" (gateway %s; no token was sent: give one with --token-file, --token or %s)", addr, tokenEnv)
+		}
 	case codes.Unimplemented:
 		msg = fmt.Sprintf("%s does not serve the confgate.v1 API (is it a confgate gateway?): %s", addr, msg)
 	default:

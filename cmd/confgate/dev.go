@@ -87,7 +87,7 @@ func runDev(cmd *cobra.Command, g *globals, o *devOptions) error {
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}
-	gc, err := o.server.gatewayConfig()
+	gc, err := o.server.gatewayConfig(g.log)
 	if err != nil {
 		return usagef(cmd, "%v", err)
 	}

@@ -11,7 +11,7 @@ func main() {
 	if verb != "" {
 		raiseNofile(log)
 	}
-	ctx, stop := handleSignals(verb, log)
+	ctx, stop := handleSignals(verb, log, env)
 	code := run(ctx, args, env)
 	stop()
 	os.Exit(code)

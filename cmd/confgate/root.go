@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -40,6 +41,10 @@ type Env struct {
 	// with the addresses it bound: tests start nodes on port 0 and learn
 	// the ports here.
 	Started func(Addrs)
+
+	// reload, when set, is what SIGHUP does to a running serve: re-read
+	// the auth files. Set by serve once they are loaded.
+	reload atomic.Pointer[func()]
 }
 
 // Addrs are the addresses a running node bound.
@@ -116,6 +121,8 @@ type globals struct {
 	log      *slog.Logger
 	tls      clientTLS
 	creds    credentials.TransportCredentials // from tls, set by setup
+	token    clientToken
+	perRPC   credentials.PerRPCCredentials // the token, set by setup; nil without one
 }
 
 func (g *globals) json() bool { return g.output == "json" }
@@ -138,7 +145,13 @@ Start here:
   confgate watch payments/
   confgate put payments/db/timeout 7s
 
-Exit status: 0 on success, 1 when get finds no such key, 2 on any other error.`,
+Authentication: gateways that require it take a client certificate
+(--tls-cert, --tls-key) or a bearer token (--token-file, --token, or env
+CONFGATE_TOKEN / CONFGATE_TOKEN_FILE), sent on every call. A token only
+travels over TLS, or in plaintext to a loopback address.
+
+Exit status: 0 on success, 1 when get finds no such key, 2 on any other error
+(UNAUTHENTICATED and PERMISSION_DENIED refusals included).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -162,6 +175,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error.`,
 	pf.StringVarP(&g.output, "output", "o", "text", "output format: text (for people) or json (one JSON object per line, for scripts)")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "bound on a get, put, delete or snapshot, connection included; 0 waits forever (watch only bounds each connection attempt by it)")
 	g.tls.register(pf)
+	g.token.register(pf)
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn or error (serve and dev log to stderr, as JSON with -o json)")
 
 	root.AddCommand(
@@ -172,6 +186,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error.`,
 		newDeleteCmd(g),
 		newSnapshotCmd(g),
 		newWatchCmd(g),
+		newTokenCmd(g),
 	)
 	return root
 }
@@ -195,6 +210,21 @@ func (g *globals) setup(cmd *cobra.Command) error {
 		return usagef(cmd, "%v", err)
 	}
 	g.creds = creds
+	if clientVerbs[cmd.Name()] {
+		if err := g.token.resolve(g.env.Getenv); err != nil {
+			return usagef(cmd, "%v", err)
+		}
+		if g.token.token != "" || g.token.file != "" {
+			addrs, err := g.addrList()
+			if err != nil {
+				return err
+			}
+			tlsOn := creds.Info().SecurityProtocol != "insecure"
+			if g.perRPC, err = g.token.credentials(addrs, tlsOn); err != nil {
+				return usagef(cmd, "%v", err)
+			}
+		}
+	}
 	opts := &slog.HandlerOptions{Level: level}
 	if g.json() {
 		g.log = slog.New(slog.NewJSONHandler(g.env.Stderr, opts))

@@ -26,8 +26,23 @@ interchangeable: run as many as you need behind any load balancer.
 
 On SIGINT or SIGTERM the gateway drains first (health turns NOT_SERVING,
 streams are told to resume elsewhere), then stops consuming. SIGHUP
-reloads nothing and keeps serving: the TLS certificate and key are re-read
-by themselves when their files change; other settings take a restart.
+re-reads the auth files (--auth-tokens, --auth-jwks, --acl) at once, logs
+the outcome and keeps serving; a file that fails to load keeps its
+previous version in force. Those files, and the TLS certificate and key,
+are also re-read by themselves when they change; other settings take a
+restart.
+
+Authentication and authorization: callers are identified by a verified
+client certificate (--tls-client-ca, --auth-cert-names), a static bearer
+token (--auth-tokens; make one with confgate token new) or a JWT
+(--auth-jwks with --auth-jwt-issuer and --auth-jwt-audience); --acl says
+what each may read and write. Without any of these flags every caller may
+do everything, as before. With --tls-client-ca alone a certificate is
+required at the TLS handshake; with bearer tokens or --auth-anonymous as
+well it becomes optional there (one presented must still verify), and
+callers without one must present a token (or are anonymous).
+Unauthenticated calls fail with UNAUTHENTICATED, calls the ACL does not
+grant with PERMISSION_DENIED.
 
 Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 		Args: cobra.NoArgs,
@@ -56,9 +71,14 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 			if sc.ClientOpts, err = auth.opts(g.env.Getenv); err != nil {
 				return usagef(cmd, "%v", err)
 			}
-			gc, err := f.gatewayConfig()
+			gc, err := f.gatewayConfig(g.log)
 			if err != nil {
 				return usagef(cmd, "%v", err)
+			}
+			if f.auth.tokens != "" || f.auth.jwks != "" || f.auth.acl != "" {
+				reload := authReload(g.log, gc.Authenticator, gc.Policy)
+				g.env.reload.Store(&reload)
+				defer g.env.reload.Store(nil)
 			}
 			ctx := cmd.Context()
 			n, err := startNode(ctx, g.log, sc, gc, f.listen, f.adminListen)

@@ -60,7 +60,8 @@ type serverFlags struct {
 	gatewayName           string
 	maxTombstoneBytes     int64
 
-	tls serverTLS
+	tls  serverTLS
+	auth serverAuth
 }
 
 func (f *serverFlags) register(fs *pflag.FlagSet) {
@@ -111,6 +112,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxWritesPerSecond, "max-writes-per-second", gd.MaxWritesPerSecond, "writes one principal may make per second (burst ten times it); past it writes get RESOURCE_EXHAUSTED")
 	fs.StringVar(&f.gatewayName, "gateway-name", "", "this gateway's name in the audit headers of the writes it makes (default: the host name)")
 	f.tls.register(fs)
+	f.auth.register(fs)
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", gd.ShutdownGrace, "bound on a graceful stop on SIGINT/SIGTERM: streams are told to resume elsewhere, then remaining connections are cut")
 }
 
@@ -138,16 +140,32 @@ func (f *serverFlags) storeConfig() (store.Config, error) {
 	}, nil
 }
 
-func (f *serverFlags) gatewayConfig() (gateway.Config, error) {
+// gatewayConfig is the part of gateway.Config the shared flags set. It
+// reads the TLS and auth files: one missing or invalid is an error. log
+// receives the auth files' reload reports and start-up warnings.
+func (f *serverFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 	if f.chunkBytes > math.MaxInt32 || f.maxCoalescedBytes > math.MaxInt32 {
 		return gateway.Config{}, errors.New("--chunk-bytes and --max-coalesced-bytes must be under 2GiB")
+	}
+	if err := f.auth.check(f.tls.clientCA != ""); err != nil {
+		return gateway.Config{}, err
 	}
 	tlsCfg, err := f.tls.config()
 	if err != nil {
 		return gateway.Config{}, err
 	}
+	authn, policy, err := f.auth.build(f.tls.clientCA != "", log)
+	if err != nil {
+		return gateway.Config{}, err
+	}
+	f.auth.optionalClientCerts(tlsCfg)
+	if log != nil {
+		f.auth.warnings(log, authn, policy, tlsCfg != nil, f.listen)
+	}
 	return gateway.Config{
 		TLS:                   tlsCfg,
+		Authenticator:         authn,
+		Policy:                policy,
 		ChunkBytes:            int(f.chunkBytes),
 		CacheBytes:            f.cacheBytes,
 		ProgressInterval:      f.progressInterval,

@@ -14,12 +14,16 @@ import (
 //   - SIGINT, SIGTERM: every verb stops; serve and dev drain first (health
 //     NOT_SERVING, streams told to resume elsewhere). A second one kills at
 //     once.
-//   - SIGHUP to serve: "reload". Nothing needs it: the TLS certificate and
-//     key are re-read by themselves when their files change, and every
-//     other setting takes a restart. So the gateway logs that and keeps
-//     serving. Killing it instead (the default action, what happened
-//     before) would cut every stream of a fleet on a routine
-//     `systemctl reload` or a logrotate postrotate script.
+//   - SIGHUP to serve: reload. The auth files (--auth-tokens, --auth-jwks,
+//     --acl) are re-read at once, whatever their modification times say,
+//     and the outcome is logged (a file that fails keeps its previous
+//     version in force). They are also re-read by themselves when they
+//     change, as are the TLS certificate and key; every other setting
+//     takes a restart. Without auth files there is nothing to reload: the
+//     gateway logs that. Either way it keeps serving: killing it instead
+//     (the default action, what happened before) would cut every stream
+//     of a fleet on a routine `systemctl reload` or a logrotate
+//     postrotate script.
 //   - SIGHUP to dev: drain and exit like SIGTERM. dev runs in a terminal,
 //     and a hangup means that terminal is gone; a demo gateway left running
 //     would keep its ports. Under nohup (SIGHUP ignored at start) it stays
@@ -37,8 +41,9 @@ func stopSignals(verb string) []os.Signal {
 }
 
 // handleSignals returns a context that ends on the signals that stop verb,
-// and for serve logs SIGHUP and keeps going. stop releases the signals.
-func handleSignals(verb string, log *slog.Logger) (ctx context.Context, stop func()) {
+// and for serve answers SIGHUP with env's reload (or a log line when there
+// is none) and keeps going. stop releases the signals.
+func handleSignals(verb string, log *slog.Logger, env *Env) (ctx context.Context, stop func()) {
 	ctx, stopCtx := signal.NotifyContext(context.Background(), stopSignals(verb)...)
 	go func() {
 		// After the first signal, a second one kills at once instead of
@@ -56,6 +61,10 @@ func handleSignals(verb string, log *slog.Logger) (ctx context.Context, stop fun
 		for {
 			select {
 			case <-hup:
+				if r := env.reload.Load(); r != nil {
+					(*r)()
+					continue
+				}
 				log.Info("SIGHUP: nothing to reload, still serving: the TLS certificate and key (--tls-cert, --tls-key) are re-read by themselves when their files change; other settings, --tls-client-ca included, take a restart (SIGTERM drains first)")
 			case <-done:
 				return

@@ -22,7 +22,7 @@ type serverTLS struct {
 func (f *serverTLS) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cert, "tls-cert", "", "PEM certificate (chain) to serve gRPC over TLS with; re-read when the file changes, so rotation needs no restart; with --tls-key")
 	fs.StringVar(&f.key, "tls-key", "", "PEM private key of --tls-cert")
-	fs.StringVar(&f.clientCA, "tls-client-ca", "", "PEM CA certificates: require client certificates signed by one of them (mutual TLS); needs --tls-cert")
+	fs.StringVar(&f.clientCA, "tls-client-ca", "", "PEM CA certificates: verify client certificates against them (mutual TLS) and accept them as credentials; required at the handshake unless --auth-tokens, --auth-jwks or --auth-anonymous offer another way in; needs --tls-cert")
 }
 
 // config is the gateway's TLS config, or nil for plaintext.

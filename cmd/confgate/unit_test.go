@@ -92,7 +92,7 @@ func TestFlagDefaultsAreThePackagesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gc, err := f.gatewayConfig()
+	gc, err := f.gatewayConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -146,7 +146,7 @@ func (w *watcher) run(ctx context.Context) error {
 func (w *watcher) reachable(ctx context.Context, addrs []string) (int, error) {
 	cctx, cancel := w.g.callContext(ctx)
 	defer cancel()
-	cc, i, err := connectAny(cctx, addrs, 0, w.g.creds)
+	cc, i, err := connectAny(cctx, addrs, 0, w.g.creds, nil)
 	if err == nil {
 		_ = cc.Close()
 		return i, nil
@@ -163,6 +163,9 @@ func (w *watcher) reachable(ctx context.Context, addrs []string) (int, error) {
 
 func (w *watcher) config(addrs []string) client.Config {
 	dial := []grpc.DialOption{grpc.WithTransportCredentials(w.g.creds)}
+	if w.g.perRPC != nil {
+		dial = append(dial, grpc.WithPerRPCCredentials(w.g.perRPC)) // the bearer token
+	}
 	if w.g.timeout > 0 {
 		// --timeout bounds each connection attempt.
 		dial = append(dial, grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: w.g.timeout}))
