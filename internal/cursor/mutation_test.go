@@ -95,3 +95,17 @@ func TestSum(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRefusesLineBreaksAnywhere: a line break is refused at the first
+// byte too, not only inside the text.
+func TestParseRefusesLineBreaksAnywhere(t *testing.T) {
+	good := Cursor{Topic: TopicID{5}, Offsets: []int64{1, 2}}.String()
+	for _, s := range []string{"\n" + good, "\r" + good, good[:3] + "\n" + good[3:], good + "\r\n"} {
+		if _, err := Parse(s); err == nil || !strings.Contains(err.Error(), "line break") {
+			t.Errorf("Parse(%q) error = %v, want a line break refused", s, err)
+		}
+	}
+	if _, err := Parse(good); err != nil {
+		t.Fatalf("Parse(good) = %v", err)
+	}
+}
