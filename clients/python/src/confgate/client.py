@@ -7,7 +7,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, Unio
 
 import grpc
 
-from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel
+from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
 from ._cursor import Cursor, cursor_bytes, to_text
 from ._digest import Digest
 from ._keyspace import normalize_selector
@@ -34,6 +34,16 @@ class Client:
         max_receive_message_length: bytes; default 16 MiB like the Go client
             (None: gRPC's 4 MiB default, which gateways' chunking fits).
         channel_options: extra grpc channel options.
+        token: a bearer token sent on every call as "authorization: Bearer
+            <token>" metadata, for gateways run with --auth-tokens or
+            --auth-jwks (confgate token new makes static ones).
+        token_file: a file holding the token instead, re-read when it
+            changes (checked at most once a second), for rotated Kubernetes
+            or SPIFFE tokens; missing or invalid at start raises, later the
+            last good token stays in use. Not together with token.
+        insecure_token: send the token over plaintext to gateways that are
+            not on this host. By default a token needs credentials (TLS),
+            except to loopback addresses; ValueError otherwise.
     """
 
     def __init__(
@@ -44,11 +54,15 @@ class Client:
         timeout: float = 10.0,
         max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
         channel_options: Sequence[Tuple[str, Any]] = (),
+        token: Optional[str] = None,
+        token_file: Optional[str] = None,
+        insecure_token: bool = False,
     ) -> None:
         self._addrs = check_addrs(addrs)
         self._timeout = timeout
         opts = build_options(max_receive_message_length, channel_options)
-        self._channels = [open_channel(a, credentials, opts) for a in self._addrs]
+        tok = token_source(self._addrs, credentials, token, token_file, insecure_token)
+        self._channels = [open_channel(a, credentials, opts, tok) for a in self._addrs]
         self._stubs = [pb_grpc.ConfigServiceStub(c) for c in self._channels]
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
 
-from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel
+from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
 from ._cursor import Cursor
 from ._keyspace import normalize_selector
 from ._replica import ProtocolViolation, Replica, Result, Session
@@ -74,6 +74,18 @@ class Subscription:
             Gateways chunk snapshots well under gRPC's 4 MiB default, so
             passing None (gRPC's default) works too.
         channel_options: extra grpc channel options.
+        token: a bearer token sent on every call as "authorization: Bearer
+            <token>" metadata, for gateways run with --auth-tokens or
+            --auth-jwks.
+        token_file: a file holding the token instead, re-read when it
+            changes (checked at most once a second), so rotated Kubernetes
+            or SPIFFE tokens are used without a restart: a stream keeps the
+            token it was opened with, reconnects send the new one. Missing
+            or invalid at start raises; later the last good token stays in
+            use. Not together with token.
+        insecure_token: send the token over plaintext to gateways that are
+            not on this host. By default a token needs credentials (TLS),
+            except to loopback addresses; ValueError otherwise.
     """
 
     def __init__(
@@ -88,8 +100,12 @@ class Subscription:
         max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
         channel_options: Sequence[Tuple[str, Any]] = (),
         shuffle: bool = True,
+        token: Optional[str] = None,
+        token_file: Optional[str] = None,
+        insecure_token: bool = False,
     ) -> None:
         self._addrs = check_addrs(addrs)
+        self._token = token_source(self._addrs, credentials, token, token_file, insecure_token)
         self._prefixes = normalize_selector(prefixes)
         if backoff_min < 0 or backoff_max < 0:
             raise ValueError("backoff_min and backoff_max must not be negative")
@@ -305,7 +321,7 @@ class Subscription:
                 assert self._replica.cursor is not None
                 req.resume_cursor = self._replica.cursor.encode()
         try:
-            channel = open_channel(addr, self._credentials, self._options)
+            channel = open_channel(addr, self._credentials, self._options, self._token)
         except Exception as e:  # a bad target
             return False, e
         try:
