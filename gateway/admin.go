@@ -25,6 +25,12 @@ type stateJSON struct {
 // AdminHandler serves /healthz (alive, with status), /readyz (200 only
 // when caught up; a stale gateway stays ready and serves its last state),
 // /debug/state (cursor and digest, to compare gateways) and /metrics.
+//
+// The admin listener has no authentication, so none of it may say
+// anything the ACL guards: no key, no value, no principal (counts,
+// cursors and the state digest only; the digest sums per-entry hashes of
+// the whole state, so it confirms no single value). Operators bind it to
+// loopback or a private network all the same.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	state := func() stateJSON {

@@ -13,4 +13,10 @@
 // through. A subscriber that falls far behind gets its pending changes
 // coalesced per key (latest wins), and past a bound a fresh snapshot, so a
 // slow reader costs only itself.
+//
+// Access (auth.go): every RPC but health is authenticated, reads and
+// writes are checked against the ACL (package auth decides, the gateway
+// enforces), open streams are re-checked when the ACL changes and end at
+// their credential's expiry, and every write carries its writer and
+// gateway in reserved record headers.
 package gateway

@@ -146,6 +146,7 @@ type LogRecord struct {
 	Key       string
 	Value     []byte
 	Tombstone bool
+	Headers   []kgo.RecordHeader
 }
 
 // ReadLog reads every committed data record of topic up to its current
@@ -188,7 +189,7 @@ func (k *Kafka) ReadLog(t testing.TB, topic string) []LogRecord {
 			if r.Attrs.IsControl() {
 				return
 			}
-			out = append(out, LogRecord{Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: bytes.Clone(r.Value), Tombstone: r.Value == nil})
+			out = append(out, LogRecord{Partition: r.Partition, Offset: r.Offset, Key: string(r.Key), Value: bytes.Clone(r.Value), Tombstone: r.Value == nil, Headers: r.Headers})
 		})
 	}
 	return out
