@@ -59,7 +59,8 @@ export class Client {
   constructor(opts: ClientOptions) {
     const addrs = checkAddrs(opts.addrs);
     this.timeoutMs = opts.timeoutMs ?? 10_000;
-    this.clients = addrs.map((a) => new ConfigServiceClient(a, ...channelArgs(opts)));
+    const args = channelArgs(opts, addrs);
+    this.clients = addrs.map((a) => new ConfigServiceClient(a, ...args));
   }
 
   close(): void {

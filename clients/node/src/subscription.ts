@@ -18,6 +18,7 @@ import { type ClientReadableStream, status as Code } from "@grpc/grpc-js";
 import { ready as digestReady } from "./digest";
 import { ConfigServiceClient, SubscribeRequest, type SubscribeResponse } from "./gen/confgate/v1/config";
 import { type ConnectionOptions, channelArgs, checkAddrs, grpcCode } from "./grpc";
+import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
 import { compareKeys, normalizeSelector } from "./keyspace";
 import { ProtocolViolation, Replica, type Result, Session } from "./replica";
 import type { Entry, Event, Status } from "./types";
@@ -103,8 +104,11 @@ export class Subscription {
   private readonly done: Promise<void>;
   private running = true;
 
+  private readonly channel: [ChannelCredentials, ClientOptions];
+
   constructor(private readonly opts: SubscriptionOptions) {
     this.addrs = checkAddrs(opts.addrs);
+    this.channel = channelArgs(opts, this.addrs);
     this.selector = normalizeSelector(opts.prefixes ?? []);
     let min = opts.backoffMinMs ?? 0;
     let max = opts.backoffMaxMs ?? 0;
@@ -301,7 +305,7 @@ export class Subscription {
   private stream(addr: string, resumed: boolean): Promise<{ delivered: boolean; err: Error }> {
     let client: ConfigServiceClient;
     try {
-      client = new ConfigServiceClient(addr, ...channelArgs(this.opts));
+      client = new ConfigServiceClient(addr, ...this.channel);
     } catch (e) {
       return Promise.resolve({ delivered: false, err: e as Error });
     }
