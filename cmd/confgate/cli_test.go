@@ -122,7 +122,19 @@ func TestPutGetRoundTrip(t *testing.T) {
 	if fmt.Sprint(e["version"]) != fmt.Sprint(w[0]["version"]) {
 		t.Errorf("get version %v, put version %v", e["version"], w[0]["version"])
 	}
-	if fmt.Sprint(e["headers"]) != fmt.Sprint([]any{map[string]any{"key": "owner", "value": "team-a"}}) {
+	// The request's headers, then the audit headers the gateway adds to
+	// every write (who wrote it, through which gateway).
+	var own []any
+	audit := map[string]bool{}
+	for _, h := range e["headers"].([]any) {
+		k := h.(map[string]any)["key"].(string)
+		if strings.HasPrefix(k, "confgate-") {
+			audit[k] = true
+			continue
+		}
+		own = append(own, h)
+	}
+	if fmt.Sprint(own) != fmt.Sprint([]any{map[string]any{"key": "owner", "value": "team-a"}}) || !audit["confgate-writer"] || !audit["confgate-gateway"] {
 		t.Errorf("headers: %v", e["headers"])
 	}
 
