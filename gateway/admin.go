@@ -3,9 +3,15 @@ package gateway
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 
+	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 )
 
 // stateJSON is the body of /healthz, /readyz and /debug/state.
@@ -26,11 +32,15 @@ type stateJSON struct {
 // when caught up; a stale gateway stays ready and serves its last state),
 // /debug/state (cursor and digest, to compare gateways) and /metrics.
 //
-// The admin listener has no authentication, so none of it may say
-// anything the ACL guards: no key, no value, no principal (counts,
-// cursors and the state digest only; the digest sums per-entry hashes of
-// the whole state, so it confirms no single value). Operators bind it to
-// loopback or a private network all the same.
+// None of it says anything the ACL guards: no key, no value, no principal
+// (counts, cursors and the state digest only; the digest sums per-entry
+// hashes of the whole state, so it confirms no single value). With an
+// Authenticator configured, /debug/state and /metrics also require a
+// caller it accepts (a bearer token in the Authorization header, or a
+// verified client certificate when the admin listener serves TLS, see
+// Config.AdminTLS) that, when a policy is set, may read every key; and
+// /healthz and /readyz, which load balancers probe without credentials,
+// say only ready and stale.
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	state := func() stateJSON {
@@ -53,8 +63,20 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(v)
 	}
+	guarded := g.cfg.Authenticator != nil && !g.cfg.Authenticator.Open()
+	// probe is what the open endpoints show.
+	probe := func() any {
+		st := state()
+		if guarded {
+			return struct {
+				Ready bool `json:"ready"`
+				Stale bool `json:"stale"`
+			}{st.Ready, st.Stale}
+		}
+		return st
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		write(w, http.StatusOK, state())
+		write(w, http.StatusOK, probe())
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		st := state()
@@ -67,13 +89,55 @@ func (g *Gateway) AdminHandler() http.Handler {
 			code = http.StatusServiceUnavailable
 		default:
 		}
+		if guarded {
+			write(w, code, probe())
+			return
+		}
 		write(w, code, st)
 	})
-	mux.HandleFunc("GET /debug/state", func(w http.ResponseWriter, _ *http.Request) {
+	mux.Handle("GET /debug/state", g.adminAuth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		write(w, http.StatusOK, state())
-	})
+	})))
 	if g.cfg.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{}))
+		mux.Handle("GET /metrics", g.adminAuth(promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
 	return mux
+}
+
+// adminAuth lets a request through when no Authenticator is configured, or
+// when its credentials (Authorization: Bearer, or a verified client
+// certificate) name a non-anonymous principal that, under the policy, may
+// read every key: these endpoints describe the whole state.
+func (g *Gateway) adminAuth(next http.Handler) http.Handler {
+	a := g.cfg.Authenticator
+	if a == nil || a.Open() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if h := r.Header.Values("Authorization"); len(h) > 0 {
+			ctx = metadata.NewIncomingContext(ctx, metadata.MD{"authorization": h})
+		}
+		if r.TLS != nil {
+			ctx = peer.NewContext(ctx, &peer.Peer{AuthInfo: credentials.TLSInfo{State: *r.TLS}})
+		}
+		p, err := a.Authenticate(ctx)
+		if err == nil && p.IsAnonymous() {
+			err = errors.New("the admin endpoints need a credential: anonymous callers are not let in")
+		}
+		if err != nil {
+			g.m.authFailures.WithLabelValues("admin").Inc()
+			w.Header().Set("WWW-Authenticate", `Bearer realm="confgate-admin"`)
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		if pw := g.cfg.Policy; pw != nil {
+			if err := pw.Policy().CanRead(p, keyspace.Selector{}); err != nil {
+				g.m.denied.WithLabelValues(r.URL.Path).Inc()
+				http.Error(w, fmt.Sprintf("%v: the admin endpoints describe the whole state, so they need read access to every key", err), http.StatusForbidden)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }

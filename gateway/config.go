@@ -7,11 +7,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/confgate/confgate/internal/keyspace"
 	"log/slog"
 	"os"
 	"runtime"
 	"time"
+
+	"github.com/confgate/confgate/internal/keyspace"
 
 	"github.com/confgate/confgate/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -109,9 +110,13 @@ type Config struct {
 	Name string
 
 	// TLS, when set, serves gRPC over TLS with it (certificates, client
-	// certificate checks); nil serves plaintext. The admin listener stays
-	// plain HTTP.
+	// certificate checks); nil serves plaintext.
 	TLS *tls.Config
+	// AdminTLS serves the admin listener over TLS too, with the same
+	// configuration (so with client certificate checks when TLS requires
+	// them: load balancers probing /readyz then need a certificate).
+	// Default plain HTTP.
+	AdminTLS bool
 
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
@@ -160,6 +165,9 @@ func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	if out.Source == nil {
 		return out, errors.New("gateway: no source configured")
+	}
+	if out.AdminTLS && out.TLS == nil {
+		return out, errors.New("gateway: the admin listener can serve TLS only with a TLS configuration")
 	}
 	d := Defaults()
 	orDefault(&out.ChunkBytes, d.ChunkBytes)

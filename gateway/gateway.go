@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -169,6 +170,9 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 		}
 	}()
 	var hs *http.Server
+	if admin != nil && g.cfg.AdminTLS && g.cfg.TLS != nil {
+		admin = tls.NewListener(admin, g.cfg.TLS)
+	}
 	if admin != nil {
 		hs = &http.Server{Handler: g.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		wg.Add(1)

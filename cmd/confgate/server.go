@@ -22,6 +22,7 @@ import (
 type serverFlags struct {
 	listen      string
 	adminListen string
+	adminTLS    bool
 	topic       string
 	partitions  int32
 
@@ -68,7 +69,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	// Defaults come from the packages, so --help and a zero Config agree.
 	sd, gd := store.Defaults(), gateway.Defaults()
 	fs.StringVar(&f.listen, "listen", defaultAddr, "gRPC listen address host:port; port 0 picks a free port")
-	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9464", "admin HTTP address for /healthz, /readyz (200 only once caught up), /debug/state and /metrics; empty disables it")
+	fs.StringVar(&f.adminListen, "admin-listen", "127.0.0.1:9464", "admin HTTP address for /healthz, /readyz (200 only once caught up), /debug/state and /metrics; empty disables it; with auth flags, /debug/state and /metrics need a credential that may read every key")
+	fs.BoolVar(&f.adminTLS, "admin-tls", false, "serve the admin listener over TLS with the gRPC certificate (--tls-cert) and its client certificate checks; load balancers probing /readyz then speak TLS")
 	fs.Int32Var(&f.partitions, "partitions", sd.Partitions, "partitions of a topic the gateway creates; more spread the write load, and a key always lives in the one Kafka's default partitioner picks")
 
 	fs.IntVar(&f.historyBatches, "history-batches", sd.HistoryBatches, "length of the change window resumes are served from, in batches: a longer window turns more resumes into cheap deltas instead of snapshots, at the cost of memory")
@@ -164,6 +166,7 @@ func (f *serverFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 	}
 	return gateway.Config{
 		TLS:                   tlsCfg,
+		AdminTLS:              f.adminTLS,
 		Authenticator:         authn,
 		Policy:                policy,
 		ChunkBytes:            int(f.chunkBytes),
