@@ -153,7 +153,7 @@ func TestBadInputStatusCodes(t *testing.T) {
 		}, codes.InvalidArgument, "selector: selector prefix"},
 		{"subscribe too many prefixes", func(ctx context.Context) error {
 			return stream(ctx, &confgatev1.SubscribeRequest{Selector: sel(make([]string, 100)...)})
-		}, codes.InvalidArgument, "more than the limit"},
+		}, codes.InvalidArgument, "has 100 prefixes, more than this gateway's limit 64"},
 		{"subscribe truncated cursor", func(ctx context.Context) error {
 			return stream(ctx, &confgatev1.SubscribeRequest{ResumeCursor: put.Cursor[:10]})
 		}, codes.InvalidArgument, "resume_cursor: cursor is truncated"},

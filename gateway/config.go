@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/confgate/confgate/store"
 
 	"github.com/confgate/confgate/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -97,6 +98,15 @@ type Config struct {
 	// everything. Serve runs its watcher; open streams are re-checked when
 	// it changes.
 	Policy *auth.PolicyWatcher
+	// MaxKeyBytes, MaxSelectorPrefixes and MaxValueBytes bound requests:
+	// a key named by Get, Put or Delete, a Subscribe or GetSnapshot
+	// selector, and a Put's value. Past them a request is INVALID_ARGUMENT
+	// naming the limit. They may only tighten the rules every gateway
+	// applies to the topic (keyspace.MaxKeyLen, keyspace.MaxPrefixes,
+	// store.MaxValueBytes), which are also their defaults.
+	MaxKeyBytes         int
+	MaxSelectorPrefixes int
+	MaxValueBytes       int
 	// MaxStreamsPerPrincipal bounds the open streams of one principal;
 	// past it new streams get RESOURCE_EXHAUSTED. Default 1,000.
 	MaxStreamsPerPrincipal int
@@ -149,6 +159,9 @@ func Defaults() Config {
 		MaxConnectionAgeGrace: 30 * time.Second,
 		ShutdownGrace:         10 * time.Second,
 
+		MaxKeyBytes:            keyspace.MaxKeyLen,
+		MaxSelectorPrefixes:    keyspace.MaxPrefixes,
+		MaxValueBytes:          store.MaxValueBytes,
 		MaxStreamsPerPrincipal: 1000,
 		MaxWritesPerSecond:     100,
 	}
@@ -187,6 +200,12 @@ func (c *Config) withDefaults() (Config, error) {
 	orDefault(&out.KeepaliveTimeout, d.KeepaliveTimeout)
 	orDefault(&out.MaxConnectionAgeGrace, d.MaxConnectionAgeGrace)
 	orDefault(&out.ShutdownGrace, d.ShutdownGrace)
+	orDefault(&out.MaxKeyBytes, d.MaxKeyBytes)
+	orDefault(&out.MaxSelectorPrefixes, d.MaxSelectorPrefixes)
+	orDefault(&out.MaxValueBytes, d.MaxValueBytes)
+	if out.MaxKeyBytes > d.MaxKeyBytes || out.MaxSelectorPrefixes > d.MaxSelectorPrefixes || out.MaxValueBytes > d.MaxValueBytes {
+		return out, fmt.Errorf("gateway: request limits may only tighten the topic's rules: keys at most %d bytes, selectors at most %d prefixes, values at most %d bytes", d.MaxKeyBytes, d.MaxSelectorPrefixes, d.MaxValueBytes)
+	}
 	orDefault(&out.MaxStreamsPerPrincipal, d.MaxStreamsPerPrincipal)
 	orDefault(&out.MaxWritesPerSecond, d.MaxWritesPerSecond)
 	if out.Name == "" {

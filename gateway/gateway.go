@@ -358,7 +358,10 @@ func invalidArg(field, msg string) error {
 	return st.Err()
 }
 
-func parseSelector(sel *confgatev1.Selector) (keyspace.Selector, error) {
+func (g *Gateway) parseSelector(sel *confgatev1.Selector) (keyspace.Selector, error) {
+	if n := len(sel.GetPrefixes()); n > g.cfg.MaxSelectorPrefixes {
+		return keyspace.Selector{}, invalidArg("selector", fmt.Sprintf("has %d prefixes, more than this gateway's limit %d (--max-selector-prefixes): subscribe to a common parent prefix, or split the subscription", n, g.cfg.MaxSelectorPrefixes))
+	}
 	s, err := keyspace.NewSelector(sel.GetPrefixes())
 	if err != nil {
 		return keyspace.Selector{}, invalidArg("selector", err.Error())
@@ -374,9 +377,12 @@ func parseCursor(field string, b []byte) (cursor.Cursor, error) {
 	return c, nil
 }
 
-func validateKey(key string) error {
+func (g *Gateway) validateKey(key string) error {
 	if err := keyspace.ValidateKey(key); err != nil {
 		return invalidArg("key", err.Error())
+	}
+	if len(key) > g.cfg.MaxKeyBytes {
+		return invalidArg("key", fmt.Sprintf("is %d bytes, longer than this gateway's limit %d (--max-key-bytes)", len(key), g.cfg.MaxKeyBytes))
 	}
 	return nil
 }
@@ -417,7 +423,7 @@ func (e beyondLogError) GRPCStatus() *status.Status { return e.st }
 
 // Get returns one entry.
 func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgatev1.GetResponse, error) {
-	if err := validateKey(req.GetKey()); err != nil {
+	if err := g.validateKey(req.GetKey()); err != nil {
 		return nil, err
 	}
 	// Before the lookup: a refused key's existence is not revealed.
@@ -448,11 +454,11 @@ func (g *Gateway) Get(ctx context.Context, req *confgatev1.GetRequest) (*confgat
 
 // Put writes an entry.
 func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgatev1.PutResponse, error) {
-	if err := validateKey(req.GetKey()); err != nil {
+	if err := g.validateKey(req.GetKey()); err != nil {
 		return nil, err
 	}
-	if n := len(req.GetValue()); n > MaxValueBytes {
-		return nil, invalidArg("value", fmt.Sprintf("is %d bytes, more than the limit %d: keep config entries small", n, MaxValueBytes))
+	if n := len(req.GetValue()); n > g.cfg.MaxValueBytes {
+		return nil, invalidArg("value", fmt.Sprintf("is %d bytes, more than the limit %d: keep config entries small", n, g.cfg.MaxValueBytes))
 	}
 	if n := len(req.GetContentType()); n > store.MaxContentTypeBytes {
 		return nil, invalidArg("content_type", fmt.Sprintf("is %d bytes, longer than the limit %d", n, store.MaxContentTypeBytes))
@@ -473,7 +479,7 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 
 // Delete writes a tombstone.
 func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*confgatev1.DeleteResponse, error) {
-	if err := validateKey(req.GetKey()); err != nil {
+	if err := g.validateKey(req.GetKey()); err != nil {
 		return nil, err
 	}
 	v, c, err := g.write(ctx, methodDelete, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())

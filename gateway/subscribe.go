@@ -40,7 +40,7 @@ type subscription struct {
 // Subscribe streams a snapshot or the changes after a cursor, then deltas
 // and progress until the client goes away or the gateway drains.
 func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.ServerStreamingServer[confgatev1.SubscribeResponse]) error {
-	sel, err := parseSelector(req.GetSelector())
+	sel, err := g.parseSelector(req.GetSelector())
 	if err != nil {
 		return err
 	}
@@ -412,7 +412,7 @@ func (s *subscription) progress() error {
 
 // GetSnapshot streams the consistent state of a selector, then ends.
 func (g *Gateway) GetSnapshot(req *confgatev1.GetSnapshotRequest, stream grpc.ServerStreamingServer[confgatev1.GetSnapshotResponse]) error {
-	sel, err := parseSelector(req.GetSelector())
+	sel, err := g.parseSelector(req.GetSelector())
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,9 @@ type serverFlags struct {
 	maxConnections        int
 	maxTombstones         int
 	maxStreamsPrincipal   int
+	maxKeyBytes           int
+	maxSelectorPrefixes   int
+	maxValueBytes         int
 	maxWritesPerSecond    int
 	gatewayName           string
 	maxTombstoneBytes     int64
@@ -110,6 +113,9 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.maxTombstones, "max-tombstones", sd.MaxTombstones, "deleted keys remembered for resumes (see --tombstone-retention); past it the oldest are forgotten early and resumes from before them get a snapshot")
 	f.maxTombstoneBytes = sd.MaxTombstoneBytes
 	fs.Var(byteSize{&f.maxTombstoneBytes}, "max-tombstone-bytes", "memory bound of the deleted keys remembered for resumes (see --max-tombstones)")
+	fs.IntVar(&f.maxKeyBytes, "max-key-bytes", gd.MaxKeyBytes, "longest key a request may name (may only tighten the rule every gateway applies)")
+	fs.IntVar(&f.maxSelectorPrefixes, "max-selector-prefixes", gd.MaxSelectorPrefixes, "most prefixes in one Subscribe or GetSnapshot selector (may only tighten the rule every gateway applies)")
+	fs.IntVar(&f.maxValueBytes, "max-value-bytes", gd.MaxValueBytes, "largest value a Put may write (may only tighten the rule every gateway applies; the topic's max.message.bytes bounds it too)")
 	fs.IntVar(&f.maxStreamsPrincipal, "max-streams-per-principal", gd.MaxStreamsPerPrincipal, "open streams of one principal (client identity); past it its new streams get RESOURCE_EXHAUSTED")
 	fs.IntVar(&f.maxWritesPerSecond, "max-writes-per-second", gd.MaxWritesPerSecond, "writes one principal may make per second (burst ten times it); past it writes get RESOURCE_EXHAUSTED")
 	fs.StringVar(&f.gatewayName, "gateway-name", "", "this gateway's name in the audit headers of the writes it makes (default: the host name)")
@@ -187,6 +193,9 @@ func (f *serverFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		MaxResetsPerSecond:    f.maxResetsPerSecond,
 		MaxConnections:        f.maxConnections,
 
+		MaxKeyBytes:            f.maxKeyBytes,
+		MaxSelectorPrefixes:    f.maxSelectorPrefixes,
+		MaxValueBytes:          f.maxValueBytes,
 		MaxStreamsPerPrincipal: f.maxStreamsPrincipal,
 		MaxWritesPerSecond:     f.maxWritesPerSecond,
 		Name:                   f.gatewayName,
