@@ -118,7 +118,7 @@ func (g *Gateway) authenticate(ctx context.Context, method string) (context.Cont
 			}
 		}
 		g.m.authFailures.WithLabelValues(reason).Inc()
-		g.audit.Info("refused", "method", method, "result", codes.Unauthenticated.String(), "reason", why, "peer", peerAddr(ctx))
+		g.refusals.Info("refused", "method", method, "result", codes.Unauthenticated.String(), "reason", why, "peer", peerAddr(ctx))
 		return nil, p, err
 	}
 	return context.WithValue(ctx, principalKey{}, p), p, nil
@@ -150,7 +150,7 @@ func (g *Gateway) authStream(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	if pl := g.plim; pl != nil && !authExempt(info.FullMethod) {
 		if !pl.acquireStream(p.Name) {
 			g.m.refused.WithLabelValues("principal_streams").Inc()
-			g.audit.Info("refused", "principal", p.Name, "auth", p.Method, "method", info.FullMethod, "result", codes.ResourceExhausted.String(), "reason", "principal stream limit")
+			g.refusals.Info("refused", "principal", p.Name, "auth", p.Method, "method", info.FullMethod, "result", codes.ResourceExhausted.String(), "reason", "principal stream limit")
 			return status.Errorf(codes.ResourceExhausted,
 				"%s has reached its limit of %d open streams on this gateway (--max-streams-per-principal): close streams you no longer need (one Subscribe can select many prefixes), or retry with backoff", p, pl.maxStreams)
 		}
@@ -178,7 +178,7 @@ func (g *Gateway) denied(method string, p auth.Principal, err error, what ...any
 			args = append(args, "refused_prefix", de.Prefix)
 		}
 	}
-	g.audit.Info("denied", args...)
+	g.refusals.Info("denied", args...)
 	return err
 }
 
@@ -255,7 +255,7 @@ func (gd *streamGuard) recheck() error {
 func (gd *streamGuard) expired() error {
 	g := gd.g
 	g.m.authFailures.WithLabelValues("expired_in_stream").Inc()
-	g.audit.Info("refused", "principal", gd.p.Name, "auth", gd.p.Method, "method", gd.method, "result", codes.Unauthenticated.String(), "reason", "credential expired while the stream was open")
+	g.refusals.Info("refused", "principal", gd.p.Name, "auth", gd.p.Method, "method", gd.method, "result", codes.Unauthenticated.String(), "reason", "credential expired while the stream was open")
 	return &auth.AuthError{Reason: fmt.Sprintf("the credential of %s expired at %s while the stream was open: reconnect with a fresh one and resume with your cursor",
 		gd.p, gd.p.Expiry.UTC().Format(time.RFC3339))}
 }
@@ -266,7 +266,7 @@ func (g *Gateway) authorizeWrite(ctx context.Context, method, key string) (auth.
 	p := principalOf(ctx)
 	if pl := g.plim; pl != nil && !pl.allowWrite(p.Name) {
 		g.m.refused.WithLabelValues("principal_writes").Inc()
-		g.audit.Info("refused", "principal", p.Name, "auth", p.Method, "method", method, "key", key, "result", codes.ResourceExhausted.String(), "reason", "principal write rate")
+		g.refusals.Info("refused", "principal", p.Name, "auth", p.Method, "method", method, "key", key, "result", codes.ResourceExhausted.String(), "reason", "principal write rate")
 		return p, status.Errorf(codes.ResourceExhausted,
 			"%s is writing faster than its limit of %d writes per second on this gateway (burst %d; --max-writes-per-second): slow down and retry with backoff", p, pl.writeRate, 10*pl.writeRate)
 	}

@@ -81,6 +81,7 @@ type Gateway struct {
 	lim        *limits          // connection and stream limits (limits.go)
 	plim       *principalLimits // per-principal limits (auth.go); nil without credentials
 	audit      *slog.Logger     // component=audit: writes and refusals
+	refusals   *refusalLog      // audit lines of refusals, rate-limited
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}               // closed when shutting down
@@ -104,6 +105,7 @@ func New(cfg Config) (*Gateway, error) {
 		src:        c.Source,
 		log:        c.Logger.With("component", "gateway"),
 		audit:      c.Logger.With("component", "audit"),
+		refusals:   newRefusalLog(c.Logger.With("component", "audit")),
 		m:          newMetrics(c.Registerer),
 		cache:      pc,
 		groups:     groups{m: map[string]*group{}},
