@@ -302,6 +302,9 @@ func (st *state) purgeTombstones(cutoff int64) int {
 	n := 0
 	for len(st.tombQ) > 0 && (st.tombQ[0].at < cutoff || st.overTombLimits()) {
 		t := st.tombQ[0]
+		// Cleared so the backing array, which keeps its dead front until
+		// an append reallocates it, does not keep the key alive.
+		st.tombQ[0] = tombRef{}
 		st.tombQ = st.tombQ[1:]
 		cur, ok := st.tree.Get(&Entry{Key: t.key})
 		if !ok || !cur.Deleted || cur.Partition != t.part || cur.Offset != t.off {
