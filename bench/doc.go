@@ -4,7 +4,9 @@
 // broker by default and against Apache Kafka with CONFGATE_KAFKA_BROKERS;
 // figures that matter are the real-Kafka ones (see docs/kafka.md).
 //
-//	CONFGATE_KAFKA_BROKERS=127.0.0.1:19092 go test ./bench -run x -bench . -benchtime 2000x
+//	out=$(scripts/kafka.sh up) && eval "export $out"   # free ports, printed
+//	go test ./bench -run x -bench . -benchtime 2000x
+//	scripts/kafka.sh down
 //
 // Speed and memory targets are checked here, never by timed assertions in
 // tests.
