@@ -1,0 +1,74 @@
+package gateway
+
+import (
+	"testing"
+
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/confgate/confgate/store"
+)
+
+// Tests written for mutants of group.go that lived (docs/testing.md,
+// "Mutation score").
+
+// A group is shared by every subscriber of its selector and lives until
+// the last of them releases it: a release that is not the last keeps the
+// group (and its memo) for the others.
+func TestGroupRefCounting(t *testing.T) {
+	m := newMetrics(nil)
+	var gs groups
+	sel := mustSelector(t, "a/")
+	g1 := gs.acquire(sel)
+	g2 := gs.acquire(sel)
+	if g1 != g2 {
+		t.Fatal("two subscribers of one selector got different groups")
+	}
+	if g1.refs != 2 {
+		t.Fatalf("refs %d after two acquires, want 2", g1.refs)
+	}
+	g1.memo[5] = &memoFrames{grp: g1, seq: 5}
+	gs.release(g1, m)
+	if gs.len() != 1 {
+		t.Fatalf("%d groups after one of two subscribers left, want 1", gs.len())
+	}
+	if _, ok := g1.memo[5]; !ok {
+		t.Fatal("the memo was dropped while a subscriber still uses the group")
+	}
+	if g3 := gs.acquire(sel); g3 != g1 {
+		t.Fatal("a new subscriber did not join the existing group")
+	}
+	gs.release(g1, m)
+	gs.release(g1, m)
+	if gs.len() != 0 {
+		t.Fatalf("%d groups after every subscriber left, want 0", gs.len())
+	}
+	if len(g1.memo) != 0 {
+		t.Fatalf("memo keeps %d batches after the last release", len(g1.memo))
+	}
+}
+
+// The ring evicts a batch only once memoBatches newer ones came in,
+// whatever the batch's seq, 0 included: until the ring is full nothing is
+// evicted.
+func TestGroupMemoRingNotFullEvictsNothing(t *testing.T) {
+	g := &Gateway{cfg: Config{ChunkBytes: 1 << 20}, m: newMetrics(nil), cache: &payloadCache{}}
+	grp := &group{sel: keyspace.Selector{}, memo: map[uint64]*memoFrames{}}
+	topic := cursor.TopicID{1}
+	batch := func(seq uint64) *store.Batch {
+		end := cursor.Cursor{Topic: topic, Offsets: []int64{int64(seq) + 1}}
+		return &store.Batch{Seq: seq, End: end, EndBytes: end.Encode(),
+			Changes: []*store.Entry{{Key: "k", Value: []byte("v"), Offset: int64(seq)}}}
+	}
+	prev := func(seq uint64) cursor.Cursor { return cursor.Cursor{Topic: topic, Offsets: []int64{int64(seq)}} }
+	for seq := uint64(0); seq < 3; seq++ {
+		grp.frames(g, batch(seq), prev(seq))
+	}
+	for seq := uint64(0); seq < 3; seq++ {
+		if _, ok := grp.memo[seq]; !ok {
+			t.Fatalf("batch %d evicted from a memo holding 3 of %d", seq, memoBatches)
+		}
+	}
+	if grp.full {
+		t.Fatal("ring full after 3 batches")
+	}
+}
