@@ -72,3 +72,36 @@ func TestGroupMemoRingNotFullEvictsNothing(t *testing.T) {
 		t.Fatal("ring full after 3 batches")
 	}
 }
+
+// The budget counts an entry once, at its frames' capacity plus the
+// overheads, and never counts one that already left its group's memo.
+func TestMemoBudgetAdd(t *testing.T) {
+	m := newMetrics(nil)
+	grp := &group{memo: map[uint64]*memoFrames{}}
+	frames := []*frame{{b: make([]byte, 10, 100)}, {b: make([]byte, 0, 7)}}
+	want := int64(memoEntryOverhead + 100 + memoFrameOverhead + 7 + memoFrameOverhead)
+
+	var mb memoBudget
+	mf := &memoFrames{grp: grp, seq: 1, frames: frames, filled: true}
+	grp.memo[1] = mf
+	mb.add(mf, 1<<20, m)
+	if mf.size != want || mb.bytes != want {
+		t.Fatalf("entry size %d, budget %d; want %d", mf.size, mb.bytes, want)
+	}
+	mb.add(mf, 1<<20, m) // counted already: no change
+	if mb.bytes != want || mb.order.Len() != 1 {
+		t.Fatalf("adding a counted entry again: budget %d over %d entries, want %d over 1", mb.bytes, mb.order.Len(), want)
+	}
+	if got := gaugeValue(t, m.memoBytes); int64(got) != want {
+		t.Fatalf("gauge %v, want %d", got, want)
+	}
+
+	// Left the memo before it was counted (ring eviction, release while
+	// being filled): never counted.
+	gone := &memoFrames{grp: grp, seq: 2, frames: frames, filled: true}
+	mb.forget(gone, m)
+	mb.add(gone, 1<<20, m)
+	if gone.elem != nil || mb.bytes != want || mb.order.Len() != 1 {
+		t.Fatalf("a forgotten entry was counted: budget %d over %d entries", mb.bytes, mb.order.Len())
+	}
+}
