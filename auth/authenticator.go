@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,6 +243,27 @@ func (a *Authenticator) authToken(token string) (Principal, error) {
 		return Principal{}, a.fail("the bearer token is a JWT, and this gateway accepts no JWTs")
 	}
 	return Principal{}, a.fail("the bearer token is not a JWT, and this gateway accepts no static tokens")
+}
+
+// Revalidate reports whether a principal authenticated earlier by a static
+// token may still use it: the tokens file is re-read when it changed (at
+// most once per poll interval) and the token must still be in it, under
+// the same name and groups. Other principals are always still valid here
+// (a JWT's end is its Expiry; a certificate was checked by the handshake).
+// A gateway calls it on open streams, so that revoking a token ends them.
+func (a *Authenticator) Revalidate(p Principal) error {
+	if p.Method != MethodToken || a.tokens == nil {
+		return nil
+	}
+	_, _ = a.tokens.check(false)
+	cur, ok := a.tokens.get().byHash[p.token]
+	if !ok {
+		return a.fail("the static token was revoked (removed from the tokens file)")
+	}
+	if cur.Name != p.Name || !slices.Equal(cur.Groups, p.Groups) {
+		return a.fail("the static token now names another principal or other groups: reconnect")
+	}
+	return nil
 }
 
 // authCert names the caller after its verified client certificate. ok is

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"time"
@@ -43,6 +44,10 @@ type Principal struct {
 	// until removed from the file). A gateway should end a stream opened
 	// with it by then.
 	Expiry time.Time
+
+	// token is the hash of the static token the caller showed, so that
+	// Revalidate can tell whether it was revoked since; zero otherwise.
+	token [sha256.Size]byte
 }
 
 // Anonymous is the principal of a caller without credentials.

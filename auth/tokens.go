@@ -68,7 +68,9 @@ type tokenSet struct {
 }
 
 func (s *tokenSet) lookup(token string) (Principal, bool) {
-	p, ok := s.byHash[sha256.Sum256([]byte(token))]
+	h := sha256.Sum256([]byte(token))
+	p, ok := s.byHash[h]
+	p.token = h
 	return p, ok
 }
 

@@ -197,8 +197,17 @@ func (g *Gateway) authorizeRead(ctx context.Context, method string, sel keyspace
 		gd.timer = time.NewTimer(time.Until(gd.p.Expiry))
 		gd.expiry = gd.timer.C
 	}
+	if a := g.cfg.Authenticator; a != nil && gd.p.Method == auth.MethodToken {
+		gd.ticker = time.NewTicker(revalidateEvery)
+		gd.revalidate = gd.ticker.C
+	}
 	return gd, nil
 }
+
+// revalidateEvery is how often an open stream's static token is checked
+// against the tokens file (which is re-read at most once per poll
+// interval), so that removing a token from the file ends its streams.
+const revalidateEvery = time.Second
 
 // streamGuard ends a stream whose principal may no longer read its
 // selector, or whose credential expired. The stream's Send-owning loop
@@ -211,7 +220,9 @@ func (g *Gateway) authorizeRead(ctx context.Context, method string, sel keyspace
 // exp plus leeway) ends it with UNAUTHENTICATED as soon as it passes: the
 // client reconnects with a fresh credential and resumes by cursor. A
 // stream waiting for the store to become ready sends nothing, and is
-// checked at its next message.
+// checked at its next message. A static token removed from the tokens
+// file ends the stream with UNAUTHENTICATED within about two seconds
+// (revalidateEvery, plus the file's poll interval).
 type streamGuard struct {
 	g      *Gateway
 	method string
@@ -222,12 +233,32 @@ type streamGuard struct {
 	changed <-chan struct{}  // the policy watcher's; nil without one
 	expiry  <-chan time.Time // fires at p.Expiry; nil when it has none
 	timer   *time.Timer
+	// revalidate ticks for a principal of a static token, which ends the
+	// stream once revoked; nil for others.
+	revalidate <-chan time.Time
+	ticker     *time.Ticker
 }
 
 func (gd *streamGuard) stop() {
 	if gd.timer != nil {
 		gd.timer.Stop()
 	}
+	if gd.ticker != nil {
+		gd.ticker.Stop()
+	}
+}
+
+// revoked runs on each revalidate tick: the stream goes on only while its
+// static token is still in the tokens file.
+func (gd *streamGuard) revoked() error {
+	err := gd.g.cfg.Authenticator.Revalidate(gd.p)
+	if err == nil {
+		return nil
+	}
+	g := gd.g
+	g.m.authFailures.WithLabelValues("revoked_in_stream").Inc()
+	g.refusals.Info("refused", "principal", gd.p.Name, "auth", gd.p.Method, "method", gd.method, "result", codes.Unauthenticated.String(), "reason", "token revoked while the stream was open")
+	return err
 }
 
 // check is the guard's non-blocking test, before each message.
@@ -237,6 +268,8 @@ func (gd *streamGuard) check() error {
 		return gd.recheck()
 	case <-gd.expiry:
 		return gd.expired()
+	case <-gd.revalidate:
+		return gd.revoked()
 	default:
 		return nil
 	}

@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		memoBytes:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_memo_bytes", Help: "Bytes of encoded deltas kept for subscribers at the head (bounded by --memo-bytes)."}),
 		memoDropped:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_memo_dropped_total", Help: "Encoded deltas dropped from the memo to stay within its byte bound."}),
 		buildsActive: prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_snapshot_builds", Help: "Snapshot chunks being encoded now (bounded by --max-snapshot-builds)."}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_auth_failures_total", Help: "Calls refused as UNAUTHENTICATED, by reason: no_credential, expired, invalid_credential (unknown, revoked, badly signed or malformed), expired_in_stream (a stream ended at its credential's expiry)."}, []string{"reason"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_auth_failures_total", Help: "Calls refused as UNAUTHENTICATED, by reason: no_credential, expired, invalid_credential (unknown, revoked, badly signed or malformed), expired_in_stream (a stream ended at its credential's expiry), revoked_in_stream (a stream ended because its static token was removed from the tokens file)."}, []string{"reason"}),
 		denied:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_denied_total", Help: "Calls and open streams refused by the ACL (PERMISSION_DENIED), by method."}, []string{"method"}),
 	}
 	m.sentChunk, m.sentEnd = m.sent.WithLabelValues("snapshot_chunk"), m.sent.WithLabelValues("snapshot_end")

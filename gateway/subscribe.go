@@ -264,6 +264,10 @@ func (s *subscription) loop(ctx context.Context) error {
 				}
 			case <-s.guard.expiry:
 				return s.guard.expired()
+			case <-s.guard.revalidate:
+				if err := s.guard.revoked(); err != nil {
+					return err
+				}
 			case <-tick.C:
 				if err := s.progress(); err != nil {
 					return err
