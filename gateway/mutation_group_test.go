@@ -105,3 +105,32 @@ func TestMemoBudgetAdd(t *testing.T) {
 		t.Fatalf("a forgotten entry was counted: budget %d over %d entries", mb.bytes, mb.order.Len())
 	}
 }
+
+// A memo exactly at its limit keeps everything; one byte over drops the
+// oldest entry.
+func TestMemoBudgetAtTheLimit(t *testing.T) {
+	m := newMetrics(nil)
+	grp := &group{memo: map[uint64]*memoFrames{}}
+	entry := func(seq uint64) *memoFrames {
+		mf := &memoFrames{grp: grp, seq: seq, frames: []*frame{{b: make([]byte, 0, 60)}}, filled: true}
+		grp.memo[seq] = mf
+		return mf
+	}
+	const size = memoEntryOverhead + 60 + memoFrameOverhead
+	var mb memoBudget
+	mb.add(entry(1), 2*size, m)
+	mb.add(entry(2), 2*size, m)
+	if mb.order.Len() != 2 || mb.bytes != 2*size || len(grp.memo) != 2 {
+		t.Fatalf("at the limit: %d entries counted (%d bytes), %d in the memo; want 2, %d, 2", mb.order.Len(), mb.bytes, len(grp.memo), 2*size)
+	}
+	mb.add(entry(3), 3*size-1, m)
+	if mb.order.Len() != 2 || mb.bytes != 2*size {
+		t.Fatalf("one byte over: %d entries counted (%d bytes), want 2 (%d)", mb.order.Len(), mb.bytes, 2*size)
+	}
+	if _, ok := grp.memo[1]; ok {
+		t.Fatal("the oldest entry is still in the memo after it was dropped")
+	}
+	if got := counterValue(t, m.memoDropped); got != 1 {
+		t.Fatalf("%v drops counted, want 1", got)
+	}
+}
