@@ -56,7 +56,7 @@ func TestRevalidate(t *testing.T) {
 	}
 
 	write(strings.Replace(lineB+" bob\n", " bob", " bob ops", 1)) // alice removed, bob gains a group
-	now = now.Add(2 * time.Second)                               // past the poll interval
+	now = now.Add(2 * time.Second)                                // past the poll interval
 	if err := a.Revalidate(alice); err == nil || !strings.Contains(err.Error(), "revoked") {
 		t.Errorf("alice after revocation: %v, want revoked", err)
 	}
