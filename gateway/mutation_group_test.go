@@ -1,11 +1,14 @@
 package gateway
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
+	"google.golang.org/protobuf/proto"
 )
 
 // Tests written for mutants of group.go that lived (docs/testing.md,
@@ -132,5 +135,105 @@ func TestMemoBudgetAtTheLimit(t *testing.T) {
 	}
 	if got := counterValue(t, m.memoDropped); got != 1 {
 		t.Fatalf("%v drops counted, want 1", got)
+	}
+}
+
+// deltaFrames cuts a batch's delta between records only when the next
+// record would take it past ChunkBytes: a delta exactly at ChunkBytes is
+// one message, a single record larger than ChunkBytes is one message of
+// its own, and no message is ever empty. Each part carries the cursor
+// after its last record.
+func TestDeltaFramesCuts(t *testing.T) {
+	g := memoGateway(1 << 20)
+	topic := cursor.TopicID{3}
+	prev := cursor.Cursor{Topic: topic, Offsets: []int64{10}}
+	entries := []*store.Entry{
+		{Key: "a", Value: []byte("1111"), Offset: 10},
+		{Key: "b", Value: []byte("2222"), Offset: 11},
+		{Key: "c", Value: []byte("3333"), Offset: 12},
+	}
+	var sizes []int
+	for _, e := range entries {
+		eb, ok := g.encoded(e)
+		if !ok {
+			t.Fatal("cannot encode")
+		}
+		sizes = append(sizes, len(changeField(eb, false)))
+	}
+	one := sizes[0] // all three have the same size
+	end := cursor.Cursor{Topic: topic, Offsets: []int64{13}}
+	b := &store.Batch{Seq: 1, Changes: entries, End: end, EndBytes: end.Encode()}
+	for _, tc := range []struct {
+		name  string
+		chunk int
+		want  []string // per frame: keys, then the cursor's offset
+	}{
+		{"all fit", 1 << 20, []string{"abc@13"}},
+		{"exactly three", 3 * one, []string{"abc@13"}},
+		{"one byte short of three", 3*one - 1, []string{"ab@12", "c@13"}},
+		{"exactly two", 2 * one, []string{"ab@12", "c@13"}},
+		{"exactly one", one, []string{"a@11", "b@12", "c@13"}},
+		{"each larger than a chunk", one - 1, []string{"a@11", "b@12", "c@13"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g.cfg.ChunkBytes = tc.chunk
+			var got []string
+			for _, f := range g.deltaFrames(b, prev, keyspace.Selector{}, nil) {
+				var resp confgatev1.SubscribeResponse
+				if err := proto.Unmarshal(f.b, &resp); err != nil {
+					t.Fatal(err)
+				}
+				d := resp.GetDelta()
+				s := ""
+				for _, c := range d.GetChanges() {
+					s += c.GetPut().GetKey()
+				}
+				c, err := cursor.Decode(d.GetCursor())
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, fmt.Sprintf("%s@%d", s, c.Offsets[0]))
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("frames %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// With a floor (a resume cursor), every cursor sent is raised to it, also
+// those of the parts of a delta cut in between, and changes below it are
+// left out.
+func TestDeltaFramesCutsRaisedToTheFloor(t *testing.T) {
+	g := memoGateway(1 << 20)
+	topic := cursor.TopicID{3}
+	prev := cursor.Cursor{Topic: topic, Offsets: []int64{0, 0}}
+	b := &store.Batch{Seq: 1, Changes: []*store.Entry{
+		{Key: "a", Value: []byte("1111"), Partition: 0, Offset: 0},
+		{Key: "x", Value: []byte("seen"), Partition: 1, Offset: 0},
+		{Key: "b", Value: []byte("2222"), Partition: 0, Offset: 1},
+	}}
+	b.End = cursor.Cursor{Topic: topic, Offsets: []int64{2, 1}}
+	b.EndBytes = b.End.Encode()
+	floor := cursor.Cursor{Topic: topic, Offsets: []int64{0, 5}}
+	g.cfg.ChunkBytes = 1 // one record per part
+	var got []string
+	for _, f := range g.deltaFrames(b, prev, keyspace.Selector{}, &floor) {
+		var resp confgatev1.SubscribeResponse
+		if err := proto.Unmarshal(f.b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		s := ""
+		for _, c := range resp.GetDelta().GetChanges() {
+			s += c.GetPut().GetKey()
+		}
+		c, err := cursor.Decode(resp.GetDelta().GetCursor())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprint(s, c.Offsets))
+	}
+	if want := []string{"a[1 5]", "b[2 5]"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("frames %v, want %v", got, want)
 	}
 }
