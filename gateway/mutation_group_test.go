@@ -237,3 +237,42 @@ func TestDeltaFramesCutsRaisedToTheFloor(t *testing.T) {
 		t.Fatalf("frames %v, want %v", got, want)
 	}
 }
+
+// The smallest changes (a one-byte key deleted, a one-byte key put with
+// an empty value) encode as deltas like any other.
+func TestDeltaOfTheSmallestChanges(t *testing.T) {
+	g := memoGateway(1 << 20)
+	topic := cursor.TopicID{3}
+	prev := cursor.Cursor{Topic: topic, Offsets: []int64{0}}
+	end := cursor.Cursor{Topic: topic, Offsets: []int64{2}}
+	b := &store.Batch{Seq: 1, End: end, EndBytes: end.Encode(), Changes: []*store.Entry{
+		{Key: "a", Deleted: true, Offset: 0},
+		{Key: "b", Offset: 1},
+	}}
+	fs := g.deltaFrames(b, prev, keyspace.Selector{}, nil)
+	if len(fs) != 1 {
+		t.Fatalf("%d frames, want 1", len(fs))
+	}
+	var resp confgatev1.SubscribeResponse
+	if err := proto.Unmarshal(fs[0].b, &resp); err != nil {
+		t.Fatal(err)
+	}
+	ch := resp.GetDelta().GetChanges()
+	if len(ch) != 2 || ch[0].GetDelete().GetKey() != "a" || ch[1].GetPut().GetKey() != "b" || len(ch[1].GetPut().GetValue()) != 0 {
+		t.Fatalf("delta %v, want delete a, put b=\"\"", ch)
+	}
+}
+
+// cursorAfter extends the cursor to a partition it did not have yet, the
+// one right after its last included.
+func TestCursorAfterGrows(t *testing.T) {
+	topic := cursor.TopicID{3}
+	prev := cursor.Cursor{Topic: topic, Offsets: []int64{4}}
+	got := cursorAfter(prev, []*store.Entry{{Key: "a", Partition: 1, Offset: 7}, {Key: "b", Partition: 3, Offset: 2}, {Key: "c", Partition: 0, Offset: 2}})
+	if want := []int64{4, 8, 0, 3}; fmt.Sprint(got.Offsets) != fmt.Sprint(want) {
+		t.Fatalf("cursor %v, want %v", got.Offsets, want)
+	}
+	if fmt.Sprint(prev.Offsets) != "[4]" {
+		t.Fatalf("prev changed to %v", prev.Offsets)
+	}
+}
