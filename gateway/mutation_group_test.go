@@ -276,3 +276,47 @@ func TestCursorAfterGrows(t *testing.T) {
 		t.Fatalf("prev changed to %v", prev.Offsets)
 	}
 }
+
+// coalesced fits a delta whose changes, cursor and 4 bytes of framing
+// are exactly the limit, and refuses one byte less; changes alone past the
+// limit are refused whatever the cursor.
+func TestCoalescedLimit(t *testing.T) {
+	g := memoGateway(1 << 20)
+	latest := map[string]*store.Entry{
+		"b": {Key: "b", Value: []byte("2222"), Offset: 1},
+		"a": {Key: "a", Value: []byte("1111"), Offset: 0},
+	}
+	end := cursor.Cursor{Topic: cursor.TopicID{3}, Offsets: []int64{2}}.Encode()
+	var body int
+	for _, k := range []string{"a", "b"} {
+		eb, _ := g.encoded(latest[k])
+		body += len(changeField(eb, false))
+	}
+	exact := body + len(end) + 4
+	for _, tc := range []struct {
+		limit int
+		fits  bool
+	}{
+		{exact, true},
+		{exact - 1, false},
+		{body, false},
+		{body - 1, false},
+		{1 << 20, true},
+	} {
+		f, fits := g.coalesced(latest, end, tc.limit)
+		if fits != tc.fits {
+			t.Fatalf("limit %d (changes %d, cursor %d bytes): fits %v, want %v", tc.limit, body, len(end), fits, tc.fits)
+		}
+		if !fits {
+			continue
+		}
+		var resp confgatev1.SubscribeResponse
+		if err := proto.Unmarshal(f.b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		d := resp.GetDelta()
+		if !d.GetCoalesced() || len(d.GetChanges()) != 2 || d.GetChanges()[0].GetPut().GetKey() != "a" || d.GetChanges()[1].GetPut().GetKey() != "b" {
+			t.Fatalf("coalesced delta %v, want a then b, coalesced", d)
+		}
+	}
+}
