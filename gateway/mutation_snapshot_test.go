@@ -3,12 +3,16 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
+	"google.golang.org/protobuf/proto"
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
@@ -118,5 +122,100 @@ func TestSnapshotWaiterOfAnAbandonedBuild(t *testing.T) {
 	}
 	if got := counterValue(t, g.m.encSnapshot); got != 1 {
 		t.Fatalf("%v chunk encodes, want 1 (this request's own)", got)
+	}
+}
+
+// snapChunks streams sel's snapshot on a fresh gateway with the given
+// chunk size and returns the keys of each chunk sent, and the result.
+func snapChunks(t *testing.T, st *store.Store, chunk int, sel keyspace.Selector) ([]string, snapshotResult) {
+	t.Helper()
+	g, err := New(Config{Source: st, ChunkBytes: chunk, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chunks []string
+	res, err := g.streamSnapshot(context.Background(), snap, sel, func(f *frame) error {
+		var resp confgatev1.SubscribeResponse
+		if err := proto.Unmarshal(f.b, &resp); err != nil {
+			return err
+		}
+		var keys []string
+		for _, e := range resp.GetSnapshotChunk().GetEntries() {
+			keys = append(keys, e.Key)
+		}
+		chunks = append(chunks, strings.Join(keys, " "))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return chunks, res
+}
+
+// A snapshot chunk takes entries while they fit ChunkBytes: exactly
+// ChunkBytes fits, one byte less does not, an entry larger than a chunk
+// is a chunk of its own, and no chunk is empty. Every entry is sent once,
+// in key order, and counted.
+func TestSnapshotChunkBoundaries(t *testing.T) {
+	st := mutStore(t, "a/1", "v1", "a/2", "v2", "a/3", "v3", "a/4", "v4", "b/1", "v5")
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{Source: st, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []string{"a/1", "a/2", "a/3", "a/4"}
+	var sizes []int
+	for _, k := range keys {
+		e, _ := snap.Get(k)
+		eb, ok := g.encoded(e)
+		if !ok {
+			t.Fatal("cannot encode")
+		}
+		sizes = append(sizes, fieldSize(len(eb)))
+	}
+	// greedy is the expected cut: entries while they fit, at least one.
+	greedy := func(chunk int) []string {
+		var out []string
+		for i := 0; i < len(keys); {
+			n, j := sizes[i], i+1
+			for j < len(keys) && n+sizes[j] <= chunk {
+				n += sizes[j]
+				j++
+			}
+			out = append(out, strings.Join(keys[i:j], " "))
+			i = j
+		}
+		return out
+	}
+	total := sizes[0] + sizes[1] + sizes[2] + sizes[3]
+	sel := mustSelector(t, "a/")
+	for _, tc := range []struct {
+		name  string
+		chunk int
+		want  []string
+	}{
+		{"all fit", 1 << 20, []string{"a/1 a/2 a/3 a/4"}},
+		{"exactly all", total, []string{"a/1 a/2 a/3 a/4"}},
+		{"one byte short of all", total - 1, []string{"a/1 a/2 a/3", "a/4"}},
+		{"exactly the first two", sizes[0] + sizes[1], greedy(sizes[0] + sizes[1])},
+		{"one byte short of the first two", sizes[0] + sizes[1] - 1, greedy(sizes[0] + sizes[1] - 1)},
+		{"each larger than a chunk", min(sizes[0], sizes[1], sizes[2], sizes[3]) - 1, []string{"a/1", "a/2", "a/3", "a/4"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, res := snapChunks(t, st, tc.chunk, sel)
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("chunks %q, want %q", got, tc.want)
+			}
+			if res.count != 4 {
+				t.Fatalf("count %d, want 4", res.count)
+			}
+		})
 	}
 }
