@@ -219,3 +219,61 @@ func TestSnapshotChunkBoundaries(t *testing.T) {
 		})
 	}
 }
+
+// A selector with nothing under it gets no chunk at all, only the end.
+func TestSnapshotOfNothingSendsNoChunk(t *testing.T) {
+	st := mutStore(t, "a/1", "v1")
+	got, res := snapChunks(t, st, 1<<20, mustSelector(t, "z/"))
+	if len(got) != 0 || res.count != 0 {
+		t.Fatalf("chunks %q, count %d; want none", got, res.count)
+	}
+}
+
+// A request that encoded chunk 0 itself and took chunk 1 from the cache
+// (built by another request) encodes chunk 2 starting after chunk 1's
+// last key: the entry it had pulled for chunk 1 is not sent again.
+func TestSnapshotOwnChunkAfterACachedOne(t *testing.T) {
+	st := mutStore(t, "a/1", "v1", "a/2", "v2", "a/3", "v3")
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := New(Config{Source: st, ChunkBytes: 1, CacheBytes: DefaultCacheBytes, Logger: slog.New(slog.DiscardHandler)}) // one entry per chunk
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := mustSelector(t, "a/")
+	ctx := context.Background()
+	other := &snapReader{g: g, snap: snap, sel: sel, selKey: sel.Key()}
+	defer other.close()
+	c1, err := other.encode(ctx, chunkCacheKey(other.selKey, snap.Seq, 1), "a/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.cache.putChunk(c1)
+
+	r := &snapReader{g: g, snap: snap, sel: sel, selKey: sel.Key()}
+	defer r.close()
+	var got []string
+	after := ""
+	for i := 0; i < 3; i++ {
+		c, err := r.chunk(ctx, i, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var resp confgatev1.SubscribeResponse
+		if err := proto.Unmarshal(c.f.b, &resp); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetSnapshotChunk().GetEntries() {
+			got = append(got, e.Key)
+		}
+		after = c.next
+	}
+	if want := "a/1 a/2 a/3"; strings.Join(got, " ") != want {
+		t.Fatalf("sent %q, want %q", got, want)
+	}
+	if hits := counterValue(t, g.m.hitSnapshot); hits != 1 {
+		t.Fatalf("%v chunk cache hits, want 1 (chunk 1)", hits)
+	}
+}
