@@ -194,31 +194,37 @@ func TestDoneErr(t *testing.T) {
 func TestCatchUpCollects(t *testing.T) {
 	var batches []*store.Batch
 	for i := int64(0); i < 10; i++ {
-		batches = append(batches, mutBatch(uint64(i+1), mutCursor(i+1), mutPut("a/k", fmt.Sprintf("value-%014d", i), 0, i)))
+		batches = append(batches, mutBatch(uint64(i+1), mutCursor(i+1), mutPut("a/kk", fmt.Sprintf("value-%014d", i), 0, i)))
 	}
-	// Estimated: one key (3+32) and ten values of 20 bytes: 235.
-	const est = 3 + 32 + 10*20
+	// Estimated: one key (4+32) and ten values of 20 bytes: 236.
+	const est = 4 + 32 + 10*20
 	for _, tc := range []struct {
 		name   string
 		max    int
+		more   int   // MaxPendingBatches: how many batches catchUp reads at a time, less one
 		filter int64 // -1: none
 		want   []string
 		snap   bool
 	}{
-		{name: "within the bound", max: (est + 1) / 2, filter: -1, want: []string{"delta a/k=value-00000000000009 coalesced @[10]"}},
-		{name: "past the bound", max: est / 2, filter: -1, snap: true},
-		{name: "filter at the last change", max: 1 << 20, filter: 9, want: []string{"delta a/k=value-00000000000009 coalesced @[10]"}},
+		{name: "exactly the bound", max: est / 2, filter: -1, want: []string{"delta a/kk=value-00000000000009 coalesced @[10]"}},
+		{name: "past the bound", max: est/2 - 1, filter: -1, snap: true},
+		{name: "filter at the last change", max: 1 << 20, filter: 9, want: []string{"delta a/kk=value-00000000000009 coalesced @[10]"}},
 		{name: "filter past every change", max: 1 << 20, filter: 10, want: []string{"progress @[10]"}},
+		{name: "one batch at a time", max: 1 << 20, more: 1, filter: -1, want: []string{"delta a/kk=value-00000000000009 coalesced @[10]"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			src := &memSource{batches: batches, snapErr: errNoSnapshot}
-			s, st := newMutSub(t, src, Config{MaxCoalescedBytes: tc.max, MaxPendingBatches: 4}, "a/")
+			more := 4
+			if tc.more > 0 {
+				more = tc.more
+			}
+			s, st := newMutSub(t, src, Config{MaxCoalescedBytes: tc.max, MaxPendingBatches: more}, "a/")
 			s.at, s.atBytes = mutCursor(0), mutCursor(0).Encode()
 			if tc.filter >= 0 {
 				f := mutCursor(tc.filter)
 				s.filter = &f
 			}
-			err := s.catchUp(context.Background(), batches[:5])
+			err := s.catchUp(context.Background(), batches[:2])
 			if tc.snap {
 				if !errors.Is(err, errDraining) {
 					t.Fatalf("catchUp: %v, want a snapshot (errDraining here); sent %v", err, describe(t, st.msgs))
