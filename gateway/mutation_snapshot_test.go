@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -275,5 +276,30 @@ func TestSnapshotOwnChunkAfterACachedOne(t *testing.T) {
 	}
 	if hits := counterValue(t, g.m.hitSnapshot); hits != 1 {
 		t.Fatalf("%v chunk cache hits, want 1 (chunk 1)", hits)
+	}
+}
+
+// A resume older than the change window, with every delete since still
+// remembered, is one coalesced delta of what changed at or after the
+// client's cursor, and nothing else (no snapshot after it).
+func TestResumeDiffIsOneDelta(t *testing.T) {
+	st := mutStore(t, "a/1", "v1", "a/2", "v2", "b/1", "v3")
+	snap, err := st.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every entry is at or after the zero cursor: all of a/ changed.
+	from := cursor.Cursor{Topic: snap.Cursor.Topic, Offsets: make([]int64, len(snap.Cursor.Offsets))}
+	src := &memSource{resume: store.Resume{Kind: store.ResumeDiff, Seq: snap.Seq, Snap: snap}, snapErr: errNoSnapshot}
+	s, rec := newMutSub(t, src, Config{}, "a/")
+	if err := s.resume(context.Background(), from); err != nil {
+		t.Fatalf("resume: %v (sent %q)", err, describe(t, rec.msgs))
+	}
+	want := "delta a/1=v1,a/2=v2 coalesced @" + fmt.Sprint(snap.Cursor.Offsets)
+	if got := describe(t, rec.msgs); len(got) != 1 || got[0] != want {
+		t.Fatalf("sent %q, want [%q]", got, want)
+	}
+	if s.pos != snap.Seq || !s.at.Equal(snap.Cursor) || s.filter != nil {
+		t.Fatalf("after the diff: pos %d, at %v; want %d, %v", s.pos, s.at.Offsets, snap.Seq, snap.Cursor.Offsets)
 	}
 }
