@@ -330,3 +330,44 @@ func TestSendBatchFiltered(t *testing.T) {
 		t.Fatalf("sendBatch on a broken stream: %v, want its error", err)
 	}
 }
+
+// What a subscription ends with when its source fails: an unexpected
+// resume or history error is INTERNAL; a history gone (slow subscriber)
+// or rebuilt falls back to a snapshot, whose failure (no snapshot here:
+// errDraining) ends the stream.
+func TestSubscriptionSourceErrors(t *testing.T) {
+	boom := errors.New("boom")
+	t.Run("resume", func(t *testing.T) {
+		s, rec := newMutSub(t, &memSource{resumeE: boom}, Config{}, "a/")
+		if err := s.resume(context.Background(), mutCursor(1)); status.Code(err) != codes.Internal {
+			t.Fatalf("resume: %v, want Internal (sent %q)", err, describe(t, rec.msgs))
+		}
+	})
+	t.Run("resume from the change window", func(t *testing.T) {
+		s, rec := newMutSub(t, &memSource{resume: store.Resume{Kind: store.ResumeHistory, Seq: 3}}, Config{}, "a/")
+		if err := s.resume(context.Background(), mutCursor(5)); err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		if got, want := describe(t, rec.msgs), []string{"progress @[5]"}; !sameLines(got, want) {
+			t.Fatalf("sent %q, want %q", got, want)
+		}
+		if s.pos != 3 || s.filter == nil || !s.filter.Equal(mutCursor(5)) {
+			t.Fatalf("after the resume: pos %d, filter %v; want 3, [5]", s.pos, s.filter)
+		}
+	})
+	for _, tc := range []struct {
+		err  error
+		want func(error) bool
+	}{
+		{boom, func(err error) bool { return status.Code(err) == codes.Internal }},
+		{store.ErrHistoryGone, func(err error) bool { return errors.Is(err, errDraining) }},
+		{store.ErrRebuilt, func(err error) bool { return errors.Is(err, errDraining) }},
+	} {
+		t.Run("since "+tc.err.Error(), func(t *testing.T) {
+			s, rec := newMutSub(t, &memSource{sinceErr: tc.err, snapErr: errNoSnapshot}, Config{}, "a/")
+			if err := s.loop(context.Background()); !tc.want(err) {
+				t.Fatalf("loop: %v (sent %q)", err, describe(t, rec.msgs))
+			}
+		})
+	}
+}
