@@ -13,8 +13,8 @@ import (
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
-	"google.golang.org/protobuf/proto"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/protobuf/proto"
 )
 
 // Tests written for mutants of snapshot.go that lived (docs/testing.md,
