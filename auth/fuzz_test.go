@@ -15,15 +15,9 @@ import (
 // searches of Policy: a rule applies if any subject matches; a selector
 // prefix is allowed if some read grant of an applying rule is a prefix of
 // it; the empty selector needs the grant "".
-type refRule struct {
-	Principals        []string `yaml:"principals"`
-	PrincipalPrefixes []string `yaml:"principal_prefixes"`
-	Groups            []string `yaml:"groups"`
-	Anonymous         bool     `yaml:"anonymous"`
-	Authenticated     bool     `yaml:"authenticated"`
-	Read              []string `yaml:"read"`
-	Write             []string `yaml:"write"`
-}
+// refRule is the file's own rule form: the reference differs from Policy
+// in how it decides, not in how the file reads.
+type refRule = ruleFile
 
 func refApplies(r refRule, p Principal) bool {
 	if p.Name == "" {

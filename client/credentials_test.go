@@ -52,9 +52,9 @@ func TestCheckToken(t *testing.T) {
 
 func TestLoopbackTarget(t *testing.T) {
 	for target, want := range map[string]bool{
-		"127.0.0.1:50051":           true,
+		"127.0.0.1:1":               true,
 		"127.9.9.9:1":               true,
-		"[::1]:50051":               true,
+		"[::1]:1":                   true,
 		"localhost:50051":           true,
 		"LOCALHOST:1":               true,
 		"localhost":                 true,

@@ -73,15 +73,30 @@ func (s *Snapshot) Get(key string) (*Entry, bool) {
 // Scan calls fn for every live entry the selector matches, in key order,
 // until fn returns false.
 func (s *Snapshot) Scan(sel keyspace.Selector, fn func(*Entry) bool) {
-	s.scan(sel, false, fn)
+	s.scan(sel, "", false, fn)
+}
+
+// ScanAfter is Scan from the first key greater than after ("": from the
+// start), found in O(log n): a reader resuming a scan mid-way (the next
+// snapshot chunk) does not walk what it has already passed.
+func (s *Snapshot) ScanAfter(sel keyspace.Selector, after string, fn func(*Entry) bool) {
+	s.scan(sel, after, false, fn)
 }
 
 // ScanAll is Scan including tombstones still remembered.
 func (s *Snapshot) ScanAll(sel keyspace.Selector, fn func(*Entry) bool) {
-	s.scan(sel, true, fn)
+	s.scan(sel, "", true, fn)
 }
 
-func (s *Snapshot) scan(sel keyspace.Selector, tombstones bool, fn func(*Entry) bool) {
+func (s *Snapshot) scan(sel keyspace.Selector, after string, tombstones bool, fn func(*Entry) bool) {
+	// from is the pivot of a walk that starts at p: p itself, or the
+	// smallest key greater than after when that is further.
+	from := func(p string) *Entry {
+		if after != "" && after >= p {
+			return &Entry{Key: after + "\x00"}
+		}
+		return &Entry{Key: p}
+	}
 	visit := func(e *Entry) bool {
 		if e.Deleted && !tombstones {
 			return true
@@ -89,12 +104,12 @@ func (s *Snapshot) scan(sel keyspace.Selector, tombstones bool, fn func(*Entry) 
 		return fn(e)
 	}
 	if sel.All() {
-		s.tree.Ascend(visit)
+		s.tree.AscendGreaterOrEqual(from(""), visit)
 		return
 	}
 	for _, p := range sel.Prefixes() {
 		stopped := false
-		s.tree.AscendGreaterOrEqual(&Entry{Key: p}, func(e *Entry) bool {
+		s.tree.AscendGreaterOrEqual(from(p), func(e *Entry) bool {
 			if len(e.Key) < len(p) || e.Key[:len(p)] != p {
 				return false
 			}

@@ -1012,3 +1012,35 @@ func TestTombstoneLimits(t *testing.T) {
 		})
 	}
 }
+
+// ScanAfter is Scan from the first key greater than after, for every kind
+// of selector, including afters inside, between and past the prefixes.
+func TestScanAfter(t *testing.T) {
+	st := newTestState(1, bigLimits)
+	for i, k := range []string{"a/1", "a/2", "b/1", "b/2", "c/1"} {
+		st.apply(recs(put(0, int64(i), k, "v")), 1)
+	}
+	snap := st.snapshot()
+	for _, tc := range []struct {
+		prefixes []string
+		after    string
+		want     string
+	}{
+		{nil, "", "[a/1 a/2 b/1 b/2 c/1]"},
+		{nil, "a/2", "[b/1 b/2 c/1]"},
+		{nil, "a/15", "[a/2 b/1 b/2 c/1]"},
+		{nil, "c/1", "[]"},
+		{[]string{"a/", "c/"}, "", "[a/1 a/2 c/1]"},
+		{[]string{"a/", "c/"}, "a/1", "[a/2 c/1]"},
+		{[]string{"a/", "c/"}, "a/2", "[c/1]"},
+		{[]string{"a/", "c/"}, "b/9", "[c/1]"},
+		{[]string{"a/", "c/"}, "0", "[a/1 a/2 c/1]"},
+		{[]string{"b/"}, "z", "[]"},
+	} {
+		var got []string
+		snap.ScanAfter(mustSelector(t, tc.prefixes...), tc.after, func(e *Entry) bool { got = append(got, e.Key); return true })
+		if fmt.Sprint(got) != tc.want && !(len(got) == 0 && tc.want == "[]") {
+			t.Errorf("ScanAfter(%q, %q) = %v, want %s", tc.prefixes, tc.after, got, tc.want)
+		}
+	}
+}

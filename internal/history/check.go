@@ -295,23 +295,7 @@ func (c *clientCheck) begin(ev *event, inStream bool) {
 // apply moves the client's view and the model past an observation that
 // kept every rule.
 func (c *clientCheck) apply(o *Obs) {
-	switch o.Kind {
-	case Snapshot:
-		c.view = make(map[string]Change, len(o.Changes))
-		for _, ch := range o.Changes {
-			if !ch.Deleted {
-				c.view[ch.Key] = ch
-			}
-		}
-	case Delta:
-		for _, ch := range o.Changes {
-			if ch.Deleted {
-				delete(c.view, ch.Key)
-			} else {
-				c.view[ch.Key] = ch
-			}
-		}
-	}
+	c.view = applyToView(c.view, o)
 	if c.onLog {
 		c.m.seek(o.Cursor)
 	}

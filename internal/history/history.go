@@ -206,23 +206,7 @@ func (c *ClientLog) observeLocked(o Obs, bad string) {
 	o.Resumed = rc != nil && rc.withCursor
 	c.events = append(c.events, event{obs: o, rc: rc, bad: bad})
 	c.last, c.hasLast = o.Cursor, true
-	switch o.Kind {
-	case Snapshot:
-		c.view = make(map[string]Change, len(o.Changes))
-		for _, ch := range o.Changes {
-			if !ch.Deleted {
-				c.view[ch.Key] = ch
-			}
-		}
-	case Delta:
-		for _, ch := range o.Changes {
-			if ch.Deleted {
-				delete(c.view, ch.Key)
-			} else {
-				c.view[ch.Key] = ch
-			}
-		}
-	}
+	c.view = applyToView(c.view, &o)
 }
 
 // Reconnect marks that the next observation comes from a new stream,
@@ -451,4 +435,27 @@ func clipValue(v []byte) string {
 func sameChange(a, b Change) bool {
 	return a.Key == b.Key && a.Deleted == b.Deleted && a.Partition == b.Partition && a.Offset == b.Offset &&
 		(a.Deleted || bytes.Equal(a.Value, b.Value))
+}
+
+// applyToView is what a client's view becomes after o: a snapshot replaces
+// it, a delta's changes apply in order; other kinds leave it.
+func applyToView(view map[string]Change, o *Obs) map[string]Change {
+	switch o.Kind {
+	case Snapshot:
+		view = make(map[string]Change, len(o.Changes))
+		for _, ch := range o.Changes {
+			if !ch.Deleted {
+				view[ch.Key] = ch
+			}
+		}
+	case Delta:
+		for _, ch := range o.Changes {
+			if ch.Deleted {
+				delete(view, ch.Key)
+			} else {
+				view[ch.Key] = ch
+			}
+		}
+	}
+	return view
 }

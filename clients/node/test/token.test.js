@@ -72,7 +72,7 @@ test("checkToken", () => {
 
 test("loopbackTarget", () => {
   for (const [target, want] of [
-    ["127.0.0.1:50051", true], ["[::1]:50051", true], ["localhost:1", true], ["dns:///localhost:1", true],
+    ["127.0.0.1:1", true], ["[::1]:1", true], ["localhost:1", true], ["dns:///localhost:1", true],
     ["unix:///run/cg.sock", true], ["10.0.0.5:50051", false], ["gw.example:443", false],
     ["localhost.evil.com:1", false], ["0.0.0.0:1", false],
   ]) {

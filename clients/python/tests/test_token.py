@@ -47,7 +47,7 @@ def test_check_token(tok: str, want) -> None:
 
 
 @pytest.mark.parametrize("target,want", [
-    ("127.0.0.1:50051", True), ("[::1]:50051", True), ("localhost:1", True), ("dns:///localhost:1", True),
+    ("127.0.0.1:1", True), ("[::1]:1", True), ("localhost:1", True), ("dns:///localhost:1", True),
     ("unix:///run/cg.sock", True), ("10.0.0.5:50051", False), ("gw.example:443", False),
     ("localhost.evil.com:1", False), ("0.0.0.0:1", False),
 ])
