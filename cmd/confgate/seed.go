@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
@@ -70,6 +71,10 @@ func (e seedEntry) write() (store.Write, error) {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, raw); err != nil {
 			return store.Write{}, err
+		}
+		// Compact copies string bytes as they are; a seed holds text.
+		if !utf8.Valid(buf.Bytes()) {
+			return store.Write{}, errors.New(`"value" is a JSON document that is not valid UTF-8`)
 		}
 		w.Value = buf.Bytes()
 		if w.ContentType == "" {
