@@ -43,7 +43,7 @@ type FanoutResult struct {
 	Put *hdrhistogram.Histogram
 	// Writes issued and failed; Expected deliveries, Delivered (unique),
 	// Duplicates.
-	Writes, WriteErrors           int64
+	Writes, WriteErrors             int64
 	Expected, Delivered, Duplicates int64
 	// Server resource use over the measured window (zero when unknown).
 	ServerCPU    time.Duration
