@@ -85,6 +85,7 @@ type Gateway struct {
 
 	status   atomic.Pointer[timedStatus] // see currentStatus
 	draining chan struct{}               // closed when shutting down
+	disp     dispatcher
 	drainOne sync.Once
 }
 

@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
@@ -42,6 +43,35 @@ type group struct {
 	ring [memoBatches]uint64
 	next int
 	full bool
+
+	// matchSeq is the last batch the dispatcher found concerning this
+	// group (unindexed until it indexed the group); see wake.go.
+	matchSeq atomic.Uint64
+	wakeMu   sync.Mutex
+	wakeCh   chan struct{} // closed by wake; nil when nobody waits
+	wakes    atomic.Int64  // wake calls, for tests
+}
+
+// waiter returns a channel closed at the group's next wake. Take it
+// before looking for work, so a wake in between is not lost.
+func (grp *group) waiter() <-chan struct{} {
+	grp.wakeMu.Lock()
+	defer grp.wakeMu.Unlock()
+	if grp.wakeCh == nil {
+		grp.wakeCh = make(chan struct{})
+	}
+	return grp.wakeCh
+}
+
+// wake wakes the streams waiting on the group.
+func (grp *group) wake() {
+	grp.wakes.Add(1)
+	grp.wakeMu.Lock()
+	if grp.wakeCh != nil {
+		close(grp.wakeCh)
+		grp.wakeCh = nil
+	}
+	grp.wakeMu.Unlock()
 }
 
 // memoFrames is one batch's encoded deltas for one group. The subscriber
@@ -79,6 +109,8 @@ type memoBudget struct {
 type groups struct {
 	mu sync.Mutex
 	m  map[string]*group
+	// ver changes whenever a group is added to or removed from m.
+	ver atomic.Uint64
 	// memo is shared by all groups, also by those not in m (tests).
 	memo memoBudget
 }
@@ -89,10 +121,12 @@ func (gs *groups) acquire(sel keyspace.Selector) *group {
 	grp, ok := gs.m[sel.Key()]
 	if !ok {
 		grp = &group{sel: sel, key: sel.Key(), memo: map[uint64]*memoFrames{}}
+		grp.matchSeq.Store(unindexed)
 		if gs.m == nil {
 			gs.m = map[string]*group{}
 		}
 		gs.m[grp.key] = grp
+		gs.ver.Add(1)
 	}
 	grp.refs++
 	return grp
@@ -108,6 +142,7 @@ func (gs *groups) release(grp *group, m *metrics) {
 		return
 	}
 	delete(gs.m, grp.key)
+	gs.ver.Add(1)
 	grp.mu.Lock()
 	for seq, mf := range grp.memo {
 		delete(grp.memo, seq)

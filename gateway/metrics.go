@@ -11,6 +11,7 @@ type metrics struct {
 	encodes     *prometheus.CounterVec
 	cacheHits   *prometheus.CounterVec
 	coalesced   prometheus.Counter
+	wakeups     prometheus.Counter
 	groups      prometheus.Gauge
 	requests    *prometheus.CounterVec
 
@@ -46,6 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		encodes:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_encodes_total", Help: "Payloads encoded, by what (entry, delta, snapshot); lower is better."}, []string{"what"}),
 		cacheHits:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_cache_hits_total", Help: "Payloads served from the cache or a shared build, by what."}, []string{"what"}),
 		coalesced:    prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_coalesced_deltas_total", Help: "Coalesced deltas sent to slow subscribers."}),
+		wakeups:      prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_stream_wakeups_total", Help: "Times a subscriber stream was woken because a batch concerned its selector (streams a batch does not concern are not woken)."}),
 		groups:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_selector_groups", Help: "Distinct selectors with open subscriptions."}),
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_requests_total", Help: "Finished RPCs, by method and status code."}, []string{"method", "code"}),
 		panics:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_panics_total", Help: "Panics recovered in request handlers, by method; the process and other streams were unaffected."}, []string{"method"}),
@@ -64,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.hitEntry, m.hitDelta, m.hitSnapshot = m.cacheHits.WithLabelValues("entry"), m.cacheHits.WithLabelValues("delta"), m.cacheHits.WithLabelValues("snapshot")
 	m.subscribeStreams, m.snapshotStreams = m.subscribers.WithLabelValues("Subscribe"), m.subscribers.WithLabelValues("GetSnapshot")
 	if reg != nil {
-		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.groups, m.requests,
+		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.wakeups, m.groups, m.requests,
 			m.panics, m.unencodable, m.refused, m.connections, m.memoBytes, m.memoDropped, m.buildsActive, m.authFailures, m.denied)
 	}
 	return m

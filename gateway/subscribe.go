@@ -232,10 +232,18 @@ func (s *subscription) doneErr(ctx context.Context) error {
 // loop sends deltas and progress until the stream ends.
 func (s *subscription) loop(ctx context.Context) error {
 	g := s.g
+	g.disp.start(g)
 	tick := time.NewTicker(g.cfg.ProgressInterval)
 	defer tick.Stop()
 	for {
-		changed := g.src.Changed()
+		// Woken only by batches that concern the group (wake.go); the
+		// rest are skipped here without reading them.
+		changed := s.grp.waiter()
+		if s.filter == nil {
+			if h := g.disp.quietHead(s.grp, s.pos); h != nil {
+				s.pos, s.at, s.atBytes = h.seq, h.end, h.endBytes
+			}
+		}
 		batches, err := g.src.Since(s.pos, g.cfg.MaxPendingBatches+1)
 		switch {
 		case errors.Is(err, store.ErrRebuilt):
@@ -258,6 +266,7 @@ func (s *subscription) loop(ctx context.Context) error {
 			case <-g.draining:
 				return errDraining
 			case <-changed:
+				g.m.wakeups.Inc()
 			case <-s.guard.changed:
 				if err := s.guard.recheck(); err != nil {
 					return err
