@@ -108,9 +108,11 @@ func cgConnect(ctx context.Context, addr string, opts []grpc.DialOption) (*grpc.
 		switch s {
 		case connectivity.Ready:
 			return cc, nil
-		case connectivity.Shutdown:
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			// Fail fast (a wrong address, a refused TLS handshake): a
+			// benchmark's connections should all work at once.
 			cc.Close()
-			return nil, fmt.Errorf("connect %s: connection shut down", addr)
+			return nil, fmt.Errorf("connect %s: no connection (%s)", addr, s)
 		}
 		if !cc.WaitForStateChange(ctx, s) {
 			cc.Close()
