@@ -187,6 +187,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error
 		newSnapshotCmd(g),
 		newWatchCmd(g),
 		newTokenCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }
