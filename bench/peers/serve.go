@@ -23,7 +23,7 @@ import (
 // isServeMode says whether args (without the program name) ask for a
 // server mode.
 func isServeMode(args []string) bool {
-	return len(args) > 0 && (args[0] == "serve-etcd" || args[0] == "serve-nats")
+	return len(args) > 0 && (args[0] == "serve-etcd" || args[0] == "serve-nats" || args[0] == "consume-kafka")
 }
 
 // serveMain runs a server mode and returns the exit code.
@@ -34,6 +34,8 @@ func serveMain(args []string) int {
 		err = serveEtcd(args[1:])
 	case "serve-nats":
 		err = serveNATS(args[1:])
+	case "consume-kafka":
+		err = consumeKafka(args[1:])
 	default:
 		err = fmt.Errorf("unknown mode %q", args[0])
 	}
