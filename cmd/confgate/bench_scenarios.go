@@ -265,6 +265,7 @@ func printStorm(g *globals, s loadgen.StormSummary) error {
 		fmt.Fprintf(tw, "first error\t%s\n", oneLine(s.FirstError))
 	}
 	fmt.Fprintf(tw, "writes\t%d (%d failed)\n", s.Writes, s.WriteErrors)
+	fmt.Fprintf(tw, "load tool\tCPU %.0f ms from the cut until all were current\n", s.ClientCPUMS)
 	if s.ServerRSSMax > 0 {
 		fmt.Fprintf(tw, "gateway B\tCPU %.0f ms, RSS %s MiB before, %s MiB peak\n", s.ServerCPUMS, mib(s.ServerRSSPre), mib(s.ServerRSSMax))
 	}
@@ -324,6 +325,7 @@ during the herd, sampled every 100 ms (--server-pid or --metrics-url).`,
 			}
 			fmt.Fprintf(tw, "completion\tp50 %.1f ms, p99 %.1f ms, max %.1f ms; all done after %.1f ms\n", s.P50MS, s.P99MS, s.MaxMS, s.AllDoneMS)
 			fmt.Fprintf(tw, "received\t%s MiB of entries (%s MiB on the wire), %.0f MB/s\n", mib(s.BytesReceived), mib(s.WireBytes), s.MBps)
+			fmt.Fprintf(tw, "load tool\tCPU %.0f ms during the herd\n", s.ClientCPUMS)
 			if s.ServerRSSMax > 0 {
 				fmt.Fprintf(tw, "gateway\tCPU %.0f ms, RSS %s MiB before, %s MiB peak\n", s.ServerCPUMS, mib(s.ServerRSSPre), mib(s.ServerRSSMax))
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,6 +67,9 @@ type HerdResult struct {
 	ServerRSSMax             int64
 	ServerRSSPre             int64
 	ServerSampled            bool
+	// ClientCPU is this process's CPU during the herd: decoding 1,000
+	// snapshots can cost the load tool more than the gateway.
+	ClientCPU time.Duration
 }
 
 // HerdSummary is a HerdResult, flat, for reports.
@@ -87,6 +91,7 @@ type HerdSummary struct {
 	ServerCPUMS   float64 `json:"server_cpu_ms,omitempty"`
 	ServerRSSMax  int64   `json:"server_rss_max,omitempty"`
 	ServerRSSPre  int64   `json:"server_rss_before,omitempty"`
+	ClientCPUMS   float64 `json:"client_cpu_ms"`
 }
 
 // Summary flattens the result.
@@ -96,7 +101,7 @@ func (r *HerdResult) Summary() HerdSummary {
 		P50MS: ms(r.Completion.ValueAtQuantile(50)), P99MS: ms(r.Completion.ValueAtQuantile(99)), MaxMS: ms(r.Completion.Max()),
 		AllDoneMS: durMS(r.AllDone), BytesReceived: r.BytesReceived, WireBytes: r.WireBytes,
 		MBps:   ratio(float64(r.BytesReceived)/1e6, r.AllDone.Seconds()),
-		Errors: r.Errors, FirstError: r.FirstError,
+		Errors: r.Errors, FirstError: r.FirstError, ClientCPUMS: durMS(r.ClientCPU),
 	}
 	if r.ServerSampled {
 		s.ServerCPUMS, s.ServerRSSMax, s.ServerRSSPre = durMS(r.ServerCPU), r.ServerRSSMax, r.ServerRSSPre
@@ -228,6 +233,7 @@ func RunHerd(ctx context.Context, cfg HerdConfig) (*HerdResult, error) {
 			clients[i].elapsed = time.Since(start)
 		}()
 	}
+	self := startSampler(ctx, Server{PIDs: []int{os.Getpid()}}, time.Hour)
 	smp := startSampler(ctx, cfg.Server, cfg.SampleEvery)
 	// Let every goroutine reach the barrier.
 	time.Sleep(50 * time.Millisecond)
@@ -235,6 +241,7 @@ func RunHerd(ctx context.Context, cfg HerdConfig) (*HerdResult, error) {
 	wg.Wait()
 	cpu, peak, sampled, serr := smp.stop(ctx)
 	res.ServerCPU, res.ServerRSSMax, res.ServerSampled = cpu, peak, sampled
+	res.ClientCPU, _, _, _ = self.stop(ctx)
 	for _, c := range clients {
 		res.BytesReceived += c.bytes
 		res.WireBytes += c.wire

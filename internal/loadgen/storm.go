@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -91,6 +92,8 @@ type StormResult struct {
 	ServerRSSMax  int64
 	ServerRSSPre  int64
 	ServerSampled bool
+	// ClientCPU is this process's CPU over the same window.
+	ClientCPU time.Duration
 	// Resumes by outcome on B (history, diff, reset) during the storm,
 	// from MetricsURL.
 	Resumes map[string]int64
@@ -121,6 +124,7 @@ type StormSummary struct {
 	ServerRSSMax      int64            `json:"server_rss_max,omitempty"`
 	ServerRSSPre      int64            `json:"server_rss_before,omitempty"`
 	Resumes           map[string]int64 `json:"gateway_resumes,omitempty"`
+	ClientCPUMS       float64          `json:"client_cpu_ms"`
 }
 
 // Summary flattens the result.
@@ -133,7 +137,7 @@ func (r *StormResult) Summary() StormSummary {
 		WithoutSnapshotPc: 100 * ratio(float64(r.WithoutSnapshot), float64(r.Resumed)),
 		ResumeP50MS:       ms(r.ResumeLat.ValueAtQuantile(50)), ResumeP99MS: ms(r.ResumeLat.ValueAtQuantile(99)), ResumeMaxMS: ms(r.ResumeLat.Max()),
 		ErrorsBeforeCut: r.ErrorsBeforeCut, ResumeErrors: r.ResumeErrors, ErrorsAfterResume: r.ErrorsAfterResume, FirstError: r.FirstError,
-		Writes: r.Writes, WriteErrors: r.WriteErrors, Resumes: r.Resumes,
+		Writes: r.Writes, WriteErrors: r.WriteErrors, Resumes: r.Resumes, ClientCPUMS: durMS(r.ClientCPU),
 	}
 	if r.ServerSampled {
 		s.ServerCPUMS, s.ServerRSSMax, s.ServerRSSPre = durMS(r.ServerCPU), r.ServerRSSMax, r.ServerRSSPre
@@ -440,6 +444,7 @@ func RunStorm(ctx context.Context, cfg StormConfig) (*StormResult, error) {
 	}
 
 	// The cut.
+	self := startSampler(ctx, Server{PIDs: []int{os.Getpid()}}, time.Hour)
 	smp := startSampler(ctx, cfg.Server, 100*time.Millisecond)
 	head = w.cutHead()
 	cutAt = time.Now()
@@ -470,6 +475,7 @@ func RunStorm(ctx context.Context, cfg StormConfig) (*StormResult, error) {
 	}
 	cpu, peak, sampled, serr := smp.stop(ctx)
 	res.ServerCPU, res.ServerRSSMax, res.ServerSampled = cpu, peak, sampled
+	res.ClientCPU, _, _, _ = self.stop(ctx)
 	if serr != nil {
 		et.note("server usage", serr)
 	}
