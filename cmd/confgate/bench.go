@@ -75,7 +75,9 @@ Writes use the Put RPC on 4 connections of their own.
 
 Server figures need --server-pid (a local gateway; repeat for several) or
 --metrics-url (its admin /metrics endpoint); without them they show "-".
-Nothing here judges the figures: compare them in docs/benchmarks.md.`,
+RSS per subscriber is only meaningful on a freshly started gateway: one
+that served earlier runs may hold memory it has not returned yet, and the
+figure can then even be negative. Nothing here judges the figures: compare them in docs/benchmarks.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			addrs, err := g.addrList()

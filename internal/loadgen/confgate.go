@@ -32,6 +32,13 @@ const (
 )
 
 // ConfgateOptions configure the confgate target.
+//
+// Connections use gRPC's default client windows and buffers (a 32 KiB read
+// and a 32 KiB write buffer per connection, 64 KiB initial windows): they
+// cost this process memory per connection, not the gateway, and have not
+// been measured to change the figures, so they are left alone; tune them
+// through DialOptions (grpc.WithReadBufferSize, WithWriteBufferSize,
+// WithSharedWriteBuffer) when the client's own RSS limits a run.
 type ConfgateOptions struct {
 	// Addrs are gateway addresses (host:port); connections, and with them
 	// subscribers, go round-robin over them. At least one.
