@@ -19,7 +19,13 @@ import (
 
 // frame is an already-encoded response message. The same bytes go out on
 // every stream that needs them.
-type frame struct{ b []byte }
+type frame struct {
+	b []byte
+	// changes, for a plain (not coalesced) delta, is its encoded changes
+	// within b, so that consecutive deltas merge into one (mergeDeltas).
+	changes []byte
+	cursor  []byte
+}
 
 // frameCodec passes frames through untouched and marshals anything else
 // with the proto codec. Installed per server (ForceServerCodecV2), never

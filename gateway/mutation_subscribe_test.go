@@ -279,7 +279,8 @@ func TestLoopPendingBound(t *testing.T) {
 		n    int
 		want []string
 	}{
-		{2, []string{"delta a/k=v0 @[1]", "delta a/k=v1 @[2]"}},
+		// At the bound: every change, the batches merged into one delta.
+		{2, []string{"delta a/k=v0,a/k=v1 @[2]"}},
 		{3, []string{"delta a/k=v2 coalesced @[3]"}},
 	} {
 		t.Run(fmt.Sprint(tc.n), func(t *testing.T) {

@@ -290,10 +290,8 @@ func (s *subscription) loop(ctx context.Context) error {
 			}
 			continue
 		}
-		for _, b := range batches {
-			if err := s.sendBatch(b); err != nil {
-				return err
-			}
+		if err := s.sendBatches(batches); err != nil {
+			return err
 		}
 		select {
 		case <-tick.C:
@@ -305,6 +303,25 @@ func (s *subscription) loop(ctx context.Context) error {
 		default:
 		}
 	}
+}
+
+// sendBatches sends the deltas of batches, the group's shared frames
+// merged into as few messages as fit (mergeDeltas).
+func (s *subscription) sendBatches(batches []*store.Batch) error {
+	if s.filter != nil || len(batches) == 1 {
+		for _, b := range batches {
+			if err := s.sendBatch(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var frames []*frame
+	for _, b := range batches {
+		frames = append(frames, s.grp.frames(s.g, b, s.at)...)
+		s.pos, s.at, s.atBytes = b.Seq, b.End, b.EndBytes
+	}
+	return mergeDeltas(frames, s.g.cfg.ChunkBytes, func(f *frame) error { return s.send(f, s.g.m.sentDelta) })
 }
 
 func (s *subscription) sendBatch(b *store.Batch) error {

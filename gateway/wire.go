@@ -95,7 +95,46 @@ func deltaFrame(changes []byte, cursor []byte, coalesced bool) *frame {
 		body = protowire.AppendTag(body, fieldDeltaCoalesced, protowire.VarintType)
 		body = protowire.AppendVarint(body, 1)
 	}
-	return &frame{b: appendField(make([]byte, 0, len(body)+8), fieldDelta, body)}
+	b := appendField(make([]byte, 0, len(body)+8), fieldDelta, body)
+	f := &frame{b: b}
+	if !coalesced {
+		// body sits at the end of b, changes first.
+		f.changes = b[len(b)-len(body):][:len(changes):len(changes)]
+		f.cursor = cursor
+	}
+	return f
+}
+
+// mergeDeltas sends frames as few messages as it can: consecutive plain
+// deltas whose changes fit in limit bytes together go out as one delta
+// with their changes in order and the last one's cursor, which is the
+// same state reached with fewer messages and flushes. A subscriber that
+// is behind by several batches thus costs one message, not one per
+// batch. A frame of another kind, or too large, goes out as it is.
+func mergeDeltas(frames []*frame, limit int, send func(*frame) error) error {
+	for i := 0; i < len(frames); {
+		j, size := i+1, len(frames[i].changes)
+		for frames[i].changes != nil && j < len(frames) && frames[j].changes != nil && size+len(frames[j].changes) <= limit {
+			size += len(frames[j].changes)
+			j++
+		}
+		if j == i+1 {
+			if err := send(frames[i]); err != nil {
+				return err
+			}
+			i = j
+			continue
+		}
+		changes := make([]byte, 0, size)
+		for _, f := range frames[i:j] {
+			changes = append(changes, f.changes...)
+		}
+		if err := send(deltaFrame(changes, frames[j-1].cursor, false)); err != nil {
+			return err
+		}
+		i = j
+	}
+	return nil
 }
 
 // encoded returns e's encoded message, or false when it cannot be encoded:
