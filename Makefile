@@ -2,7 +2,7 @@
 # modules, scripts/gen.sh builds the pinned code generators.
 GO ?= go
 
-.PHONY: run test lint unit check-generate gen fuzz mutation
+.PHONY: run test lint unit check-generate gen fuzz mutation benchmarks
 
 # The main job: a gateway with an embedded dev broker and sample config.
 run:
@@ -41,3 +41,10 @@ fuzz:
 MUTATION_PKGS ?=
 mutation:
 	./scripts/mutation.sh $(MUTATION_PKGS)
+
+# confgate against etcd, NATS JetStream KV and a Redis pub/sub layer
+# (bench/peers, a module of its own), written to docs/benchmarks.md: starts
+# Apache Kafka (java and mvn, as make test) and needs redis-server. Takes
+# about 70 minutes on 2 cores (see bench/peers/README.md).
+benchmarks:
+	cd bench/peers && $(GO) run . --out ../../docs/benchmarks.md

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -159,5 +160,31 @@ func TestNATSKeys(t *testing.T) {
 	}
 	if c := redisChannel("bench/p3/k7"); c != "bench/p3/" {
 		t.Errorf("redisChannel: %q", c)
+	}
+}
+
+// TestConfgate checks both confgate targets on a gateway of their own,
+// against CONFGATE_KAFKA_BROKERS or a Kafka started by scripts/kafka.sh
+// (skipped without java, or with -short).
+func TestConfgate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Kafka")
+	}
+	if _, err := exec.LookPath("java"); err != nil && os.Getenv("CONFGATE_KAFKA_BROKERS") == "" {
+		t.Skip("no java for Kafka and no CONFGATE_KAFKA_BROKERS")
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	env, err := startConfgateEnv(ctx, t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	for _, c := range []struct{ name, mode string }{
+		{"confgate", loadgen.ModeClient},
+		{"confgate-stub", loadgen.ModeStub},
+	} {
+		t.Run(c.name, func(t *testing.T) { checkTarget(t, env.start(c.name, c.mode)) })
 	}
 }
