@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -30,7 +31,8 @@ type stateJSON struct {
 
 // AdminHandler serves /healthz (alive, with status), /readyz (200 only
 // when caught up; a stale gateway stays ready and serves its last state),
-// /debug/state (cursor and digest, to compare gateways) and /metrics.
+// /debug/state (cursor and digest, to compare gateways), /metrics and
+// /debug/pprof/ (Go's profiles).
 //
 // None of it says anything the ACL guards: no key, no value, no principal
 // (counts, cursors and the state digest only; the digest sums per-entry
@@ -101,6 +103,14 @@ func (g *Gateway) AdminHandler() http.Handler {
 	if g.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", g.adminAuth(promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
+	// Go's profiles, to see where CPU and memory go under load (the load
+	// tool's figures in docs/benchmarks.md were read this way). Stacks
+	// only, never a key or value; guarded like /metrics.
+	mux.Handle("GET /debug/pprof/", g.adminAuth(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/cmdline", g.adminAuth(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("GET /debug/pprof/profile", g.adminAuth(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/symbol", g.adminAuth(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("GET /debug/pprof/trace", g.adminAuth(http.HandlerFunc(pprof.Trace)))
 	return mux
 }
 

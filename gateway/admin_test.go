@@ -68,3 +68,24 @@ func TestAdminMetricsAndReflection(t *testing.T) {
 		t.Fatalf("reflection lists %v", names)
 	}
 }
+
+// The admin listener serves Go's profiles (open here: no Authenticator).
+func TestAdminPprof(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
+	for _, tc := range []struct{ path, has string }{
+		{"/debug/pprof/", "goroutine"},
+		{"/debug/pprof/heap?debug=1", "heap profile"},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile"},
+	} {
+		resp, err := http.Get("http://" + g.Admin + tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), tc.has) {
+			t.Errorf("%s: %d, body lacks %q", tc.path, resp.StatusCode, tc.has)
+		}
+	}
+}

@@ -850,6 +850,10 @@ func TestAdminEndpointsGuarded(t *testing.T) {
 		{"/metrics", "carol", http.StatusForbidden, "read access to every key"},
 		{"/debug/state", "writer", http.StatusOK, `"entries":1`},
 		{"/metrics", "writer", http.StatusOK, "confgate_gateway_auth_failures_total"},
+		{"/debug/pprof/", "", http.StatusUnauthorized, "accepts"},
+		{"/debug/pprof/heap", "carol", http.StatusForbidden, "read access to every key"},
+		{"/debug/pprof/cmdline", "", http.StatusUnauthorized, "accepts"},
+		{"/debug/pprof/", "writer", http.StatusOK, "goroutine"},
 	} {
 		token := e.tokens[tc.who]
 		if tc.who == "nobody" {

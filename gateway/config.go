@@ -48,6 +48,12 @@ type Config struct {
 	// sent a snapshot instead. Default 3 MiB, under the 4 MiB client limit.
 	MaxCoalescedBytes int
 
+	// ConnReadBufferBytes is each connection's read buffer (gRPC's
+	// ReadBufferSize, whose own default is 32 KiB). Every connection holds
+	// it for life, and a subscriber's connection reads little: a request,
+	// pings and window updates. Default 4 KiB.
+	ConnReadBufferBytes int
+
 	// MemoBytes bounds, in bytes across every selector group, the encoded
 	// deltas kept so that subscribers at the head share one encoding. Past
 	// it the oldest are dropped; a subscriber that needs one re-encodes
@@ -145,6 +151,7 @@ const DefaultCacheBytes = 64 << 20
 func Defaults() Config {
 	return Config{
 		ChunkBytes:            1 << 20,
+		ConnReadBufferBytes:   4 << 10,
 		ProgressInterval:      5 * time.Second,
 		WaitTimeout:           5 * time.Second,
 		MaxPendingBatches:     256,
@@ -184,6 +191,7 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	d := Defaults()
 	orDefault(&out.ChunkBytes, d.ChunkBytes)
+	orDefault(&out.ConnReadBufferBytes, d.ConnReadBufferBytes)
 	if out.ChunkBytes > 3<<20 {
 		return out, errors.New("gateway: chunk size must stay under 3 MiB so messages fit gRPC's 4 MiB default limit")
 	}

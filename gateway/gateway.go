@@ -243,6 +243,10 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 func (g *Gateway) ServerOptions() []grpc.ServerOption {
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(newFrameCodec(&g.badStrings)),
+		// Every connection holds its read buffer for life; subscribers
+		// send a request and pings, so a small one is plenty (a large
+		// Put is read past the buffer, straight into its frame).
+		grpc.ReadBufferSize(g.cfg.ConnReadBufferBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time:                  g.cfg.KeepaliveTime,
 			Timeout:               g.cfg.KeepaliveTimeout,

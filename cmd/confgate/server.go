@@ -50,6 +50,7 @@ type serverFlags struct {
 	maxConnectionAgeGrace time.Duration
 	shutdownGrace         time.Duration
 	memoBytes             int64
+	connReadBuffer        int64
 	maxSnapshotBuilds     int
 	maxStreams            int
 	maxStreamsPerConn     uint32
@@ -104,6 +105,8 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.maxConnectionAge, "max-connection-age", gd.MaxConnectionAge, "close connections older than this (GOAWAY) so long-lived streams spread onto gateways added later; clients resume by cursor on the new one (default 0: unlimited)")
 	fs.DurationVar(&f.maxConnectionAgeGrace, "max-connection-age-grace", gd.MaxConnectionAgeGrace, "time open streams get after --max-connection-age before the connection is cut")
 	f.memoBytes = gd.MemoBytes
+	f.connReadBuffer = int64(gd.ConnReadBufferBytes)
+	fs.Var(byteSize{&f.connReadBuffer}, "conn-read-buffer", "read buffer of each client connection, held for the connection's life (gRPC's own default is 32 KiB); subscribers send little, so a small one saves memory at tens of thousands of connections")
 	fs.Var(byteSize{&f.memoBytes}, "memo-bytes", "memory bound of the encoded deltas kept for subscribers at the head, across all selectors; past it the oldest are dropped and re-encoded when needed")
 	fs.IntVar(&f.maxSnapshotBuilds, "max-snapshot-builds", 0, "snapshot chunks encoded at once, gateway-wide; more requests wait their turn (default 0: twice the number of CPUs)")
 	fs.IntVar(&f.maxStreams, "max-streams", gd.MaxStreams, "open streams per gateway, of every kind; past it new streams get RESOURCE_EXHAUSTED and open ones are untouched (health Watch streams have a small reserve above it)")
@@ -187,6 +190,7 @@ func (f *serverFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		MaxConnectionAgeGrace: f.maxConnectionAgeGrace,
 		ShutdownGrace:         f.shutdownGrace,
 		MemoBytes:             f.memoBytes,
+		ConnReadBufferBytes:   int(f.connReadBuffer),
 		MaxSnapshotBuilds:     f.maxSnapshotBuilds,
 		MaxStreams:            f.maxStreams,
 		MaxStreamsPerConn:     f.maxStreamsPerConn,
