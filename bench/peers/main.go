@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -187,6 +188,24 @@ type record struct {
 	// nil when not sampled).
 	kafkaCPU *time.Duration
 	err      error
+	// putErr is the first write error, if any write failed.
+	putErr string
+}
+
+// putErrors keeps a target's first write error, for the report (loadgen
+// counts failed writes without their reason).
+type putErrors struct {
+	loadgen.Target
+	first atomic.Pointer[string]
+}
+
+func (p *putErrors) Put(ctx context.Context, key string, value []byte) error {
+	err := p.Target.Put(ctx, key, value)
+	if err != nil {
+		msg := err.Error()
+		p.first.CompareAndSwap(nil, &msg)
+	}
+	return err
 }
 
 // starter starts one target afresh.
@@ -298,7 +317,12 @@ func measure(ctx context.Context, start starter, name string, cfg loadgen.Fanout
 		kw = &kafkaWindow{pid: env.kafkaPID, warmup: int64(cfg.Warmup.Seconds() * cfg.Rate)}
 		ct.kw = kw
 	}
-	res, err := loadgen.RunFanout(ctx, tg, cfg)
+	wt := &putErrors{Target: tg}
+	res, err := loadgen.RunFanout(ctx, wt, cfg)
+	if e := wt.first.Load(); e != nil {
+		rec.putErr = *e
+		logf("%s: first write error: %s", name, *e)
+	}
 	if err != nil {
 		rec.err = err
 		logf("%s: %v", name, err)
@@ -311,6 +335,6 @@ func measure(ctx context.Context, start starter, name string, cfg loadgen.Fanout
 		}
 	}
 	s := loadgen.Summarize(res)
-	logf("%s: p50 %.2fms p99 %.2fms delivered %.2f%% dups %d (%s)", name, s.DeliveryP50Ms, s.DeliveryP99Ms, s.DeliveredPct, s.Duplicates, time.Since(t0).Round(time.Second))
+	logf("%s: p50 %.2fms p99 %.2fms delivered %.2f%% dups %d, %d writes (%d failed) (%s)", name, s.DeliveryP50Ms, s.DeliveryP99Ms, s.DeliveredPct, s.Duplicates, s.Writes, s.WriteErrors, time.Since(t0).Round(time.Second))
 	return rec
 }

@@ -70,7 +70,7 @@ func (r *report) render(b *bytes.Buffer) {
 	p("Every system gets the same load from `internal/loadgen` (RunFanout): N subscribers, each on a connection of its own, watch a key prefix; one open-loop writer writes 1 KiB values at a fixed rate for %s after a %s warmup that is not counted, then waits %s for late deliveries. Each server runs alone in a child process, started afresh for every cell and target; targets run back to back.\n\n", r.opts.duration, r.opts.warmup, r.opts.drain)
 	p("- **delivery p50/p99/p99.9/max**: from the write call to a subscriber's receipt, over every (write, subscriber) pair.\n")
 	p("- **all-have p99**: from the write call until the last subscriber of its prefix had it.\n")
-	p("- **delivered**: unique receipts of measured writes over those expected; **dups**: receipts of a write a subscriber already had.\n")
+	p("- **delivered**: unique receipts of acknowledged measured writes over those expected; **dups**: receipts of a write a subscriber already had; **writes (failed)**: measured writes issued, and how many of them failed or were not issued (the writer keeps at most 10,000 in flight). A write that failed at the client (a timeout) may still arrive: its receipts count in the latencies, not in delivered.\n")
 	p("- **put p50/p99**: the write's round trip, to the system's own acknowledgement: Kafka acks=all through the gateway (confgate), raft commit (etcd), JetStream ack (NATS), MULTI/EXEC reply (Redis).\n")
 	p("- **server CPU s/1M**: the server process's CPU (user + system, /proc) over the measured window, per million deliveries. For confgate that is the gateway; **+ Kafka** is the broker's own, over the same window, in the same unit (none when `CONFGATE_KAFKA_BROKERS` named a Kafka not started here).\n")
 	p("- **RSS KiB/sub**: the server's resident memory with every subscriber connected and idle, less before the first connected, per subscriber.\n")
@@ -78,7 +78,7 @@ func (r *report) render(b *bytes.Buffer) {
 	p("The targets:\n\n")
 	p("- `confgate`: `confgate serve` on a fresh topic, subscribers through the Go client library (client/), each dialing its own connection; `confgate-stub`: the same gateway, subscribers on the raw generated gRPC stub, one connection each.\n")
 	p("- `etcd`: embedded etcd, one member, a prefix Watch per subscriber (one clientv3.Client per connection), Put per write. etcd's defaults (snapshot count 10,000, fsync on).\n")
-	p("- `nats`: nats-server with JetStream, one KV bucket (history 1, file storage), a KV Watch with UpdatesOnly per subscriber (an ordered push consumer each; '/' in keys maps to '.'), kv.Put per write.\n")
+	p("- `nats`: nats-server with JetStream, one KV bucket (history 1, file storage), a KV Watch with UpdatesOnly per subscriber (an ordered push consumer each; '/' in keys maps to '.'), kv.Put per write. The server's defaults but one: nats-server 2.15's cap of 1,000 consumers per stream is lifted (unlimited, as before 2.15).\n")
 	p("- `redis`: redis-server without persistence as a pub/sub layer: a write is SET plus PUBLISH on the key's prefix channel in one MULTI; a subscriber is a SUBSCRIBE on its own connection. Only `--maxclients` is raised (to %d). Pub/sub keeps nothing: a subscriber that is away misses writes, which the others do not.\n\n", redisMaxClients)
 
 	r.renderFanout(b, "broadcast", "Broadcast", "N subscribers on one prefix of 100 keys, R writes/s (cell NxR).")
@@ -164,7 +164,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-var fanoutHeader = []string{"target", "run", "p50", "p99", "p99.9", "max", "all-have p99", "delivered", "dups", "put p50", "put p99", "server CPU s/1M", "+ Kafka s/1M", "RSS KiB/sub", "connect"}
+var fanoutHeader = []string{"target", "run", "p50", "p99", "p99.9", "max", "all-have p99", "delivered", "dups", "writes (failed)", "put p50", "put p99", "server CPU s/1M", "+ Kafka s/1M", "RSS KiB/sub", "connect"}
 
 func (r *report) renderFanout(b *bytes.Buffer, scenario, title, desc string) {
 	var cells []string
@@ -194,10 +194,17 @@ func (r *report) renderFanout(b *bytes.Buffer, scenario, title, desc string) {
 		}
 		b.WriteString("| " + strings.Join(fanoutHeader, " | ") + " |\n")
 		b.WriteString("|" + strings.Repeat(" --- |", len(fanoutHeader)) + "\n")
+		var notes []string
 		for _, rec := range recs {
 			b.WriteString("| " + strings.Join(fanoutRow(rec), " | ") + " |\n")
+			if rec.putErr != "" {
+				notes = append(notes, fmt.Sprintf("- %s, run %d: first failed write: %s", rec.target, rec.run, oneLine(rec.putErr)))
+			}
 		}
 		b.WriteString("\n")
+		if len(notes) > 0 {
+			b.WriteString(strings.Join(notes, "\n") + "\n\n")
+		}
 		r.renderRatios(b, recs)
 	}
 }
@@ -225,13 +232,18 @@ func opt(v *float64, prec int) string {
 	return strconv.FormatFloat(*v, 'f', prec, 64)
 }
 
+// oneLine makes an error message fit a table cell or a list item.
+func oneLine(s string) string {
+	s = strings.ReplaceAll(strings.ReplaceAll(s, "|", "/"), "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
 func fanoutRow(rec record) []string {
 	if rec.err != nil {
-		msg := strings.ReplaceAll(strings.ReplaceAll(rec.err.Error(), "|", "/"), "\n", " ")
-		if len(msg) > 200 {
-			msg = msg[:200] + "..."
-		}
-		row := []string{rec.target, strconv.Itoa(rec.run), "failed: " + msg}
+		row := []string{rec.target, strconv.Itoa(rec.run), "failed: " + oneLine(rec.err.Error())}
 		for len(row) < len(fanoutHeader) {
 			row = append(row, "")
 		}
@@ -242,6 +254,7 @@ func fanoutRow(rec record) []string {
 		rec.target, strconv.Itoa(rec.run),
 		ms(s.DeliveryP50Ms), ms(s.DeliveryP99Ms), ms(s.DeliveryP999Ms), ms(s.DeliveryMaxMs), ms(s.AllHaveP99Ms),
 		fmt.Sprintf("%.2f%%", s.DeliveredPct), strconv.FormatInt(s.Duplicates, 10),
+		fmt.Sprintf("%d (%d)", s.Writes, s.WriteErrors),
 		ms(s.PutP50Ms), ms(s.PutP99Ms),
 		opt(s.ServerCPUPerM, 2), opt(kafkaPerM(rec), 2), opt(s.ServerKiBPerSub, 1),
 		fmt.Sprintf("%.1f s", s.ConnectS),

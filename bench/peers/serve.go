@@ -101,7 +101,10 @@ func serveEtcd(args []string) error {
 }
 
 // serveNATS runs a nats-server with JetStream, file store in --store, and
-// the server's defaults otherwise (64K connections, 1 MiB max payload).
+// the server's defaults otherwise (64K connections, 1 MiB max payload)
+// but one: nats-server 2.15 caps a stream at 1,000 consumers unless told
+// otherwise, and every KV watcher is a consumer of the bucket's stream, so
+// the cap is lifted (-1, unlimited, as before 2.15).
 func serveNATS(args []string) error {
 	fs := flag.NewFlagSet("serve-nats", flag.ContinueOnError)
 	port := fs.Int("port", 0, "client port on 127.0.0.1")
@@ -119,6 +122,9 @@ func serveNATS(args []string) error {
 		StoreDir:  *store,
 		NoSigs:    true,
 		NoLog:     true,
+		JetStreamLimits: natsserver.JSLimitOpts{
+			DefaultMaxConsumers: -1,
+		},
 	}
 	// nats-server reports a failed bind only in its log: check the port
 	// first, so a lost port race fails fast ("address already in use")
