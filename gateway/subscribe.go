@@ -321,7 +321,7 @@ func (s *subscription) sendBatches(batches []*store.Batch) error {
 		frames = append(frames, s.grp.frames(s.g, b, s.at)...)
 		s.pos, s.at, s.atBytes = b.Seq, b.End, b.EndBytes
 	}
-	return mergeDeltas(frames, s.g.cfg.ChunkBytes, func(f *frame) error { return s.send(f, s.g.m.sentDelta) })
+	return mergeDeltas(frames, min(mergeBytes, s.g.cfg.ChunkBytes), func(f *frame) error { return s.send(f, s.g.m.sentDelta) })
 }
 
 func (s *subscription) sendBatch(b *store.Batch) error {

@@ -86,24 +86,46 @@ func progressFrame(p *confgatev1.Progress) *frame {
 	return &frame{b: appendField(nil, fieldProgress, body)}
 }
 
-// deltaFrame encodes a Delta response from encoded Change fields.
+// deltaFrame encodes a Delta response from encoded Change fields (the
+// concatenation of parts), in one allocation and one copy.
 func deltaFrame(changes []byte, cursor []byte, coalesced bool) *frame {
-	body := make([]byte, 0, len(changes)+len(cursor)+8)
-	body = append(body, changes...)
-	body = appendField(body, fieldDeltaCursor, cursor)
-	if coalesced {
-		body = protowire.AppendTag(body, fieldDeltaCoalesced, protowire.VarintType)
-		body = protowire.AppendVarint(body, 1)
+	return deltaFrameOf([][]byte{changes}, cursor, coalesced)
+}
+
+func deltaFrameOf(parts [][]byte, cursor []byte, coalesced bool) *frame {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
 	}
-	b := appendField(make([]byte, 0, len(body)+8), fieldDelta, body)
+	bodyLen := n + fieldSize(len(cursor))
+	if coalesced {
+		bodyLen += protowire.SizeTag(fieldDeltaCoalesced) + protowire.SizeVarint(1)
+	}
+	b := make([]byte, 0, fieldSize(bodyLen))
+	b = protowire.AppendTag(b, fieldDelta, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(bodyLen))
+	start := len(b)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	b = appendField(b, fieldDeltaCursor, cursor)
+	if coalesced {
+		b = protowire.AppendTag(b, fieldDeltaCoalesced, protowire.VarintType)
+		b = protowire.AppendVarint(b, 1)
+	}
 	f := &frame{b: b}
 	if !coalesced {
-		// body sits at the end of b, changes first.
-		f.changes = b[len(b)-len(body):][:len(changes):len(changes)]
+		f.changes = b[start : start+n : start+n]
 		f.cursor = cursor
 	}
 	return f
 }
+
+// mergeBytes bounds a merged delta's changes. Merging saves a message's
+// fixed costs (its send, frame headers and the client's receive), which
+// matter for small deltas; past a few tens of KiB the bytes cost more
+// than the message, and merging them would only add a copy per stream.
+const mergeBytes = 64 << 10
 
 // mergeDeltas sends frames as few messages as it can: consecutive plain
 // deltas whose changes fit in limit bytes together go out as one delta
@@ -125,11 +147,11 @@ func mergeDeltas(frames []*frame, limit int, send func(*frame) error) error {
 			i = j
 			continue
 		}
-		changes := make([]byte, 0, size)
+		parts := make([][]byte, 0, j-i)
 		for _, f := range frames[i:j] {
-			changes = append(changes, f.changes...)
+			parts = append(parts, f.changes)
 		}
-		if err := send(deltaFrame(changes, frames[j-1].cursor, false)); err != nil {
+		if err := send(deltaFrameOf(parts, frames[j-1].cursor, false)); err != nil {
 			return err
 		}
 		i = j

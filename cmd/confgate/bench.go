@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,6 +44,33 @@ docs/benchmarks.md.`,
 			subscribers: 10_000, prefixes: 1000, keys: 10_000, rate: 2000, size: 1 << 10}),
 	)
 	addBenchScenarios(cmd, g)
+	var cpuProfile string
+	cmd.PersistentFlags().StringVar(&cpuProfile, "cpu-profile", "", "write this process's CPU profile (pprof) to FILE: where the load tool itself spends its time, e.g. the Go client library in --mode client")
+	for _, sub := range cmd.Commands() {
+		run := sub.RunE
+		if run == nil {
+			continue
+		}
+		sub.RunE = func(c *cobra.Command, args []string) error {
+			if cpuProfile == "" {
+				return run(c, args)
+			}
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return fmt.Errorf("cpu profile: %w", err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				return fmt.Errorf("cpu profile: %w", err)
+			}
+			err = run(c, args)
+			pprof.StopCPUProfile()
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("cpu profile: %w", cerr)
+			}
+			return err
+		}
+	}
 	return cmd
 }
 
