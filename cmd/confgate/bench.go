@@ -88,6 +88,8 @@ func newFanoutCmd(g *globals, name, short string, p fanoutPreset) *cobra.Command
 		mode       string
 		pids       []int
 		metricsURL string
+		rawBrokers []string
+		rawTopic   string
 	)
 	cmd := &cobra.Command{
 		Use:   name + " [flags]",
@@ -101,7 +103,10 @@ are not counted; then --duration of measured writes, then up to --drain for
 the last deliveries (less when everything arrived). --mode stub subscribes
 with the raw gRPC stub (many subscribers may share a connection, --conns);
 --mode client with the Go client library (one connection per subscriber).
-Writes use the Put RPC on 4 connections of their own.
+Writes use the Put RPC on 4 connections of their own. With
+--baseline-brokers a plain franz-go producer writes alongside each
+measured write, so the Put round trip can be compared with Kafka's own
+under the same load.
 
 Server figures need --server-pid (a local gateway; repeat for several) or
 --metrics-url (its admin /metrics endpoint); without them they show "-".
@@ -143,6 +148,14 @@ figure can then even be negative. Nothing here judges the figures: compare them 
 				return err
 			}
 			defer t.Close()
+			if len(rawBrokers) > 0 {
+				w, stop, err := loadgen.KafkaWriter(ctx, rawBrokers, rawTopic, 6)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				cfg.Baseline = w
+			}
 			g.log.Info("bench: opening subscribers", "target", t.Name(), "subscribers", cfg.Subscribers, "prefixes", cfg.Prefixes, "rate", cfg.Rate, "duration", cfg.Duration)
 			res, err := loadgen.RunFanout(ctx, t, cfg)
 			if err != nil {
@@ -173,6 +186,8 @@ figure can then even be negative. Nothing here judges the figures: compare them 
 	f.IntSliceVar(&pids, "server-pid", nil, "pid of a gateway on this machine whose CPU and RSS are read from /proc; repeat (or comma-separate) for several, summed")
 	f.StringVar(&metricsURL, "metrics-url", "", "Prometheus endpoint of the gateway (http://HOST:9464/metrics) for its CPU and RSS, when --server-pid is not given")
 	f.IntVar(&cfg.ConnectParallelism, "connect-parallelism", loadgen.DefaultConnectParallelism, "subscribers (and connections) being opened at once")
+	f.StringSliceVar(&rawBrokers, "baseline-brokers", nil, "Kafka brokers for a plain franz-go producer (acks=all) writing alongside every measured write, same size, to --baseline-topic: the write path's floor under the same load (raw put columns)")
+	f.StringVar(&rawTopic, "baseline-topic", "confgate-bench-baseline", "topic of --baseline-brokers' writes, created when absent; never the config topic")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", loadgen.DefaultMaxInFlight, "writes awaiting their answer at once; a write due past it is not issued and counts as an error")
 	return cmd
 }

@@ -38,6 +38,13 @@ type FanoutConfig struct {
 	// ConnectParallelism bounds the connections and subscriptions being
 	// opened at once; 0 means DefaultConnectParallelism.
 	ConnectParallelism int
+	// Baseline, when set, is written alongside every measured write, at
+	// the same time, with a value of the same size and its own round trip
+	// recorded (FanoutResult.BaselinePut): the write path's floor on the
+	// same machine under the same load, e.g. a plain franz-go producer
+	// (KafkaWriter) to the Kafka the gateway writes to. Its receipts are
+	// nobody's concern; it must not write where the subscribers watch.
+	Baseline Writer
 	// MaxInFlight bounds the writes waiting for their acknowledgement;
 	// a write due while that many are in flight is not issued and counts
 	// as a write error. 0 means DefaultMaxInFlight.
@@ -60,6 +67,10 @@ type FanoutResult struct {
 	AllHave *hdrhistogram.Histogram
 	// Put is the write round trip alone.
 	Put *hdrhistogram.Histogram
+	// BaselinePut is the Baseline writer's round trip (nil without one);
+	// BaselineErrors its failed writes.
+	BaselinePut    *hdrhistogram.Histogram
+	BaselineErrors int64
 	// Writes issued and failed; Expected deliveries, Delivered (unique),
 	// Duplicates.
 	Writes, WriteErrors             int64
@@ -268,6 +279,9 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 		r.shards[i].hist = fanHist()
 	}
 	res := &FanoutResult{Target: t.Name(), Config: cfg, Put: fanHist()}
+	if cfg.Baseline != nil {
+		res.BaselinePut = fanHist()
+	}
 	srv := t.Server()
 
 	// Server usage before anyone connected.
@@ -507,6 +521,10 @@ func (w *fanWriter) loop(ctx context.Context, measuring func()) error {
 		w.inFlight.Add(1)
 		w.puts.Add(1)
 		go w.put(j)
+		if r.cfg.Baseline != nil && j >= r.warmup {
+			w.puts.Add(1)
+			go w.baseline(j)
+		}
 	}
 	w.res.Writes = int64(r.total - r.warmup)
 	return nil
@@ -535,6 +553,24 @@ func (w *fanWriter) put(j int) {
 		fanRecord(w.res.Put, rtt)
 		w.mu.Unlock()
 	}
+}
+
+// baseline issues the baseline write of write j and records its round trip.
+func (w *fanWriter) baseline(j int) {
+	defer w.puts.Done()
+	r := w.r
+	key := WriteKey(r.cfg.KeyPrefix, j, r.cfg.Prefixes, r.cfg.Keys)
+	val := NewPayload(r.cfg.Size, writeID(r.tag, j), time.Now())
+	now := time.Now()
+	err := r.cfg.Baseline(w.putCtx, key, val)
+	rtt := time.Since(now)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.res.BaselineErrors++
+		return
+	}
+	fanRecord(w.res.BaselinePut, rtt)
 }
 
 // allArrived reports whether every measured write that succeeded reached

@@ -38,3 +38,6 @@ type Server struct {
 	// and process_resident_memory_bytes, for a remote server.
 	MetricsURL string
 }
+
+// Writer writes one value and returns once it is acknowledged.
+type Writer func(ctx context.Context, key string, value []byte) error
