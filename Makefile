@@ -45,6 +45,6 @@ mutation:
 # confgate against etcd, NATS JetStream KV and a Redis pub/sub layer
 # (bench/peers, a module of its own), written to docs/benchmarks.md: starts
 # Apache Kafka (java and mvn, as make test) and needs redis-server. Takes
-# about 70 minutes on 2 cores (see bench/peers/README.md).
+# about 40 minutes on 2 cores (see bench/peers/README.md).
 benchmarks:
 	cd bench/peers && $(GO) run . --out ../../docs/benchmarks.md

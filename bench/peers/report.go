@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
+
 	"github.com/confgate/confgate/internal/loadgen"
 )
 
@@ -70,7 +72,7 @@ func (r *report) render(b *bytes.Buffer) {
 	p("Every system gets the same load from `internal/loadgen` (RunFanout): N subscribers, each on a connection of its own, watch a key prefix; one open-loop writer writes 1 KiB values at a fixed rate for %s after a %s warmup that is not counted, then waits %s for late deliveries. Each server runs alone in a child process, started afresh for every cell and target; targets run back to back.\n\n", r.opts.duration, r.opts.warmup, r.opts.drain)
 	p("- **delivery p50/p99/p99.9/max**: from the write call to a subscriber's receipt, over every (write, subscriber) pair.\n")
 	p("- **all-have p99**: from the write call until the last subscriber of its prefix had it.\n")
-	p("- **delivered**: unique receipts of acknowledged measured writes over those expected; **dups**: receipts of a write a subscriber already had; **writes (failed)**: measured writes issued, and how many of them failed or were not issued (the writer keeps at most 10,000 in flight). A write that failed at the client (a timeout) may still arrive: its receipts count in the latencies, not in delivered.\n")
+	p("- **delivered**: unique receipts of acknowledged measured writes over those expected; **dups**: receipts of a write a subscriber already had; **writes (failed)**: measured writes issued, and how many of them failed or were not issued (the writer keeps at most 10,000 in flight). A write that failed at the client (a timeout, or still unanswered when the run ended) may still arrive: its receipts count in the latencies, not in delivered. A figure shown as - could not be measured (nothing to measure, or no server to sample).\n")
 	p("- **put p50/p99**: the write's round trip, to the system's own acknowledgement: Kafka acks=all through the gateway (confgate), raft commit (etcd), JetStream ack (NATS), MULTI/EXEC reply (Redis).\n")
 	p("- **server CPU s/1M**: the server process's CPU (user + system, /proc) over the measured window, per million deliveries. For confgate that is the gateway; **+ Kafka** is the broker's own, over the same window, in the same unit (none when `CONFGATE_KAFKA_BROKERS` named a Kafka not started here).\n")
 	p("- **RSS KiB/sub**: the server's resident memory with every subscriber connected and idle, less before the first connected, per subscriber.\n")
@@ -250,12 +252,24 @@ func fanoutRow(rec record) []string {
 		return row
 	}
 	s := loadgen.Summarize(rec.res)
+	// An empty histogram has no figures (Summarize says 0).
+	hms := func(h *hdrhistogram.Histogram, v float64) string {
+		if h == nil || h.TotalCount() == 0 {
+			return "-"
+		}
+		return ms(v)
+	}
+	d, a, p := rec.res.Delivery, rec.res.AllHave, rec.res.Put
+	delivered := "-" // nothing expected: no acknowledged write
+	if rec.res.Expected > 0 {
+		delivered = fmt.Sprintf("%.2f%%", s.DeliveredPct)
+	}
 	return []string{
 		rec.target, strconv.Itoa(rec.run),
-		ms(s.DeliveryP50Ms), ms(s.DeliveryP99Ms), ms(s.DeliveryP999Ms), ms(s.DeliveryMaxMs), ms(s.AllHaveP99Ms),
-		fmt.Sprintf("%.2f%%", s.DeliveredPct), strconv.FormatInt(s.Duplicates, 10),
+		hms(d, s.DeliveryP50Ms), hms(d, s.DeliveryP99Ms), hms(d, s.DeliveryP999Ms), hms(d, s.DeliveryMaxMs), hms(a, s.AllHaveP99Ms),
+		delivered, strconv.FormatInt(s.Duplicates, 10),
 		fmt.Sprintf("%d (%d)", s.Writes, s.WriteErrors),
-		ms(s.PutP50Ms), ms(s.PutP99Ms),
+		hms(p, s.PutP50Ms), hms(p, s.PutP99Ms),
 		opt(s.ServerCPUPerM, 2), opt(kafkaPerM(rec), 2), opt(s.ServerKiBPerSub, 1),
 		fmt.Sprintf("%.1f s", s.ConnectS),
 	}
@@ -288,7 +302,7 @@ func (r *report) renderRatios(b *bytes.Buffer, recs []record) {
 			x = &means{}
 			m[rec.target] = x
 		}
-		if s.ServerCPUPerM == nil {
+		if s.ServerCPUPerM == nil || rec.res.Delivery == nil || rec.res.Delivery.TotalCount() == 0 {
 			continue
 		}
 		x.p99 += s.DeliveryP99Ms
