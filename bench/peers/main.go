@@ -317,6 +317,19 @@ func measure(ctx context.Context, start starter, name string, cfg loadgen.Fanout
 		kw = &kafkaWindow{pid: env.kafkaPID, warmup: int64(cfg.Warmup.Seconds() * cfg.Rate)}
 		ct.kw = kw
 	}
+	if _, ok := tg.(*confgateTarget); ok && env != nil && len(env.brokers) > 0 {
+		// Kafka's own round trip under the same load: a plain franz-go
+		// producer (acks=all) beside every measured Put, to a topic of
+		// its own.
+		w, stop, err := loadgen.KafkaWriter(ctx, env.brokers, newTopic("baseline"), 6)
+		if err != nil {
+			rec.err = fmt.Errorf("baseline producer: %w", err)
+			logf("%s: %v", name, rec.err)
+			return rec
+		}
+		defer stop()
+		cfg.Baseline = w
+	}
 	wt := &putErrors{Target: tg}
 	res, err := loadgen.RunFanout(ctx, wt, cfg)
 	if e := wt.first.Load(); e != nil {
