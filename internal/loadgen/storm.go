@@ -164,6 +164,9 @@ func (c *StormConfig) defaults() error {
 	if c.Rate < 0 {
 		return errors.New("storm: negative rate")
 	}
+	if c.Rate == 0 {
+		c.Rate = 50 // the documented default: a storm without writes proves little
+	}
 	if c.Size <= 0 {
 		c.Size = 1024
 	}
