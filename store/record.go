@@ -139,7 +139,7 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 			if errors.Is(err, ErrTooLarge) {
 				out.skip = skipTooLarge
 			}
-		} else if want := s.keyPart.Partition(&kgo.Record{Key: r.Key}, int(partitions)); int32(want) != r.Partition {
+		} else if want := s.partitionOf(r.Key, partitions); want != r.Partition {
 			// A key lives in exactly one partition, the one Kafka's default
 			// partitioner picks; a copy elsewhere would make "latest"
 			// depend on consumption order.
@@ -224,4 +224,14 @@ func checkWrite(w Write) ([]kgo.RecordHeader, error) {
 		return nil, err
 	}
 	return hs, nil
+}
+
+// partitionOf is the partition Kafka's default partitioner gives key. It
+// reuses one record (the consume loop is its only caller), which saves an
+// allocation per record read: 100,000 at a bootstrap of 100,000 keys.
+func (s *Store) partitionOf(key []byte, partitions int32) int32 {
+	s.partRec.Key = key
+	p := s.keyPart.Partition(&s.partRec, int(partitions))
+	s.partRec.Key = nil
+	return int32(p)
 }

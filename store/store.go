@@ -42,6 +42,7 @@ type Store struct {
 	prod    *kgo.Client
 	adm     *kadm.Client
 	keyPart kgo.TopicPartitioner // default partitioner, for ownership checks
+	partRec kgo.Record           // scratch for keyPart; owned by the consume loop
 
 	mu      sync.RWMutex
 	st      *state

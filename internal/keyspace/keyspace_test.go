@@ -432,3 +432,17 @@ func TestSelector(t *testing.T) {
 		t.Fatal("accepted too many prefixes")
 	}
 }
+
+// Hidden's ASCII fast path says what the tables say.
+func TestHiddenASCIIMatchesTables(t *testing.T) {
+	for r := rune(0); r < 0x3000; r++ {
+		if got, want := Hidden(r), unicode.IsOneOf(rejectedTables, r); got != want {
+			t.Fatalf("Hidden(%U) = %v, the tables say %v", r, got, want)
+		}
+	}
+	for _, r := range []rune{0, 0x1b, 0x7f, '\t'} {
+		if !Hidden(r) {
+			t.Errorf("Hidden(%U) = false, want a control character refused", r)
+		}
+	}
+}
