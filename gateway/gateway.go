@@ -310,11 +310,13 @@ func (g *Gateway) setHealth(ready bool) {
 // not UTF-8 with INVALID_ARGUMENT, and keeps a panic in one handler from
 // reaching the process.
 func (g *Gateway) countUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	start := time.Now()
 	defer func() {
 		if p := recover(); p != nil {
 			resp, err = nil, g.recovered(info.FullMethod, p)
 		}
 		g.m.requests.WithLabelValues(info.FullMethod, status.Code(err).String()).Inc()
+		g.m.duration.WithLabelValues(info.FullMethod).Observe(time.Since(start).Seconds())
 	}()
 	if err := g.badStrings.check(req); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"container/list"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -48,30 +49,53 @@ type group struct {
 	// group (unindexed until it indexed the group); see wake.go.
 	matchSeq atomic.Uint64
 	wakeMu   sync.Mutex
-	wakeCh   chan struct{} // closed by wake; nil when nobody waits
-	wakes    atomic.Int64  // wake calls, for tests
+	waiting  map[*subscription]struct{} // streams waiting for the next wake
+	wakes    atomic.Int64               // wake calls, for tests
 }
 
-// waiter returns a channel closed at the group's next wake. Take it
-// before looking for work, so a wake in between is not lost.
-func (grp *group) waiter() <-chan struct{} {
+// waiter registers s for the group's next wake and returns the channel
+// it is woken on. Register before looking for work, so a wake in between
+// is not lost (it leaves a token in the channel).
+func (grp *group) waiter(s *subscription) <-chan struct{} {
 	grp.wakeMu.Lock()
-	defer grp.wakeMu.Unlock()
-	if grp.wakeCh == nil {
-		grp.wakeCh = make(chan struct{})
+	if grp.waiting == nil {
+		grp.waiting = map[*subscription]struct{}{}
 	}
-	return grp.wakeCh
+	grp.waiting[s] = struct{}{}
+	grp.wakeMu.Unlock()
+	return s.wakeCh
 }
 
-// wake wakes the streams waiting on the group.
-func (grp *group) wake() {
+// leave takes a finished stream out of the waiting set.
+func (grp *group) leave(s *subscription) {
+	grp.wakeMu.Lock()
+	delete(grp.waiting, s)
+	grp.wakeMu.Unlock()
+}
+
+// wake wakes the streams waiting on the group, wave streams at a time,
+// yielding the processor between waves. Woken all at once, a thousand
+// streams would queue ahead of everything else on the gateway's run
+// queues, a Put's goroutines included, and every write would wait for a
+// whole fan-out before its answer; in waves, the rest of the gateway runs
+// between them. A stream woken for nothing (it had already moved on) finds
+// no work and waits again.
+func (grp *group) wake(wave int) {
 	grp.wakes.Add(1)
 	grp.wakeMu.Lock()
-	if grp.wakeCh != nil {
-		close(grp.wakeCh)
-		grp.wakeCh = nil
-	}
+	waiting := grp.waiting
+	grp.waiting = nil
 	grp.wakeMu.Unlock()
+	n := 0
+	for s := range waiting {
+		select {
+		case s.wakeCh <- struct{}{}:
+		default: // a token is already there
+		}
+		if n++; wave > 0 && n%wave == 0 {
+			runtime.Gosched()
+		}
+	}
 }
 
 // memoFrames is one batch's encoded deltas for one group. The subscriber

@@ -12,6 +12,7 @@ type metrics struct {
 	cacheHits   *prometheus.CounterVec
 	coalesced   prometheus.Counter
 	wakeups     prometheus.Counter
+	duration    *prometheus.HistogramVec
 	groups      prometheus.Gauge
 	requests    *prometheus.CounterVec
 
@@ -47,6 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		encodes:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_encodes_total", Help: "Payloads encoded, by what (entry, delta, snapshot); lower is better."}, []string{"what"}),
 		cacheHits:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_cache_hits_total", Help: "Payloads served from the cache or a shared build, by what."}, []string{"what"}),
 		coalesced:    prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_coalesced_deltas_total", Help: "Coalesced deltas sent to slow subscribers."}),
+		duration:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "confgate_gateway_request_seconds", Help: "Unary calls (Get, Put, Delete) from the handler's start to its answer, by method.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"method"}),
 		wakeups:      prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_gateway_stream_wakeups_total", Help: "Times a subscriber stream was woken because a batch concerned its selector (streams a batch does not concern are not woken)."}),
 		groups:       prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_gateway_selector_groups", Help: "Distinct selectors with open subscriptions."}),
 		requests:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_gateway_requests_total", Help: "Finished RPCs, by method and status code."}, []string{"method", "code"}),
@@ -66,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.hitEntry, m.hitDelta, m.hitSnapshot = m.cacheHits.WithLabelValues("entry"), m.cacheHits.WithLabelValues("delta"), m.cacheHits.WithLabelValues("snapshot")
 	m.subscribeStreams, m.snapshotStreams = m.subscribers.WithLabelValues("Subscribe"), m.subscribers.WithLabelValues("GetSnapshot")
 	if reg != nil {
-		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.wakeups, m.groups, m.requests,
+		reg.MustRegister(m.subscribers, m.sent, m.sentBytes, m.snapshots, m.resumes, m.encodes, m.cacheHits, m.coalesced, m.wakeups, m.duration, m.groups, m.requests,
 			m.panics, m.unencodable, m.refused, m.connections, m.memoBytes, m.memoDropped, m.buildsActive, m.authFailures, m.denied)
 	}
 	return m

@@ -113,7 +113,7 @@ func newMutSub(t *testing.T, src Source, cfg Config, prefixes ...string) (*subsc
 	grp := g.groups.acquire(sel)
 	t.Cleanup(func() { g.groups.release(grp, g.m) })
 	st := &recStream{ctx: context.Background()}
-	return &subscription{g: g, stream: st, sel: sel, grp: grp, guard: &streamGuard{g: g}}, st
+	return &subscription{g: g, stream: st, sel: sel, grp: grp, guard: &streamGuard{g: g}, wakeCh: make(chan struct{}, 1)}, st
 }
 
 // describe is the messages as "delta k1=v1,k2=- @cursor" lines ("-": a

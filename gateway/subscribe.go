@@ -35,6 +35,8 @@ type subscription struct {
 	// filter, after a resume from the change window: changes below it
 	// were already seen by the client. Cleared once at covers it.
 	filter *cursor.Cursor
+	// wakeCh is where the group wakes this stream (group.waiter).
+	wakeCh chan struct{}
 }
 
 // Subscribe streams a snapshot or the changes after a cursor, then deltas
@@ -65,7 +67,8 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	grp := g.groups.acquire(sel)
 	defer g.groups.release(grp, g.m)
 
-	s := &subscription{g: g, stream: stream, sel: sel, grp: grp, guard: guard}
+	s := &subscription{g: g, stream: stream, sel: sel, grp: grp, guard: guard, wakeCh: make(chan struct{}, 1)}
+	defer grp.leave(s)
 	ctx := stream.Context()
 	if resume == nil {
 		err = s.snapshot(ctx, confgatev1.SnapshotReason_SNAPSHOT_REASON_INITIAL)
@@ -238,7 +241,7 @@ func (s *subscription) loop(ctx context.Context) error {
 	for {
 		// Woken only by batches that concern the group (wake.go); the
 		// rest are skipped here without reading them.
-		changed := s.grp.waiter()
+		changed := s.grp.waiter(s)
 		if s.filter == nil {
 			if h := g.disp.quietHead(s.grp, s.pos); h != nil {
 				s.pos, s.at, s.atBytes = h.seq, h.end, h.endBytes

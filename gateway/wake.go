@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"math"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,10 @@ type dispatcher struct {
 	// head is where the dispatcher is; nil while it resynchronizes.
 	head atomic.Pointer[dispHead]
 
+	// wave is how many streams the dispatcher wakes before it yields
+	// (group.wake).
+	wave int
+
 	// Owned by the run goroutine.
 	pos     uint64
 	ver     uint64
@@ -51,6 +56,11 @@ type dispHead struct {
 // unindexed is a new group's matchSeq: never quiet until indexed.
 const unindexed = math.MaxUint64
 
+// wakeWave is how many streams are woken between yields: a few per
+// processor keeps them all busy without queueing a whole fan-out ahead of
+// the rest of the gateway.
+func wakeWave() int { return 8 * runtime.GOMAXPROCS(0) }
+
 // dispatchBatches is how many batches one round matches at most.
 const dispatchBatches = 1024
 
@@ -58,6 +68,7 @@ const dispatchBatches = 1024
 func (d *dispatcher) start(g *Gateway) {
 	d.once.Do(func() {
 		d.g = g
+		d.wave = wakeWave()
 		go d.run()
 	})
 }
@@ -133,7 +144,7 @@ func (d *dispatcher) dispatch(batches []*store.Batch) {
 	d.head.Store(&dispHead{floor: h.floor, seq: last.Seq, end: last.End, endBytes: last.EndBytes})
 	d.pos = last.Seq
 	for grp := range matched {
-		grp.wake()
+		grp.wake(d.wave)
 	}
 }
 
@@ -172,7 +183,7 @@ func (d *dispatcher) wakeAll() {
 	}
 	gs.mu.Unlock()
 	for _, grp := range live {
-		grp.wake()
+		grp.wake(d.wave)
 	}
 }
 

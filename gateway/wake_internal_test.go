@@ -148,3 +148,45 @@ func TestDispatcherQuietHead(t *testing.T) {
 		t.Errorf("wakeAll: wakes a=%d late=%d, want 2 and 1", a.wakes.Load(), late.wakes.Load())
 	}
 }
+
+// wake signals every registered stream once, however many waves it takes;
+// a stream that left is not signaled, and a wake between registering and
+// waiting leaves a token, so it is not lost.
+func TestGroupWakeWaves(t *testing.T) {
+	grp := &group{}
+	subs := make([]*subscription, 37)
+	for i := range subs {
+		subs[i] = &subscription{wakeCh: make(chan struct{}, 1)}
+		grp.waiter(subs[i])
+	}
+	grp.leave(subs[0])
+	grp.wake(4)
+	for i, s := range subs {
+		select {
+		case <-s.wakeCh:
+			if i == 0 {
+				t.Error("a stream that left was woken")
+			}
+		default:
+			if i != 0 {
+				t.Errorf("stream %d not woken", i)
+			}
+		}
+	}
+	// Nobody registered since: a second wake signals no one.
+	grp.wake(4)
+	for i, s := range subs {
+		if len(s.wakeCh) != 0 {
+			t.Errorf("stream %d woken without waiting", i)
+		}
+	}
+	// Registered, woken before it waits: the token is there when it does.
+	ch := grp.waiter(subs[1])
+	grp.wake(0)
+	grp.wake(0) // a second wake does not block on the full channel
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a wake between registering and waiting was lost")
+	}
+}

@@ -15,7 +15,12 @@ type metrics struct {
 	rebuilds   *prometheus.CounterVec
 	fetchErrs  prometheus.Counter
 	compacted  prometheus.Gauge
+	produce    prometheus.Histogram
 }
+
+// latencyBuckets are the seconds buckets of the latency histograms, from
+// a loopback Kafka's half millisecond to a produce timeout's seconds.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // newMetrics registers the store's metrics; stale is read at each scrape,
 // so the gauge never lags the clock it is computed from.
@@ -38,9 +43,10 @@ func newMetrics(reg prometheus.Registerer, stale func() bool) *metrics {
 		rebuilds:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_store_rebuilds_total", Help: "State rebuilds, by reason."}, []string{"reason"}),
 		fetchErrs:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_fetch_errors_total", Help: "Errors reported by Kafka fetches."}),
 		compacted:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_store_topic_compacted", Help: "1 when the topic's cleanup.policy includes compact."}),
+		produce:    prometheus.NewHistogram(prometheus.HistogramOpts{Name: "confgate_store_produce_seconds", Help: "Writes from handing the record to the producer until Kafka acknowledged it (acks=all), or failed.", Buckets: latencyBuckets}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.tombBytes, m.history, m.rebuilds, m.fetchErrs, m.compacted)
+		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.tombBytes, m.history, m.rebuilds, m.fetchErrs, m.compacted, m.produce)
 	}
 	return m
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -47,12 +48,14 @@ func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset i
 	// the deadline, whichever comes first. A write that times out here may
 	// still land: the caller is told UNAVAILABLE, never a false success.
 	done := make(chan error, 1)
+	start := time.Now()
 	s.prod.Produce(pctx, r, func(_ *kgo.Record, err error) { done <- err })
 	select {
 	case err = <-done:
 	case <-pctx.Done():
 		err = pctx.Err()
 	}
+	s.m.produce.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrRecordTimeout) {
 			return 0, 0, cursor.Cursor{}, fmt.Errorf("%w: write not acknowledged within %s: %w", ErrUnreachable, s.cfg.ProduceTimeout, err)
