@@ -235,7 +235,7 @@ func (e *confgateEnv) start(name, mode string) func(context.Context) (loadgen.Ta
 		tg, err := loadgen.NewConfgate(ctx, loadgen.ConfgateOptions{
 			Addrs:  []string{gw.addr},
 			Mode:   mode,
-			Server: loadgen.Server{PIDs: []int{gw.PID()}},
+			Server: loadgen.Server{PIDs: []int{gw.PID()}, MetricsURL: "http://" + gw.admin + "/metrics"},
 		})
 		if err != nil {
 			gw.Stop()

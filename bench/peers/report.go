@@ -166,7 +166,7 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-var fanoutHeader = []string{"target", "run", "p50", "p99", "p99.9", "max", "all-have p99", "delivered", "dups", "writes (failed)", "put p50", "put p99", "raw Kafka put p50 / p99", "server CPU s/1M", "+ Kafka s/1M", "RSS KiB/sub", "connect"}
+var fanoutHeader = []string{"target", "run", "p50", "p99", "p99.9", "max", "all-have p99", "delivered", "dups", "writes (failed)", "put p50", "put p99", "gateway put p50 / p99", "raw Kafka put p50 / p99", "server CPU s/1M", "+ Kafka s/1M", "RSS KiB/sub", "connect"}
 
 func (r *report) renderFanout(b *bytes.Buffer, scenario, title, desc string) {
 	var cells []string
@@ -269,10 +269,19 @@ func fanoutRow(rec record) []string {
 		hms(d, s.DeliveryP50Ms), hms(d, s.DeliveryP99Ms), hms(d, s.DeliveryP999Ms), hms(d, s.DeliveryMaxMs), hms(a, s.AllHaveP99Ms),
 		delivered, strconv.FormatInt(s.Duplicates, 10),
 		fmt.Sprintf("%d (%d)", s.Writes, s.WriteErrors),
-		hms(p, s.PutP50Ms), hms(p, s.PutP99Ms), baselineCell(s),
+		hms(p, s.PutP50Ms), hms(p, s.PutP99Ms), serverPutCell(s), baselineCell(s),
 		opt(s.ServerCPUPerM, 2), opt(kafkaPerM(rec), 2), opt(s.ServerKiBPerSub, 1),
 		fmt.Sprintf("%.1f s", s.ConnectS),
 	}
+}
+
+// serverPutCell is the gateway's own time to answer a Put, from its
+// metrics (confgate targets only).
+func serverPutCell(s loadgen.Summary) string {
+	if s.ServerPutP50Ms == nil || s.ServerPutP99Ms == nil {
+		return "-"
+	}
+	return ms(*s.ServerPutP50Ms) + " / " + ms(*s.ServerPutP99Ms)
 }
 
 // baselineCell is the plain franz-go producer's round trip in the same

@@ -184,7 +184,7 @@ figure can then even be negative. Nothing here judges the figures: compare them 
 	f.StringVar(&cfg.KeyPrefix, "key-prefix", "bench/", "put before every prefix, so a run can share a deployment")
 	f.StringVar(&mode, "mode", loadgen.ModeStub, "how subscribers subscribe: stub (raw gRPC stub) or client (the Go client library)")
 	f.IntSliceVar(&pids, "server-pid", nil, "pid of a gateway on this machine whose CPU and RSS are read from /proc; repeat (or comma-separate) for several, summed")
-	f.StringVar(&metricsURL, "metrics-url", "", "Prometheus endpoint of the gateway (http://HOST:9464/metrics) for its CPU and RSS, when --server-pid is not given")
+	f.StringVar(&metricsURL, "metrics-url", "", "Prometheus endpoint of the gateway (http://HOST:9464/metrics): its own time to answer a Put (gw put columns), and its CPU and RSS when --server-pid is not given")
 	f.IntVar(&cfg.ConnectParallelism, "connect-parallelism", loadgen.DefaultConnectParallelism, "subscribers (and connections) being opened at once")
 	f.StringSliceVar(&rawBrokers, "baseline-brokers", nil, "Kafka brokers for a plain franz-go producer (acks=all) writing alongside every measured write, same size, to --baseline-topic: the write path's floor under the same load (raw put columns)")
 	f.StringVar(&rawTopic, "baseline-topic", "confgate-bench-baseline", "topic of --baseline-brokers' writes, created when absent; never the config topic")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -30,7 +31,7 @@ func TestRunFanoutConfgate(t *testing.T) {
 		t.Run(fmt.Sprintf("%s/conns=%d", tc.mode, tc.conns), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			tg, err := NewConfgate(ctx, ConfgateOptions{Addrs: []string{g.Addr}, Mode: tc.mode, Server: Server{PIDs: []int{os.Getpid()}}})
+			tg, err := NewConfgate(ctx, ConfgateOptions{Addrs: []string{g.Addr}, Mode: tc.mode, Server: Server{PIDs: []int{os.Getpid()}, MetricsURL: "http://" + g.Admin + "/metrics"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -59,6 +60,11 @@ func TestRunFanoutConfgate(t *testing.T) {
 			}
 			if !r.ServerKnown || r.ServerRSSBase <= 0 || r.ServerRSSIdle <= 0 || r.ServerRSSMax < r.ServerRSSIdle {
 				t.Errorf("server usage: %+v", r)
+			}
+			// The gateway's own Put time: every measured Put is in its
+			// histogram, and it is no longer than the round trip seen here.
+			if math.IsNaN(r.ServerPutP50) || r.ServerPutP50 <= 0 || r.ServerPutP99 < r.ServerPutP50 {
+				t.Errorf("gateway put p50 %v p99 %v", r.ServerPutP50, r.ServerPutP99)
 			}
 			if r.ConnectTime <= 0 || r.Elapsed <= 0 {
 				t.Errorf("connect time %v, elapsed %v", r.ConnectTime, r.Elapsed)

@@ -71,6 +71,11 @@ type FanoutResult struct {
 	// BaselineErrors its failed writes.
 	BaselinePut    *hdrhistogram.Histogram
 	BaselineErrors int64
+	// ServerPutP50 and ServerPutP99 are the gateway's own time to answer
+	// a Put over the measured window, from its request histogram, when
+	// Server.MetricsURL serves one (NaN otherwise): the write path without
+	// the network and without this process's scheduling.
+	ServerPutP50, ServerPutP99 float64
 	// Writes issued and failed; Expected deliveries, Delivered (unique),
 	// Duplicates.
 	Writes, WriteErrors             int64
@@ -355,7 +360,12 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 	var beforeErr, clientBeforeErr error
 	var measureStart time.Time
 	wr := fanWriter{r: r, t: t, res: res, putCtx: putCtx, puts: &puts}
+	var putsBefore bucketCounts
+	putsOK := false
 	err = wr.loop(ctx, func() {
+		if srv.MetricsURL != "" {
+			putsBefore, putsOK, _ = serverPuts(ctx, srv.MetricsURL)
+		}
 		before, _, beforeErr = srv.Usage(ctx)
 		clientBefore, clientBeforeErr = ProcUsage(os.Getpid())
 		measureStart = time.Now()
@@ -390,6 +400,13 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 		}
 	}
 	end := time.Now()
+	res.ServerPutP50, res.ServerPutP99 = math.NaN(), math.NaN()
+	if putsOK {
+		if putsAfter, ok, err := serverPuts(ctx, srv.MetricsURL); err == nil && ok {
+			res.ServerPutP50 = histQuantile(putsBefore, putsAfter, 0.50)
+			res.ServerPutP99 = histQuantile(putsBefore, putsAfter, 0.99)
+		}
+	}
 	after, _, afterErr := srv.Usage(ctx)
 	clientAfter, clientAfterErr := ProcUsage(os.Getpid())
 	cancelPuts()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -36,6 +37,9 @@ type Summary struct {
 	// The baseline writer's round trip, when the run had one.
 	BaselinePutP50Ms *float64 `json:"baseline_put_p50_ms"`
 	BaselinePutP99Ms *float64 `json:"baseline_put_p99_ms"`
+	// The gateway's own time to answer a Put, from its metrics.
+	ServerPutP50Ms *float64 `json:"server_put_p50_ms"`
+	ServerPutP99Ms *float64 `json:"server_put_p99_ms"`
 
 	Writes      int64 `json:"writes"`
 	WriteErrors int64 `json:"write_errors"`
@@ -83,6 +87,10 @@ func Summarize(r *FanoutResult) Summary {
 	s.AllHaveP99Ms = quantileMs(r.AllHave, 99)
 	s.PutP50Ms = quantileMs(r.Put, 50)
 	s.PutP99Ms = quantileMs(r.Put, 99)
+	if !math.IsNaN(r.ServerPutP50) && !math.IsNaN(r.ServerPutP99) && (r.ServerPutP50 != 0 || r.ServerPutP99 != 0) {
+		p50, p99 := r.ServerPutP50*1000, r.ServerPutP99*1000
+		s.ServerPutP50Ms, s.ServerPutP99Ms = &p50, &p99
+	}
 	if r.BaselinePut != nil && r.BaselinePut.TotalCount() > 0 {
 		p50, p99 := quantileMs(r.BaselinePut, 50), quantileMs(r.BaselinePut, 99)
 		s.BaselinePutP50Ms, s.BaselinePutP99Ms = &p50, &p99
@@ -123,7 +131,7 @@ func quantileMs(h *hdrhistogram.Histogram, q float64) float64 {
 // reportHeader is the table's columns.
 var reportHeader = []string{
 	"target", "load", "p50", "p99", "p99.9", "max", "all-have p99",
-	"put p50", "put p99", "raw put p50", "raw put p99", "delivered", "dups",
+	"put p50", "put p99", "gw put p50", "gw put p99", "raw put p50", "raw put p99", "delivered", "dups",
 	"srv cpu s/1M", "srv KiB/sub", "cli cpu s/1M",
 }
 
@@ -134,7 +142,7 @@ func (s Summary) row() []string {
 		fmt.Sprintf("%d×%s/s", s.Subscribers, strconv.FormatFloat(s.Rate, 'f', -1, 64)),
 		fmtMs(s.DeliveryP50Ms), fmtMs(s.DeliveryP99Ms), fmtMs(s.DeliveryP999Ms), fmtMs(s.DeliveryMaxMs),
 		fmtMs(s.AllHaveP99Ms),
-		fmtMs(s.PutP50Ms), fmtMs(s.PutP99Ms), fmtOptMs(s.BaselinePutP50Ms), fmtOptMs(s.BaselinePutP99Ms),
+		fmtMs(s.PutP50Ms), fmtMs(s.PutP99Ms), fmtOptMs(s.ServerPutP50Ms), fmtOptMs(s.ServerPutP99Ms), fmtOptMs(s.BaselinePutP50Ms), fmtOptMs(s.BaselinePutP99Ms),
 		fmt.Sprintf("%.2f%%", s.DeliveredPct),
 		strconv.FormatInt(s.Duplicates, 10),
 		fmtOpt(s.ServerCPUPerM, 2), fmtOpt(s.ServerKiBPerSub, 1), fmtOpt(s.ClientCPUPerM, 2),
