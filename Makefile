@@ -21,6 +21,7 @@ unit:
 lint: check-generate
 	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd bench/peers && $(GO) vet ./...
 	$(GO) test -count=1 ./internal/docscheck
 
 check-generate:

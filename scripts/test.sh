@@ -31,14 +31,19 @@ for d in .cache/kafka/run-suite-*; do
   rm -rf "$d" "$d.lock"
 done
 
-if ! command -v haproxy >/dev/null; then
-  echo "== installing haproxy from Debian (the failover tests' load balancer)" >&2
+# Debian packages the suite runs: haproxy (the failover tests' load
+# balancer) and redis-server (the load tool's Redis peer).
+missing=()
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if ((${#missing[@]})); then
+  echo "== installing ${missing[*]} from Debian" >&2
   if [[ $(id -u) -ne 0 ]]; then
-    echo "haproxy is missing and this is not root: apt-get install haproxy" >&2
+    echo "${missing[*]} missing and this is not root: apt-get install ${missing[*]}" >&2
     exit 1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Free ports, picked by kafka.sh: other Kafkas and gateways may run here.
@@ -58,6 +63,9 @@ go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/failover
 
 echo "== polyglot clients (Python grpcio, Node grpc-js, grpcurl)" >&2
 ./scripts/polyglot-test.sh
+
+echo "== bench/peers: the load tool's etcd, NATS, Redis and confgate targets (a module of its own)" >&2
+(cd bench/peers && go test -count=1 -timeout 10m ./...)
 
 echo "== broker fault tests (their own single-node and three-node clusters)" >&2
 go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/brokerfaults
