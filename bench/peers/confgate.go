@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,19 +42,20 @@ func repoRoot() (string, error) {
 }
 
 // kafkaVersion reads the Kafka version scripts/kafka.sh runs (its pom's
-// kafka.version property).
+// kafka.version property: the element, not a comment that names it).
 func kafkaVersion(root string) string {
 	b, err := os.ReadFile(filepath.Join(root, "scripts", "kafka", "pom.xml"))
 	if err != nil {
 		return "unknown"
 	}
-	_, rest, ok := bytes.Cut(b, []byte("<kafka.version>"))
-	if !ok {
+	m := kafkaVersionRE.FindSubmatch(b)
+	if m == nil {
 		return "unknown"
 	}
-	v, _, _ := bytes.Cut(rest, []byte("</kafka.version>"))
-	return string(bytes.TrimSpace(v))
+	return string(m[1])
 }
+
+var kafkaVersionRE = regexp.MustCompile(`(?m)^\s*<kafka\.version>([^<\s]+)</kafka\.version>`)
 
 // confgateEnv is what every confgate target of a run uses: one Kafka (ours,
 // or the one CONFGATE_KAFKA_BROKERS names) and a confgate binary.

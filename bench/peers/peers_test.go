@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -186,5 +187,14 @@ func TestConfgate(t *testing.T) {
 		{"confgate-stub", loadgen.ModeStub},
 	} {
 		t.Run(c.name, func(t *testing.T) { checkTarget(t, env.start(c.name, c.mode)) })
+	}
+}
+
+// The report names the Kafka version the scripts run, read from the pom's
+// element (its comments mention the property too).
+func TestKafkaVersion(t *testing.T) {
+	v := kafkaVersion("../..")
+	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(v) {
+		t.Fatalf("kafkaVersion = %q, want a version like 4.4.0", v)
 	}
 }
