@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 )
@@ -58,27 +59,9 @@ func ProcUsage(pid int) (Usage, error) {
 // MetricsUsage reads process_cpu_seconds_total and
 // process_resident_memory_bytes from a Prometheus text endpoint.
 func MetricsUsage(ctx context.Context, url string) (Usage, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fams, err := scrape(ctx, url)
 	if err != nil {
-		return Usage{}, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	req.Header.Set("Accept", "text/plain")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return Usage{}, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return Usage{}, fmt.Errorf("metrics %s: %s", url, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return Usage{}, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return Usage{}, fmt.Errorf("metrics %s: %w", url, err)
+		return Usage{}, err
 	}
 	var u Usage
 	cpu, ok1 := fams["process_cpu_seconds_total"]
@@ -99,6 +82,33 @@ func MetricsUsage(ctx context.Context, url string) (Usage, error) {
 	}
 	u.RSS = int64(rv)
 	return u, nil
+}
+
+// scrape reads a Prometheus text endpoint's metric families.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", url, err)
+	}
+	req.Header.Set("Accept", "text/plain")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("metrics %s: %s", url, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", url, err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("metrics %s: %w", url, err)
+	}
+	return fams, nil
 }
 
 // Usage sums the server's processes (or reads its metrics endpoint).

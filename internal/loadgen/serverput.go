@@ -1,17 +1,10 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"io"
 	"math"
-	"net/http"
 	"slices"
 	"strings"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // putMetric is the gateway's histogram of unary calls; its Put series is
@@ -28,26 +21,9 @@ type bucketCounts map[float64]float64
 // serverPuts reads the Put series of the gateway's request histogram from
 // a Prometheus text endpoint. ok is false when the endpoint has none.
 func serverPuts(ctx context.Context, url string) (bucketCounts, bool, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fams, err := scrape(ctx, url)
 	if err != nil {
-		return nil, false, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, false, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, false, fmt.Errorf("metrics %s: %s", url, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, false, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, false, fmt.Errorf("metrics %s: %w", url, err)
+		return nil, false, err
 	}
 	fam, ok := fams[putMetric]
 	if !ok {
