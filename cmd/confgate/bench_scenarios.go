@@ -71,6 +71,7 @@ func newBenchBootstrapCmd(parent *cobra.Command, g *globals) *cobra.Command {
 		brokers      []string
 		size         int64
 		readyTimeout time.Duration
+		kafka        kafkaAuth
 	)
 	cmd := &cobra.Command{
 		Use:   "bootstrap --brokers HOST:PORT --keys N --size BYTES [--fill]",
@@ -106,9 +107,14 @@ from /proc at that moment.`,
 			if cfg.Topic == "" {
 				cfg.Topic = fmt.Sprintf("confgate.bench.bootstrap.%dx%d", cfg.Keys, cfg.Size)
 			}
+			if cfg.KafkaOpts, err = kafka.opts(g.env.Getenv); err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			// The children reach Kafka the same way (the SASL password
+			// through the environment they inherit).
 			path := strings.Fields(parent.CommandPath())[1:]
-			cfg.ConsumerCommand = append(append([]string{exe}, path...), consumerVerb)
-			cfg.GatewayCommand = []string{exe, "serve", "--log-level", "warn"}
+			cfg.ConsumerCommand = append(append(append([]string{exe}, path...), consumerVerb), kafka.args()...)
+			cfg.GatewayCommand = append([]string{exe, "serve", "--log-level", "warn"}, kafka.args()...)
 			cfg.Stderr = g.env.Stderr
 			cfg.Logf = benchLogf(g)
 			res, err := loadgen.RunBootstrap(cmd.Context(), cfg)
@@ -155,6 +161,7 @@ from /proc at that moment.`,
 	fs.BoolVar(&cfg.Fill, "fill", false, "write the keys first, unless the topic already holds that many records")
 	fs.IntVar(&cfg.Runs, "runs", 2, "runs of the consumer and of the gateway, each reported")
 	fs.DurationVar(&readyTimeout, "ready-timeout", 10*time.Minute, "bound on each child (consumer done, gateway ready)")
+	kafka.register(fs)
 	return cmd
 }
 
@@ -162,6 +169,7 @@ func newBenchConsumerCmd(g *globals) *cobra.Command {
 	var (
 		brokers []string
 		topic   string
+		kafka   kafkaAuth
 	)
 	cmd := &cobra.Command{
 		Use:    consumerVerb + " --brokers HOST:PORT --topic NAME",
@@ -172,7 +180,11 @@ func newBenchConsumerCmd(g *globals) *cobra.Command {
 			if len(brokers) == 0 || topic == "" {
 				return usagef(cmd, "--brokers and --topic are required")
 			}
-			r, err := loadgen.RunConsumer(cmd.Context(), brokers, topic)
+			opts, err := kafka.opts(g.env.Getenv)
+			if err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			r, err := loadgen.RunConsumer(cmd.Context(), brokers, topic, opts...)
 			if err != nil {
 				return err
 			}
@@ -181,6 +193,7 @@ func newBenchConsumerCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().StringSliceVar(&brokers, "brokers", nil, "Kafka bootstrap servers")
 	cmd.Flags().StringVar(&topic, "topic", "", "the topic")
+	kafka.register(cmd.Flags())
 	return cmd
 }
 

@@ -19,6 +19,8 @@ import (
 	"github.com/confgate/confgate/internal/loadgen"
 	"github.com/confgate/confgate/internal/testkit"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -235,5 +237,55 @@ func TestBenchScenarioUsageErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, exitFailure, tc.want)
 			}
 		})
+	}
+}
+
+// bench bootstrap reaches a Kafka that needs SASL, and so do its consumer
+// and gateway children: the flags are passed on, the password through the
+// environment they inherit.
+func TestBenchBootstrapKafkaSASL(t *testing.T) {
+	t.Setenv(benchMainEnv, "1") // the children are this binary
+	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "bench-svc", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	t.Setenv(kafkaPasswordEnv, "s3cret")
+	args := []string{"bench", "bootstrap", "--brokers", strings.Join(k.ListenAddrs(), ","), "--topic", "boot", "--partitions", "2",
+		"--keys", "300", "--size", "64", "--fill", "--runs", "1", "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "bench-svc"}
+	run := func(args []string) result {
+		var out, errb syncBuffer
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+		defer cancel()
+		env := &Env{Stdin: bytes.NewReader(nil), Stdout: &out, Stderr: &errb, Getenv: os.Getenv}
+		code := runBenchArgs(ctx, args, env, "", "json")
+		return result{code, out.String(), errb.String()}
+	}
+	rows := benchJSON[loadgen.BootstrapSummary](t, run(args))
+	if len(rows) != 1 || rows[0].LiveBytes != 300*int64(len("bench/bootstrap/k00000000")+64) || rows[0].GatewayMS <= 0 || rows[0].ConsumerMS <= 0 {
+		t.Fatalf("rows %+v", rows)
+	}
+	// Without the credentials the fill cannot reach Kafka.
+	if r := run(args[:len(args)-4]); r.code == 0 {
+		t.Fatalf("bootstrap without SASL succeeded: %s", r.stdout)
+	}
+}
+
+func TestKafkaAuthArgsRoundTrip(t *testing.T) {
+	for _, in := range []kafkaAuth{
+		{},
+		{tls: true},
+		{ca: "/ca.pem", cert: "/c.pem", key: "/k.pem", serverName: "kafka.internal"},
+		{mechanism: "SCRAM-SHA-512", user: "svc"},
+	} {
+		var out kafkaAuth
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		out.register(fs)
+		if err := fs.Parse(in.args()); err != nil {
+			t.Fatal(err)
+		}
+		if out != in {
+			t.Errorf("args %q parse to %+v, want %+v", in.args(), out, in)
+		}
 	}
 }

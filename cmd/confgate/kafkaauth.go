@@ -65,3 +65,22 @@ func (f *kafkaAuth) opts(getenv func(string) string) ([]kgo.Opt, error) {
 	}
 	return opts, nil
 }
+
+// args are the flags that set f again, for a child process (the SASL
+// password travels in the environment, which children inherit, never in
+// arguments).
+func (f *kafkaAuth) args() []string {
+	var out []string
+	if f.tls {
+		out = append(out, "--kafka-tls")
+	}
+	for _, kv := range []struct{ flag, v string }{
+		{"--kafka-tls-ca", f.ca}, {"--kafka-tls-cert", f.cert}, {"--kafka-tls-key", f.key},
+		{"--kafka-tls-server-name", f.serverName}, {"--kafka-sasl-mechanism", f.mechanism}, {"--kafka-sasl-user", f.user},
+	} {
+		if kv.v != "" {
+			out = append(out, kv.flag+"="+kv.v)
+		}
+	}
+	return out
+}
