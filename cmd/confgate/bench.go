@@ -90,6 +90,7 @@ func newFanoutCmd(g *globals, name, short string, p fanoutPreset) *cobra.Command
 		metricsURL string
 		rawBrokers []string
 		rawTopic   string
+		putConns   int
 	)
 	cmd := &cobra.Command{
 		Use:   name + " [flags]",
@@ -103,7 +104,7 @@ are not counted; then --duration of measured writes, then up to --drain for
 the last deliveries (less when everything arrived). --mode stub subscribes
 with the raw gRPC stub (many subscribers may share a connection, --conns);
 --mode client with the Go client library (one connection per subscriber).
-Writes use the Put RPC on 4 connections of their own. With
+Writes use the Put RPC on --put-conns connections of their own. With
 --baseline-brokers a plain franz-go producer writes alongside each
 measured write, so the Put round trip can be compared with Kafka's own
 under the same load.
@@ -140,7 +141,7 @@ figure can then even be negative. Nothing here judges the figures: compare them 
 			ctx := cmd.Context()
 			octx, cancel := g.callContext(ctx)
 			t, err := loadgen.NewConfgate(octx, loadgen.ConfgateOptions{
-				Addrs: addrs, DialOptions: dial, Mode: mode,
+				Addrs: addrs, DialOptions: dial, Mode: mode, PutConns: putConns,
 				Server: loadgen.Server{PIDs: pids, MetricsURL: metricsURL},
 			})
 			cancel()
@@ -186,6 +187,7 @@ figure can then even be negative. Nothing here judges the figures: compare them 
 	f.IntSliceVar(&pids, "server-pid", nil, "pid of a gateway on this machine whose CPU and RSS are read from /proc; repeat (or comma-separate) for several, summed")
 	f.StringVar(&metricsURL, "metrics-url", "", "Prometheus endpoint of the gateway (http://HOST:9464/metrics): its own time to answer a Put (gw put columns), and its CPU and RSS when --server-pid is not given")
 	f.IntVar(&cfg.ConnectParallelism, "connect-parallelism", loadgen.DefaultConnectParallelism, "subscribers (and connections) being opened at once")
+	f.IntVar(&putConns, "put-conns", 4, "connections carrying the writes, round-robin; each carries at most the gateway's --max-streams-per-conn writes at once, so raise it for high rates with slow answers")
 	f.StringSliceVar(&rawBrokers, "baseline-brokers", nil, "Kafka brokers for a plain franz-go producer (acks=all) writing alongside every measured write, same size, to --baseline-topic: the write path's floor under the same load (raw put columns)")
 	f.StringVar(&rawTopic, "baseline-topic", "confgate-bench-baseline", "topic of --baseline-brokers' writes, created when absent; never the config topic")
 	f.IntVar(&cfg.MaxInFlight, "max-in-flight", loadgen.DefaultMaxInFlight, "writes awaiting their answer at once; a write due past it is not issued and counts as an error")
