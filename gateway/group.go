@@ -175,6 +175,17 @@ func (gs *groups) release(grp *group, m *metrics) {
 	grp.mu.Unlock()
 }
 
+// list returns the live groups and the version of the set they are.
+func (gs *groups) list() ([]*group, uint64) {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	live := make([]*group, 0, len(gs.m))
+	for _, grp := range gs.m {
+		live = append(live, grp)
+	}
+	return live, gs.ver.Load()
+}
+
 func (gs *groups) len() int {
 	gs.mu.Lock()
 	defer gs.mu.Unlock()

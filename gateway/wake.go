@@ -38,10 +38,9 @@ type dispatcher struct {
 	wave int
 
 	// Owned by the run goroutine.
-	pos     uint64
-	ver     uint64
-	idx     prefixIndex
-	indexed map[*group]bool
+	pos uint64
+	ver uint64
+	idx prefixIndex
 }
 
 // dispHead: every batch in (floor, seq] was matched against every group
@@ -149,39 +148,24 @@ func (d *dispatcher) dispatch(batches []*store.Batch) {
 }
 
 // reindex rebuilds the prefix index when groups came or went. A group
-// seen for the first time is matched from the dispatcher's position on.
+// seen for the first time (still unindexed) is matched from the
+// dispatcher's position on; for the others the swap does nothing.
 func (d *dispatcher) reindex() {
 	gs := &d.g.groups
 	if gs.ver.Load() == d.ver {
 		return
 	}
-	gs.mu.Lock()
-	d.ver = gs.ver.Load()
-	live := make([]*group, 0, len(gs.m))
-	for _, grp := range gs.m {
-		live = append(live, grp)
-	}
-	gs.mu.Unlock()
+	live, ver := gs.list()
+	d.ver = ver
 	d.idx = newPrefixIndex(live)
-	next := make(map[*group]bool, len(live))
 	for _, grp := range live {
-		if !d.indexed[grp] {
-			grp.matchSeq.CompareAndSwap(unindexed, d.pos)
-		}
-		next[grp] = true
+		grp.matchSeq.CompareAndSwap(unindexed, d.pos)
 	}
-	d.indexed = next
 }
 
 // wakeAll wakes every live group's streams.
 func (d *dispatcher) wakeAll() {
-	gs := &d.g.groups
-	gs.mu.Lock()
-	live := make([]*group, 0, len(gs.m))
-	for _, grp := range gs.m {
-		live = append(live, grp)
-	}
-	gs.mu.Unlock()
+	live, _ := d.g.groups.list()
 	for _, grp := range live {
 		grp.wake(d.wave)
 	}

@@ -324,33 +324,9 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 	res.ServerRSSIdle = idle.RSS
 	res.ServerRSSMax = idle.RSS
 
-	// RSS sampler over the writes and the drain.
-	sampleCtx, stopSampler := context.WithCancel(ctx)
-	var rssMax atomic.Int64
-	rssMax.Store(idle.RSS)
-	var sampler sync.WaitGroup
-	if known {
-		sampler.Add(1)
-		go func() {
-			defer sampler.Done()
-			tk := time.NewTicker(250 * time.Millisecond)
-			defer tk.Stop()
-			for {
-				select {
-				case <-sampleCtx.Done():
-					return
-				case <-tk.C:
-				}
-				if u, _, err := srv.Usage(sampleCtx); err == nil && u.RSS > rssMax.Load() {
-					rssMax.Store(u.RSS)
-				}
-			}
-		}()
-	}
-	defer func() {
-		stopSampler()
-		sampler.Wait()
-	}()
+	// The peak RSS over the writes and the drain.
+	smp := startSampler(ctx, srv, 250*time.Millisecond)
+	defer smp.cancel()
 
 	// The writer, then the drain.
 	putCtx, cancelPuts := context.WithCancel(ctx)
@@ -411,8 +387,7 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 	clientAfter, clientAfterErr := ProcUsage(os.Getpid())
 	cancelPuts()
 	<-allDone
-	stopSampler()
-	sampler.Wait()
+	_, peak, _, _ := smp.stop(ctx)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -423,7 +398,7 @@ func RunFanout(ctx context.Context, t Target, cfg FanoutConfig) (*FanoutResult, 
 	if clientBeforeErr == nil && clientAfterErr == nil && clientAfter.CPU >= clientBefore.CPU {
 		res.ClientCPU = clientAfter.CPU - clientBefore.CPU
 	}
-	res.ServerRSSMax = max(rssMax.Load(), after.RSS)
+	res.ServerRSSMax = max(idle.RSS, peak, after.RSS)
 	r.collect(res)
 	return res, nil
 }

@@ -69,18 +69,8 @@ func MetricsUsage(ctx context.Context, url string) (Usage, error) {
 	if !ok1 || !ok2 || len(cpu.GetMetric()) == 0 || len(rss.GetMetric()) == 0 {
 		return Usage{}, fmt.Errorf("metrics %s: no process_cpu_seconds_total or process_resident_memory_bytes", url)
 	}
-	m := cpu.GetMetric()[0]
-	v := m.GetCounter().GetValue()
-	if m.GetCounter() == nil {
-		v = m.GetUntyped().GetValue()
-	}
-	u.CPU = time.Duration(v * float64(time.Second))
-	r := rss.GetMetric()[0]
-	rv := r.GetGauge().GetValue()
-	if r.GetGauge() == nil {
-		rv = r.GetUntyped().GetValue()
-	}
-	u.RSS = int64(rv)
+	u.CPU = time.Duration(metricValue(cpu.GetMetric()[0]) * float64(time.Second))
+	u.RSS = int64(metricValue(rss.GetMetric()[0]))
 	return u, nil
 }
 
@@ -109,6 +99,17 @@ func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, erro
 		return nil, fmt.Errorf("metrics %s: %w", url, err)
 	}
 	return fams, nil
+}
+
+// metricValue is a sample's value, whatever the endpoint typed it as.
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	}
+	return m.GetUntyped().GetValue()
 }
 
 // Usage sums the server's processes (or reads its metrics endpoint).

@@ -1,13 +1,10 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -15,9 +12,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
-
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // Helpers shared by the bootstrap, storm and herd scenarios.
@@ -208,34 +202,13 @@ func (s *sampler) stop(ctx context.Context) (cpu time.Duration, peak int64, ok b
 // counterByLabel reads the counter name from a Prometheus text endpoint,
 // summed by the value of label.
 func counterByLabel(ctx context.Context, url, name, label string) (map[string]int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	fams, err := scrape(ctx, url)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("metrics %s: %s", url, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", url, err)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("metrics %s: %w", url, err)
-	}
 	out := map[string]int64{}
 	for _, m := range fams[name].GetMetric() {
-		v := m.GetCounter().GetValue()
-		if m.GetCounter() == nil {
-			v = m.GetUntyped().GetValue()
-		}
+		v := metricValue(m)
 		for _, lp := range m.GetLabel() {
 			if lp.GetName() == label {
 				out[lp.GetValue()] += int64(v)
