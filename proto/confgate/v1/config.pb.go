@@ -1156,6 +1156,204 @@ func (x *GetResponse) GetCursor() []byte {
 	return nil
 }
 
+// Precondition is what a conditional write requires of its key's current
+// state. Gateways check it at the topic's serialization point (one Kafka
+// transactional producer at a time, see docs/writes.md), so of two
+// conditional writes racing on a key through any gateways, exactly one
+// wins. A write whose precondition fails writes nothing and is answered
+// FAILED_PRECONDITION with a PreconditionFailure detail.
+type Precondition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Condition:
+	//
+	//	*Precondition_Absent
+	//	*Precondition_Version
+	Condition     isPrecondition_Condition `protobuf_oneof:"condition"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Precondition) Reset() {
+	*x = Precondition{}
+	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Precondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Precondition) ProtoMessage() {}
+
+func (x *Precondition) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Precondition.ProtoReflect.Descriptor instead.
+func (*Precondition) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Precondition) GetCondition() isPrecondition_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *Precondition) GetAbsent() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*Precondition_Absent); ok {
+			return x.Absent
+		}
+	}
+	return false
+}
+
+func (x *Precondition) GetVersion() *Version {
+	if x != nil {
+		if x, ok := x.Condition.(*Precondition_Version); ok {
+			return x.Version
+		}
+	}
+	return nil
+}
+
+type isPrecondition_Condition interface {
+	isPrecondition_Condition()
+}
+
+type Precondition_Absent struct {
+	// The key must be absent: never written, or deleted. Must be true.
+	Absent bool `protobuf:"varint,1,opt,name=absent,proto3,oneof"`
+}
+
+type Precondition_Version struct {
+	// The key must be live at exactly this version.
+	Version *Version `protobuf:"bytes,2,opt,name=version,proto3,oneof"`
+}
+
+func (*Precondition_Absent) isPrecondition_Condition() {}
+
+func (*Precondition_Version) isPrecondition_Condition() {}
+
+// PreconditionFailure is the detail of a FAILED_PRECONDITION answer to a
+// conditional write: the current state of each key whose precondition
+// failed.
+type PreconditionFailure struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*KeyVersion          `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreconditionFailure) Reset() {
+	*x = PreconditionFailure{}
+	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreconditionFailure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreconditionFailure) ProtoMessage() {}
+
+func (x *PreconditionFailure) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreconditionFailure.ProtoReflect.Descriptor instead.
+func (*PreconditionFailure) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *PreconditionFailure) GetKeys() []*KeyVersion {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// KeyVersion is a key's current version; version is unset when the key is
+// absent.
+type KeyVersion struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version       *Version               `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyVersion) Reset() {
+	*x = KeyVersion{}
+	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyVersion) ProtoMessage() {}
+
+func (x *KeyVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyVersion.ProtoReflect.Descriptor instead.
+func (*KeyVersion) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *KeyVersion) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyVersion) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+// Request IDs make writes retry-safe. A write with a request_id goes
+// through the serialization point; when a write with the same ID has
+// already landed (its record is still in the log, or in the gateway's
+// window of recent IDs), the gateway writes nothing and answers with the
+// original result and duplicate set. The shipped clients generate one per
+// write when none is given. Up to 128 printable ASCII characters; reusing
+// an ID for a different write (other keys) is INVALID_ARGUMENT.
 type PutRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -1164,14 +1362,17 @@ type PutRequest struct {
 	ContentType string    `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	Headers     []*Header `protobuf:"bytes,4,rep,name=headers,proto3" json:"headers,omitempty"`
 	// Wait (bounded) until this gateway has applied the write before answering.
-	WaitApplied   bool `protobuf:"varint,5,opt,name=wait_applied,json=waitApplied,proto3" json:"wait_applied,omitempty"`
+	WaitApplied bool `protobuf:"varint,5,opt,name=wait_applied,json=waitApplied,proto3" json:"wait_applied,omitempty"`
+	// Write only if the key's current state matches.
+	Precondition  *Precondition `protobuf:"bytes,6,opt,name=precondition,proto3" json:"precondition,omitempty"`
+	RequestId     string        `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	mi := &file_confgate_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1384,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	mi := &file_confgate_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1397,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutRequest) GetKey() string {
@@ -1234,20 +1435,36 @@ func (x *PutRequest) GetWaitApplied() bool {
 	return false
 }
 
+func (x *PutRequest) GetPrecondition() *Precondition {
+	if x != nil {
+		return x.Precondition
+	}
+	return nil
+}
+
+func (x *PutRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type PutResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Version *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// A cursor that includes the write (and this gateway's earlier writes):
 	// pass it as min_cursor to read it back from any gateway. It is not a
 	// resume_cursor: resuming from it would skip everything before it.
-	Cursor        []byte `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	Cursor []byte `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The request_id had already landed: version is the original write's.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	mi := &file_confgate_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1476,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	mi := &file_confgate_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1489,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutResponse) GetVersion() *Version {
@@ -1289,17 +1506,27 @@ func (x *PutResponse) GetCursor() []byte {
 	return nil
 }
 
+func (x *PutResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	WaitApplied   bool                   `protobuf:"varint,2,opt,name=wait_applied,json=waitApplied,proto3" json:"wait_applied,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Key         string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	WaitApplied bool                   `protobuf:"varint,2,opt,name=wait_applied,json=waitApplied,proto3" json:"wait_applied,omitempty"`
+	// Delete only if the key's current state matches.
+	Precondition  *Precondition `protobuf:"bytes,3,opt,name=precondition,proto3" json:"precondition,omitempty"`
+	RequestId     string        `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	mi := &file_confgate_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1538,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	mi := &file_confgate_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1551,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteRequest) GetKey() string {
@@ -1341,17 +1568,33 @@ func (x *DeleteRequest) GetWaitApplied() bool {
 	return false
 }
 
+func (x *DeleteRequest) GetPrecondition() *Precondition {
+	if x != nil {
+		return x.Precondition
+	}
+	return nil
+}
+
+func (x *DeleteRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 type DeleteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	Cursor        []byte                 `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Version *Version               `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	Cursor  []byte                 `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The request_id had already landed: version is the original write's.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[19]
+	mi := &file_confgate_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1606,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[19]
+	mi := &file_confgate_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1619,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteResponse) GetVersion() *Version {
@@ -1389,6 +1632,432 @@ func (x *DeleteResponse) GetVersion() *Version {
 func (x *DeleteResponse) GetCursor() []byte {
 	if x != nil {
 		return x.Cursor
+	}
+	return nil
+}
+
+func (x *DeleteResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// Operation is one put or delete of a change set.
+type Operation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// Delete the key; value, content_type and headers must then be empty.
+	Delete        bool          `protobuf:"varint,2,opt,name=delete,proto3" json:"delete,omitempty"`
+	Value         []byte        `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	ContentType   string        `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Headers       []*Header     `protobuf:"bytes,5,rep,name=headers,proto3" json:"headers,omitempty"`
+	Precondition  *Precondition `protobuf:"bytes,6,opt,name=precondition,proto3" json:"precondition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Operation) Reset() {
+	*x = Operation{}
+	mi := &file_confgate_v1_config_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Operation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Operation) ProtoMessage() {}
+
+func (x *Operation) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Operation.ProtoReflect.Descriptor instead.
+func (*Operation) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *Operation) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Operation) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *Operation) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Operation) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Operation) GetHeaders() []*Header {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *Operation) GetPrecondition() *Precondition {
+	if x != nil {
+		return x.Precondition
+	}
+	return nil
+}
+
+type ApplyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At least one; each key at most once.
+	Operations []*Operation `protobuf:"bytes,1,rep,name=operations,proto3" json:"operations,omitempty"`
+	RequestId  string       `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Wait (bounded) until this gateway has applied the change set.
+	WaitApplied bool `protobuf:"varint,3,opt,name=wait_applied,json=waitApplied,proto3" json:"wait_applied,omitempty"`
+	// Check every rule, schema and precondition against the gateway's
+	// current state and answer as Apply would, without writing.
+	ValidateOnly  bool `protobuf:"varint,4,opt,name=validate_only,json=validateOnly,proto3" json:"validate_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyRequest) Reset() {
+	*x = ApplyRequest{}
+	mi := &file_confgate_v1_config_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyRequest) ProtoMessage() {}
+
+func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
+func (*ApplyRequest) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ApplyRequest) GetOperations() []*Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *ApplyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *ApplyRequest) GetWaitApplied() bool {
+	if x != nil {
+		return x.WaitApplied
+	}
+	return false
+}
+
+func (x *ApplyRequest) GetValidateOnly() bool {
+	if x != nil {
+		return x.ValidateOnly
+	}
+	return false
+}
+
+type ApplyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The version of each operation's record, in request order (unset
+	// with validate_only).
+	Versions []*Version `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	// A cursor that includes the whole change set (see PutResponse.cursor).
+	Cursor []byte `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// The request_id had already landed: versions are the original ones.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyResponse) Reset() {
+	*x = ApplyResponse{}
+	mi := &file_confgate_v1_config_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyResponse) ProtoMessage() {}
+
+func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
+func (*ApplyResponse) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ApplyResponse) GetVersions() []*Version {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
+func (x *ApplyResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+type DiffRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only keys starting with prefix ("" for all).
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// The older cursor. Required.
+	FromCursor []byte `protobuf:"bytes,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	// The newer cursor; empty for the gateway's current one. It must cover
+	// from_cursor.
+	ToCursor      []byte `protobuf:"bytes,3,opt,name=to_cursor,json=toCursor,proto3" json:"to_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffRequest) Reset() {
+	*x = DiffRequest{}
+	mi := &file_confgate_v1_config_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffRequest) ProtoMessage() {}
+
+func (x *DiffRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
+func (*DiffRequest) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DiffRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *DiffRequest) GetFromCursor() []byte {
+	if x != nil {
+		return x.FromCursor
+	}
+	return nil
+}
+
+func (x *DiffRequest) GetToCursor() []byte {
+	if x != nil {
+		return x.ToCursor
+	}
+	return nil
+}
+
+// DiffResponse is one chunk of a diff; chunks arrive in key order and the
+// last one has last set.
+type DiffResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Changes []*KeyDiff             `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The cursors the diff is between (to_cursor resolved when it was empty).
+	FromCursor    []byte `protobuf:"bytes,2,opt,name=from_cursor,json=fromCursor,proto3" json:"from_cursor,omitempty"`
+	ToCursor      []byte `protobuf:"bytes,3,opt,name=to_cursor,json=toCursor,proto3" json:"to_cursor,omitempty"`
+	Last          bool   `protobuf:"varint,4,opt,name=last,proto3" json:"last,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiffResponse) Reset() {
+	*x = DiffResponse{}
+	mi := &file_confgate_v1_config_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiffResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiffResponse) ProtoMessage() {}
+
+func (x *DiffResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
+func (*DiffResponse) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *DiffResponse) GetChanges() []*KeyDiff {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *DiffResponse) GetFromCursor() []byte {
+	if x != nil {
+		return x.FromCursor
+	}
+	return nil
+}
+
+func (x *DiffResponse) GetToCursor() []byte {
+	if x != nil {
+		return x.ToCursor
+	}
+	return nil
+}
+
+func (x *DiffResponse) GetLast() bool {
+	if x != nil {
+		return x.Last
+	}
+	return false
+}
+
+// KeyDiff is a key whose state at to_cursor differs from its state at
+// from_cursor. An unset entry means absent.
+type KeyDiff struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Before        *Entry                 `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Entry                 `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyDiff) Reset() {
+	*x = KeyDiff{}
+	mi := &file_confgate_v1_config_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyDiff) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyDiff) ProtoMessage() {}
+
+func (x *KeyDiff) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyDiff.ProtoReflect.Descriptor instead.
+func (*KeyDiff) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *KeyDiff) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KeyDiff) GetBefore() *Entry {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *KeyDiff) GetAfter() *Entry {
+	if x != nil {
+		return x.After
 	}
 	return nil
 }
@@ -1461,36 +2130,90 @@ const file_confgate_v1_config_proto_rawDesc = "" +
 	"min_cursor\x18\x02 \x01(\fR\tminCursor\"O\n" +
 	"\vGetResponse\x12(\n" +
 	"\x05entry\x18\x01 \x01(\v2\x12.confgate.v1.EntryR\x05entry\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\fR\x06cursor\"\xa9\x01\n" +
+	"\x06cursor\x18\x02 \x01(\fR\x06cursor\"g\n" +
+	"\fPrecondition\x12\x18\n" +
+	"\x06absent\x18\x01 \x01(\bH\x00R\x06absent\x120\n" +
+	"\aversion\x18\x02 \x01(\v2\x14.confgate.v1.VersionH\x00R\aversionB\v\n" +
+	"\tcondition\"B\n" +
+	"\x13PreconditionFailure\x12+\n" +
+	"\x04keys\x18\x01 \x03(\v2\x17.confgate.v1.KeyVersionR\x04keys\"N\n" +
+	"\n" +
+	"KeyVersion\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\aversion\x18\x02 \x01(\v2\x14.confgate.v1.VersionR\aversion\"\x87\x02\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12!\n" +
 	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\x12-\n" +
 	"\aheaders\x18\x04 \x03(\v2\x13.confgate.v1.HeaderR\aheaders\x12!\n" +
-	"\fwait_applied\x18\x05 \x01(\bR\vwaitApplied\"U\n" +
+	"\fwait_applied\x18\x05 \x01(\bR\vwaitApplied\x12=\n" +
+	"\fprecondition\x18\x06 \x01(\v2\x19.confgate.v1.PreconditionR\fprecondition\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"s\n" +
 	"\vPutResponse\x12.\n" +
 	"\aversion\x18\x01 \x01(\v2\x14.confgate.v1.VersionR\aversion\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\fR\x06cursor\"D\n" +
+	"\x06cursor\x18\x02 \x01(\fR\x06cursor\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\xa2\x01\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12!\n" +
-	"\fwait_applied\x18\x02 \x01(\bR\vwaitApplied\"X\n" +
+	"\fwait_applied\x18\x02 \x01(\bR\vwaitApplied\x12=\n" +
+	"\fprecondition\x18\x03 \x01(\v2\x19.confgate.v1.PreconditionR\fprecondition\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"v\n" +
 	"\x0eDeleteResponse\x12.\n" +
 	"\aversion\x18\x01 \x01(\v2\x14.confgate.v1.VersionR\aversion\x12\x16\n" +
-	"\x06cursor\x18\x02 \x01(\fR\x06cursor*\xde\x01\n" +
+	"\x06cursor\x18\x02 \x01(\fR\x06cursor\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\xdc\x01\n" +
+	"\tOperation\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x16\n" +
+	"\x06delete\x18\x02 \x01(\bR\x06delete\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12-\n" +
+	"\aheaders\x18\x05 \x03(\v2\x13.confgate.v1.HeaderR\aheaders\x12=\n" +
+	"\fprecondition\x18\x06 \x01(\v2\x19.confgate.v1.PreconditionR\fprecondition\"\xad\x01\n" +
+	"\fApplyRequest\x126\n" +
+	"\n" +
+	"operations\x18\x01 \x03(\v2\x16.confgate.v1.OperationR\n" +
+	"operations\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\x12!\n" +
+	"\fwait_applied\x18\x03 \x01(\bR\vwaitApplied\x12#\n" +
+	"\rvalidate_only\x18\x04 \x01(\bR\fvalidateOnly\"w\n" +
+	"\rApplyResponse\x120\n" +
+	"\bversions\x18\x01 \x03(\v2\x14.confgate.v1.VersionR\bversions\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\fR\x06cursor\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"c\n" +
+	"\vDiffRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\fR\n" +
+	"fromCursor\x12\x1b\n" +
+	"\tto_cursor\x18\x03 \x01(\fR\btoCursor\"\x90\x01\n" +
+	"\fDiffResponse\x12.\n" +
+	"\achanges\x18\x01 \x03(\v2\x14.confgate.v1.KeyDiffR\achanges\x12\x1f\n" +
+	"\vfrom_cursor\x18\x02 \x01(\fR\n" +
+	"fromCursor\x12\x1b\n" +
+	"\tto_cursor\x18\x03 \x01(\fR\btoCursor\x12\x12\n" +
+	"\x04last\x18\x04 \x01(\bR\x04last\"q\n" +
+	"\aKeyDiff\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12*\n" +
+	"\x06before\x18\x02 \x01(\v2\x12.confgate.v1.EntryR\x06before\x12(\n" +
+	"\x05after\x18\x03 \x01(\v2\x12.confgate.v1.EntryR\x05after*\xde\x01\n" +
 	"\x0eSnapshotReason\x12\x1f\n" +
 	"\x1bSNAPSHOT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17SNAPSHOT_REASON_INITIAL\x10\x01\x12#\n" +
 	"\x1fSNAPSHOT_REASON_HISTORY_EXPIRED\x10\x02\x12!\n" +
 	"\x1dSNAPSHOT_REASON_TOPIC_CHANGED\x10\x03\x12#\n" +
 	"\x1fSNAPSHOT_REASON_SLOW_SUBSCRIBER\x10\x04\x12!\n" +
-	"\x1dSNAPSHOT_REASON_STATE_REBUILT\x10\x052\xe8\x02\n" +
+	"\x1dSNAPSHOT_REASON_STATE_REBUILT\x10\x052\xe7\x03\n" +
 	"\rConfigService\x12L\n" +
 	"\tSubscribe\x12\x1d.confgate.v1.SubscribeRequest\x1a\x1e.confgate.v1.SubscribeResponse0\x01\x12R\n" +
 	"\vGetSnapshot\x12\x1f.confgate.v1.GetSnapshotRequest\x1a .confgate.v1.GetSnapshotResponse0\x01\x128\n" +
 	"\x03Get\x12\x17.confgate.v1.GetRequest\x1a\x18.confgate.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.confgate.v1.PutRequest\x1a\x18.confgate.v1.PutResponse\x12A\n" +
-	"\x06Delete\x12\x1a.confgate.v1.DeleteRequest\x1a\x1b.confgate.v1.DeleteResponseBi\n" +
+	"\x06Delete\x12\x1a.confgate.v1.DeleteRequest\x1a\x1b.confgate.v1.DeleteResponse\x12>\n" +
+	"\x05Apply\x12\x19.confgate.v1.ApplyRequest\x1a\x1a.confgate.v1.ApplyResponse\x12=\n" +
+	"\x04Diff\x12\x18.confgate.v1.DiffRequest\x1a\x19.confgate.v1.DiffResponse0\x01Bi\n" +
 	"\x0fcom.confgate.v1B\vConfigProtoP\x01Z9github.com/confgate/confgate/proto/confgate/v1;confgatev1\xaa\x02\vConfgate.V1b\x06proto3"
 
 var (
@@ -1506,7 +2229,7 @@ func file_confgate_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_confgate_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_confgate_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_confgate_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_confgate_v1_config_proto_goTypes = []any{
 	(SnapshotReason)(0),         // 0: confgate.v1.SnapshotReason
 	(*Version)(nil),             // 1: confgate.v1.Version
@@ -1525,10 +2248,19 @@ var file_confgate_v1_config_proto_goTypes = []any{
 	(*GetSnapshotResponse)(nil), // 14: confgate.v1.GetSnapshotResponse
 	(*GetRequest)(nil),          // 15: confgate.v1.GetRequest
 	(*GetResponse)(nil),         // 16: confgate.v1.GetResponse
-	(*PutRequest)(nil),          // 17: confgate.v1.PutRequest
-	(*PutResponse)(nil),         // 18: confgate.v1.PutResponse
-	(*DeleteRequest)(nil),       // 19: confgate.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 20: confgate.v1.DeleteResponse
+	(*Precondition)(nil),        // 17: confgate.v1.Precondition
+	(*PreconditionFailure)(nil), // 18: confgate.v1.PreconditionFailure
+	(*KeyVersion)(nil),          // 19: confgate.v1.KeyVersion
+	(*PutRequest)(nil),          // 20: confgate.v1.PutRequest
+	(*PutResponse)(nil),         // 21: confgate.v1.PutResponse
+	(*DeleteRequest)(nil),       // 22: confgate.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 23: confgate.v1.DeleteResponse
+	(*Operation)(nil),           // 24: confgate.v1.Operation
+	(*ApplyRequest)(nil),        // 25: confgate.v1.ApplyRequest
+	(*ApplyResponse)(nil),       // 26: confgate.v1.ApplyResponse
+	(*DiffRequest)(nil),         // 27: confgate.v1.DiffRequest
+	(*DiffResponse)(nil),        // 28: confgate.v1.DiffResponse
+	(*KeyDiff)(nil),             // 29: confgate.v1.KeyDiff
 }
 var file_confgate_v1_config_proto_depIdxs = []int32{
 	1,  // 0: confgate.v1.Entry.version:type_name -> confgate.v1.Version
@@ -1548,24 +2280,40 @@ var file_confgate_v1_config_proto_depIdxs = []int32{
 	9,  // 14: confgate.v1.GetSnapshotResponse.chunk:type_name -> confgate.v1.SnapshotChunk
 	10, // 15: confgate.v1.GetSnapshotResponse.end:type_name -> confgate.v1.SnapshotEnd
 	3,  // 16: confgate.v1.GetResponse.entry:type_name -> confgate.v1.Entry
-	2,  // 17: confgate.v1.PutRequest.headers:type_name -> confgate.v1.Header
-	1,  // 18: confgate.v1.PutResponse.version:type_name -> confgate.v1.Version
-	1,  // 19: confgate.v1.DeleteResponse.version:type_name -> confgate.v1.Version
-	7,  // 20: confgate.v1.ConfigService.Subscribe:input_type -> confgate.v1.SubscribeRequest
-	13, // 21: confgate.v1.ConfigService.GetSnapshot:input_type -> confgate.v1.GetSnapshotRequest
-	15, // 22: confgate.v1.ConfigService.Get:input_type -> confgate.v1.GetRequest
-	17, // 23: confgate.v1.ConfigService.Put:input_type -> confgate.v1.PutRequest
-	19, // 24: confgate.v1.ConfigService.Delete:input_type -> confgate.v1.DeleteRequest
-	8,  // 25: confgate.v1.ConfigService.Subscribe:output_type -> confgate.v1.SubscribeResponse
-	14, // 26: confgate.v1.ConfigService.GetSnapshot:output_type -> confgate.v1.GetSnapshotResponse
-	16, // 27: confgate.v1.ConfigService.Get:output_type -> confgate.v1.GetResponse
-	18, // 28: confgate.v1.ConfigService.Put:output_type -> confgate.v1.PutResponse
-	20, // 29: confgate.v1.ConfigService.Delete:output_type -> confgate.v1.DeleteResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	1,  // 17: confgate.v1.Precondition.version:type_name -> confgate.v1.Version
+	19, // 18: confgate.v1.PreconditionFailure.keys:type_name -> confgate.v1.KeyVersion
+	1,  // 19: confgate.v1.KeyVersion.version:type_name -> confgate.v1.Version
+	2,  // 20: confgate.v1.PutRequest.headers:type_name -> confgate.v1.Header
+	17, // 21: confgate.v1.PutRequest.precondition:type_name -> confgate.v1.Precondition
+	1,  // 22: confgate.v1.PutResponse.version:type_name -> confgate.v1.Version
+	17, // 23: confgate.v1.DeleteRequest.precondition:type_name -> confgate.v1.Precondition
+	1,  // 24: confgate.v1.DeleteResponse.version:type_name -> confgate.v1.Version
+	2,  // 25: confgate.v1.Operation.headers:type_name -> confgate.v1.Header
+	17, // 26: confgate.v1.Operation.precondition:type_name -> confgate.v1.Precondition
+	24, // 27: confgate.v1.ApplyRequest.operations:type_name -> confgate.v1.Operation
+	1,  // 28: confgate.v1.ApplyResponse.versions:type_name -> confgate.v1.Version
+	29, // 29: confgate.v1.DiffResponse.changes:type_name -> confgate.v1.KeyDiff
+	3,  // 30: confgate.v1.KeyDiff.before:type_name -> confgate.v1.Entry
+	3,  // 31: confgate.v1.KeyDiff.after:type_name -> confgate.v1.Entry
+	7,  // 32: confgate.v1.ConfigService.Subscribe:input_type -> confgate.v1.SubscribeRequest
+	13, // 33: confgate.v1.ConfigService.GetSnapshot:input_type -> confgate.v1.GetSnapshotRequest
+	15, // 34: confgate.v1.ConfigService.Get:input_type -> confgate.v1.GetRequest
+	20, // 35: confgate.v1.ConfigService.Put:input_type -> confgate.v1.PutRequest
+	22, // 36: confgate.v1.ConfigService.Delete:input_type -> confgate.v1.DeleteRequest
+	25, // 37: confgate.v1.ConfigService.Apply:input_type -> confgate.v1.ApplyRequest
+	27, // 38: confgate.v1.ConfigService.Diff:input_type -> confgate.v1.DiffRequest
+	8,  // 39: confgate.v1.ConfigService.Subscribe:output_type -> confgate.v1.SubscribeResponse
+	14, // 40: confgate.v1.ConfigService.GetSnapshot:output_type -> confgate.v1.GetSnapshotResponse
+	16, // 41: confgate.v1.ConfigService.Get:output_type -> confgate.v1.GetResponse
+	21, // 42: confgate.v1.ConfigService.Put:output_type -> confgate.v1.PutResponse
+	23, // 43: confgate.v1.ConfigService.Delete:output_type -> confgate.v1.DeleteResponse
+	26, // 44: confgate.v1.ConfigService.Apply:output_type -> confgate.v1.ApplyResponse
+	28, // 45: confgate.v1.ConfigService.Diff:output_type -> confgate.v1.DiffResponse
+	39, // [39:46] is the sub-list for method output_type
+	32, // [32:39] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_confgate_v1_config_proto_init() }
@@ -1587,13 +2335,17 @@ func file_confgate_v1_config_proto_init() {
 		(*GetSnapshotResponse_Chunk)(nil),
 		(*GetSnapshotResponse_End)(nil),
 	}
+	file_confgate_v1_config_proto_msgTypes[16].OneofWrappers = []any{
+		(*Precondition_Absent)(nil),
+		(*Precondition_Version)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_confgate_v1_config_proto_rawDesc), len(file_confgate_v1_config_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

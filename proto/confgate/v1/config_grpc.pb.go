@@ -28,6 +28,8 @@ const (
 	ConfigService_Get_FullMethodName         = "/confgate.v1.ConfigService/Get"
 	ConfigService_Put_FullMethodName         = "/confgate.v1.ConfigService/Put"
 	ConfigService_Delete_FullMethodName      = "/confgate.v1.ConfigService/Delete"
+	ConfigService_Apply_FullMethodName       = "/confgate.v1.ConfigService/Apply"
+	ConfigService_Diff_FullMethodName        = "/confgate.v1.ConfigService/Diff"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -51,6 +53,14 @@ type ConfigServiceClient interface {
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Delete writes a tombstone for a key and answers once Kafka acknowledged it.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// Apply writes a change set: puts and deletes of several keys, with
+	// optional preconditions, all or nothing. Every gateway applies a change
+	// set whole: no subscriber sees part of it, no snapshot holds part of it.
+	Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error)
+	// Diff streams what changed under a prefix between two cursors, as far
+	// as the gateway's change history holds them: OUT_OF_RANGE, naming the
+	// oldest cursor it can answer from, when it does not.
+	Diff(ctx context.Context, in *DiffRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffResponse], error)
 }
 
 type configServiceClient struct {
@@ -129,6 +139,35 @@ func (c *configServiceClient) Delete(ctx context.Context, in *DeleteRequest, opt
 	return out, nil
 }
 
+func (c *configServiceClient) Apply(ctx context.Context, in *ApplyRequest, opts ...grpc.CallOption) (*ApplyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApplyResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Apply_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) Diff(ctx context.Context, in *DiffRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ConfigService_ServiceDesc.Streams[2], ConfigService_Diff_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[DiffRequest, DiffResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConfigService_DiffClient = grpc.ServerStreamingClient[DiffResponse]
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -150,6 +189,14 @@ type ConfigServiceServer interface {
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Delete writes a tombstone for a key and answers once Kafka acknowledged it.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// Apply writes a change set: puts and deletes of several keys, with
+	// optional preconditions, all or nothing. Every gateway applies a change
+	// set whole: no subscriber sees part of it, no snapshot holds part of it.
+	Apply(context.Context, *ApplyRequest) (*ApplyResponse, error)
+	// Diff streams what changed under a prefix between two cursors, as far
+	// as the gateway's change history holds them: OUT_OF_RANGE, naming the
+	// oldest cursor it can answer from, when it does not.
+	Diff(*DiffRequest, grpc.ServerStreamingServer[DiffResponse]) error
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -174,6 +221,12 @@ func (UnimplementedConfigServiceServer) Put(context.Context, *PutRequest) (*PutR
 }
 func (UnimplementedConfigServiceServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedConfigServiceServer) Apply(context.Context, *ApplyRequest) (*ApplyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Apply not implemented")
+}
+func (UnimplementedConfigServiceServer) Diff(*DiffRequest, grpc.ServerStreamingServer[DiffResponse]) error {
+	return status.Error(codes.Unimplemented, "method Diff not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -272,6 +325,35 @@ func _ConfigService_Delete_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConfigService_Apply_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApplyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Apply(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Apply_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Apply(ctx, req.(*ApplyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_Diff_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(DiffRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ConfigServiceServer).Diff(m, &grpc.GenericServerStream[DiffRequest, DiffResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ConfigService_DiffServer = grpc.ServerStreamingServer[DiffResponse]
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -291,6 +373,10 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Delete",
 			Handler:    _ConfigService_Delete_Handler,
 		},
+		{
+			MethodName: "Apply",
+			Handler:    _ConfigService_Apply_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -301,6 +387,11 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "GetSnapshot",
 			Handler:       _ConfigService_GetSnapshot_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Diff",
+			Handler:       _ConfigService_Diff_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -166,40 +166,144 @@ class GetResponse(_message.Message):
     cursor: bytes
     def __init__(self, entry: _Optional[_Union[Entry, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
 
+class Precondition(_message.Message):
+    __slots__ = ("absent", "version")
+    ABSENT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    absent: bool
+    version: Version
+    def __init__(self, absent: _Optional[bool] = ..., version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+
+class PreconditionFailure(_message.Message):
+    __slots__ = ("keys",)
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[KeyVersion]
+    def __init__(self, keys: _Optional[_Iterable[_Union[KeyVersion, _Mapping]]] = ...) -> None: ...
+
+class KeyVersion(_message.Message):
+    __slots__ = ("key", "version")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version: Version
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
+
 class PutRequest(_message.Message):
-    __slots__ = ("key", "value", "content_type", "headers", "wait_applied")
+    __slots__ = ("key", "value", "content_type", "headers", "wait_applied", "precondition", "request_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
     HEADERS_FIELD_NUMBER: _ClassVar[int]
     WAIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    PRECONDITION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: bytes
     content_type: str
     headers: _containers.RepeatedCompositeFieldContainer[Header]
     wait_applied: bool
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., wait_applied: _Optional[bool] = ...) -> None: ...
+    precondition: Precondition
+    request_id: str
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., wait_applied: _Optional[bool] = ..., precondition: _Optional[_Union[Precondition, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PutResponse(_message.Message):
-    __slots__ = ("version", "cursor")
+    __slots__ = ("version", "cursor", "duplicate")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     version: Version
     cursor: bytes
-    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("key", "wait_applied")
+    __slots__ = ("key", "wait_applied", "precondition", "request_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     WAIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    PRECONDITION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     key: str
     wait_applied: bool
-    def __init__(self, key: _Optional[str] = ..., wait_applied: _Optional[bool] = ...) -> None: ...
+    precondition: Precondition
+    request_id: str
+    def __init__(self, key: _Optional[str] = ..., wait_applied: _Optional[bool] = ..., precondition: _Optional[_Union[Precondition, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("version", "cursor")
+    __slots__ = ("version", "cursor", "duplicate")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     version: Version
     cursor: bytes
-    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, version: _Optional[_Union[Version, _Mapping]] = ..., cursor: _Optional[bytes] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class Operation(_message.Message):
+    __slots__ = ("key", "delete", "value", "content_type", "headers", "precondition")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    PRECONDITION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    delete: bool
+    value: bytes
+    content_type: str
+    headers: _containers.RepeatedCompositeFieldContainer[Header]
+    precondition: Precondition
+    def __init__(self, key: _Optional[str] = ..., delete: _Optional[bool] = ..., value: _Optional[bytes] = ..., content_type: _Optional[str] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ..., precondition: _Optional[_Union[Precondition, _Mapping]] = ...) -> None: ...
+
+class ApplyRequest(_message.Message):
+    __slots__ = ("operations", "request_id", "wait_applied", "validate_only")
+    OPERATIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
+    operations: _containers.RepeatedCompositeFieldContainer[Operation]
+    request_id: str
+    wait_applied: bool
+    validate_only: bool
+    def __init__(self, operations: _Optional[_Iterable[_Union[Operation, _Mapping]]] = ..., request_id: _Optional[str] = ..., wait_applied: _Optional[bool] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class ApplyResponse(_message.Message):
+    __slots__ = ("versions", "cursor", "duplicate")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[Version]
+    cursor: bytes
+    duplicate: bool
+    def __init__(self, versions: _Optional[_Iterable[_Union[Version, _Mapping]]] = ..., cursor: _Optional[bytes] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class DiffRequest(_message.Message):
+    __slots__ = ("prefix", "from_cursor", "to_cursor")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    from_cursor: bytes
+    to_cursor: bytes
+    def __init__(self, prefix: _Optional[str] = ..., from_cursor: _Optional[bytes] = ..., to_cursor: _Optional[bytes] = ...) -> None: ...
+
+class DiffResponse(_message.Message):
+    __slots__ = ("changes", "from_cursor", "to_cursor", "last")
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    FROM_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    TO_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[KeyDiff]
+    from_cursor: bytes
+    to_cursor: bytes
+    last: bool
+    def __init__(self, changes: _Optional[_Iterable[_Union[KeyDiff, _Mapping]]] = ..., from_cursor: _Optional[bytes] = ..., to_cursor: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class KeyDiff(_message.Message):
+    __slots__ = ("key", "before", "after")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    before: Entry
+    after: Entry
+    def __init__(self, key: _Optional[str] = ..., before: _Optional[_Union[Entry, _Mapping]] = ..., after: _Optional[_Union[Entry, _Mapping]] = ...) -> None: ...

@@ -61,6 +61,16 @@ class ConfigServiceStub:
                 request_serializer=confgate_dot_v1_dot_config__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=confgate_dot_v1_dot_config__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.Apply = channel.unary_unary(
+                '/confgate.v1.ConfigService/Apply',
+                request_serializer=confgate_dot_v1_dot_config__pb2.ApplyRequest.SerializeToString,
+                response_deserializer=confgate_dot_v1_dot_config__pb2.ApplyResponse.FromString,
+                _registered_method=True)
+        self.Diff = channel.unary_stream(
+                '/confgate.v1.ConfigService/Diff',
+                request_serializer=confgate_dot_v1_dot_config__pb2.DiffRequest.SerializeToString,
+                response_deserializer=confgate_dot_v1_dot_config__pb2.DiffResponse.FromString,
+                _registered_method=True)
 
 
 class ConfigServiceServicer:
@@ -107,6 +117,24 @@ class ConfigServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Apply(self, request, context):
+        """Apply writes a change set: puts and deletes of several keys, with
+        optional preconditions, all or nothing. Every gateway applies a change
+        set whole: no subscriber sees part of it, no snapshot holds part of it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Diff(self, request, context):
+        """Diff streams what changed under a prefix between two cursors, as far
+        as the gateway's change history holds them: OUT_OF_RANGE, naming the
+        oldest cursor it can answer from, when it does not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfigServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +162,16 @@ def add_ConfigServiceServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=confgate_dot_v1_dot_config__pb2.DeleteRequest.FromString,
                     response_serializer=confgate_dot_v1_dot_config__pb2.DeleteResponse.SerializeToString,
+            ),
+            'Apply': grpc.unary_unary_rpc_method_handler(
+                    servicer.Apply,
+                    request_deserializer=confgate_dot_v1_dot_config__pb2.ApplyRequest.FromString,
+                    response_serializer=confgate_dot_v1_dot_config__pb2.ApplyResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_stream_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=confgate_dot_v1_dot_config__pb2.DiffRequest.FromString,
+                    response_serializer=confgate_dot_v1_dot_config__pb2.DiffResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -273,6 +311,60 @@ class ConfigService:
             '/confgate.v1.ConfigService/Delete',
             confgate_dot_v1_dot_config__pb2.DeleteRequest.SerializeToString,
             confgate_dot_v1_dot_config__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Apply(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confgate.v1.ConfigService/Apply',
+            confgate_dot_v1_dot_config__pb2.ApplyRequest.SerializeToString,
+            confgate_dot_v1_dot_config__pb2.ApplyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/confgate.v1.ConfigService/Diff',
+            confgate_dot_v1_dot_config__pb2.DiffRequest.SerializeToString,
+            confgate_dot_v1_dot_config__pb2.DiffResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -284,6 +284,52 @@ export interface GetResponse {
   cursor: Buffer;
 }
 
+/**
+ * Precondition is what a conditional write requires of its key's current
+ * state. Gateways check it at the topic's serialization point (one Kafka
+ * transactional producer at a time, see docs/writes.md), so of two
+ * conditional writes racing on a key through any gateways, exactly one
+ * wins. A write whose precondition fails writes nothing and is answered
+ * FAILED_PRECONDITION with a PreconditionFailure detail.
+ */
+export interface Precondition {
+  condition:
+    | //
+    /** The key must be absent: never written, or deleted. Must be true. */
+    { $case: "absent"; absent: boolean }
+    | //
+    /** The key must be live at exactly this version. */
+    { $case: "version"; version: Version }
+    | undefined;
+}
+
+/**
+ * PreconditionFailure is the detail of a FAILED_PRECONDITION answer to a
+ * conditional write: the current state of each key whose precondition
+ * failed.
+ */
+export interface PreconditionFailure {
+  keys: KeyVersion[];
+}
+
+/**
+ * KeyVersion is a key's current version; version is unset when the key is
+ * absent.
+ */
+export interface KeyVersion {
+  key: string;
+  version: Version | undefined;
+}
+
+/**
+ * Request IDs make writes retry-safe. A write with a request_id goes
+ * through the serialization point; when a write with the same ID has
+ * already landed (its record is still in the log, or in the gateway's
+ * window of recent IDs), the gateway writes nothing and answers with the
+ * original result and duplicate set. The shipped clients generate one per
+ * write when none is given. Up to 128 printable ASCII characters; reusing
+ * an ID for a different write (other keys) is INVALID_ARGUMENT.
+ */
 export interface PutRequest {
   key: string;
   value: Buffer;
@@ -292,6 +338,9 @@ export interface PutRequest {
   headers: Header[];
   /** Wait (bounded) until this gateway has applied the write before answering. */
   waitApplied: boolean;
+  /** Write only if the key's current state matches. */
+  precondition: Precondition | undefined;
+  requestId: string;
 }
 
 export interface PutResponse {
@@ -304,16 +353,93 @@ export interface PutResponse {
    * resume_cursor: resuming from it would skip everything before it.
    */
   cursor: Buffer;
+  /** The request_id had already landed: version is the original write's. */
+  duplicate: boolean;
 }
 
 export interface DeleteRequest {
   key: string;
   waitApplied: boolean;
+  /** Delete only if the key's current state matches. */
+  precondition: Precondition | undefined;
+  requestId: string;
 }
 
 export interface DeleteResponse {
   version: Version | undefined;
   cursor: Buffer;
+  /** The request_id had already landed: version is the original write's. */
+  duplicate: boolean;
+}
+
+/** Operation is one put or delete of a change set. */
+export interface Operation {
+  key: string;
+  /** Delete the key; value, content_type and headers must then be empty. */
+  delete: boolean;
+  value: Buffer;
+  contentType: string;
+  headers: Header[];
+  precondition: Precondition | undefined;
+}
+
+export interface ApplyRequest {
+  /** At least one; each key at most once. */
+  operations: Operation[];
+  requestId: string;
+  /** Wait (bounded) until this gateway has applied the change set. */
+  waitApplied: boolean;
+  /**
+   * Check every rule, schema and precondition against the gateway's
+   * current state and answer as Apply would, without writing.
+   */
+  validateOnly: boolean;
+}
+
+export interface ApplyResponse {
+  /**
+   * The version of each operation's record, in request order (unset
+   * with validate_only).
+   */
+  versions: Version[];
+  /** A cursor that includes the whole change set (see PutResponse.cursor). */
+  cursor: Buffer;
+  /** The request_id had already landed: versions are the original ones. */
+  duplicate: boolean;
+}
+
+export interface DiffRequest {
+  /** Only keys starting with prefix ("" for all). */
+  prefix: string;
+  /** The older cursor. Required. */
+  fromCursor: Buffer;
+  /**
+   * The newer cursor; empty for the gateway's current one. It must cover
+   * from_cursor.
+   */
+  toCursor: Buffer;
+}
+
+/**
+ * DiffResponse is one chunk of a diff; chunks arrive in key order and the
+ * last one has last set.
+ */
+export interface DiffResponse {
+  changes: KeyDiff[];
+  /** The cursors the diff is between (to_cursor resolved when it was empty). */
+  fromCursor: Buffer;
+  toCursor: Buffer;
+  last: boolean;
+}
+
+/**
+ * KeyDiff is a key whose state at to_cursor differs from its state at
+ * from_cursor. An unset entry means absent.
+ */
+export interface KeyDiff {
+  key: string;
+  before: Entry | undefined;
+  after: Entry | undefined;
 }
 
 function createBaseVersion(): Version {
@@ -1914,8 +2040,271 @@ export const GetResponse: MessageFns<GetResponse> = {
   },
 };
 
+function createBasePrecondition(): Precondition {
+  return { condition: undefined };
+}
+
+export const Precondition: MessageFns<Precondition> = {
+  encode(message: Precondition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    switch (message.condition?.$case) {
+      case "absent":
+        writer.uint32(8).bool(message.condition.absent);
+        break;
+      case "version":
+        Version.encode(message.condition.version, writer.uint32(18).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Precondition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePrecondition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.condition = { $case: "absent", absent: reader.bool() };
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.condition = { $case: "version", version: Version.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Precondition {
+    return {
+      condition: isSet(object.absent)
+        ? { $case: "absent", absent: globalThis.Boolean(object.absent) }
+        : isSet(object.version)
+        ? { $case: "version", version: Version.fromJSON(object.version) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: Precondition): unknown {
+    const obj: any = {};
+    if (message.condition?.$case === "absent") {
+      obj.absent = message.condition.absent;
+    } else if (message.condition?.$case === "version") {
+      obj.version = Version.toJSON(message.condition.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Precondition>, I>>(base?: I): Precondition {
+    return Precondition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Precondition>, I>>(object: I): Precondition {
+    const message = createBasePrecondition();
+    switch (object.condition?.$case) {
+      case "absent": {
+        if (object.condition?.absent !== undefined && object.condition?.absent !== null) {
+          message.condition = { $case: "absent", absent: object.condition.absent };
+        }
+        break;
+      }
+      case "version": {
+        if (object.condition?.version !== undefined && object.condition?.version !== null) {
+          message.condition = { $case: "version", version: Version.fromPartial(object.condition.version) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBasePreconditionFailure(): PreconditionFailure {
+  return { keys: [] };
+}
+
+export const PreconditionFailure: MessageFns<PreconditionFailure> = {
+  encode(message: PreconditionFailure, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.keys) {
+      KeyVersion.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PreconditionFailure {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePreconditionFailure();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.keys.push(KeyVersion.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PreconditionFailure {
+    return { keys: globalThis.Array.isArray(object?.keys) ? object.keys.map((e: any) => KeyVersion.fromJSON(e)) : [] };
+  },
+
+  toJSON(message: PreconditionFailure): unknown {
+    const obj: any = {};
+    if (message.keys?.length) {
+      obj.keys = message.keys.map((e) => KeyVersion.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PreconditionFailure>, I>>(base?: I): PreconditionFailure {
+    return PreconditionFailure.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PreconditionFailure>, I>>(object: I): PreconditionFailure {
+    const message = createBasePreconditionFailure();
+    message.keys = object.keys?.map((e) => KeyVersion.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseKeyVersion(): KeyVersion {
+  return { key: "", version: undefined };
+}
+
+export const KeyVersion: MessageFns<KeyVersion> = {
+  encode(message: KeyVersion, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.version !== undefined) {
+      Version.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyVersion {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyVersion();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = Version.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyVersion {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
+    };
+  },
+
+  toJSON(message: KeyVersion): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.version !== undefined) {
+      obj.version = Version.toJSON(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyVersion>, I>>(base?: I): KeyVersion {
+    return KeyVersion.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyVersion>, I>>(object: I): KeyVersion {
+    const message = createBaseKeyVersion();
+    message.key = object.key ?? "";
+    message.version = (object.version !== undefined && object.version !== null)
+      ? Version.fromPartial(object.version)
+      : undefined;
+    return message;
+  },
+};
+
 function createBasePutRequest(): PutRequest {
-  return { key: "", value: Buffer.alloc(0), contentType: "", headers: [], waitApplied: false };
+  return {
+    key: "",
+    value: Buffer.alloc(0),
+    contentType: "",
+    headers: [],
+    waitApplied: false,
+    precondition: undefined,
+    requestId: "",
+  };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
@@ -1934,6 +2323,12 @@ export const PutRequest: MessageFns<PutRequest> = {
     }
     if (message.waitApplied !== false) {
       writer.uint32(40).bool(message.waitApplied);
+    }
+    if (message.precondition !== undefined) {
+      Precondition.encode(message.precondition, writer.uint32(50).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(58).string(message.requestId);
     }
     return writer;
   },
@@ -1991,6 +2386,22 @@ export const PutRequest: MessageFns<PutRequest> = {
             message.waitApplied = reader.bool();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.precondition = Precondition.decode(reader, reader.uint32());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2018,6 +2429,12 @@ export const PutRequest: MessageFns<PutRequest> = {
         : isSet(object.wait_applied)
         ? globalThis.Boolean(object.wait_applied)
         : false,
+      precondition: isSet(object.precondition) ? Precondition.fromJSON(object.precondition) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -2038,6 +2455,12 @@ export const PutRequest: MessageFns<PutRequest> = {
     if (message.waitApplied !== false) {
       obj.waitApplied = message.waitApplied;
     }
+    if (message.precondition !== undefined) {
+      obj.precondition = Precondition.toJSON(message.precondition);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -2051,12 +2474,16 @@ export const PutRequest: MessageFns<PutRequest> = {
     message.contentType = object.contentType ?? "";
     message.headers = object.headers?.map((e) => Header.fromPartial(e)) || [];
     message.waitApplied = object.waitApplied ?? false;
+    message.precondition = (object.precondition !== undefined && object.precondition !== null)
+      ? Precondition.fromPartial(object.precondition)
+      : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
 
 function createBasePutResponse(): PutResponse {
-  return { version: undefined, cursor: Buffer.alloc(0) };
+  return { version: undefined, cursor: Buffer.alloc(0), duplicate: false };
 }
 
 export const PutResponse: MessageFns<PutResponse> = {
@@ -2066,6 +2493,9 @@ export const PutResponse: MessageFns<PutResponse> = {
     }
     if (message.cursor.length !== 0) {
       writer.uint32(18).bytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(24).bool(message.duplicate);
     }
     return writer;
   },
@@ -2099,6 +2529,14 @@ export const PutResponse: MessageFns<PutResponse> = {
             message.cursor = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2115,6 +2553,7 @@ export const PutResponse: MessageFns<PutResponse> = {
     return {
       version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
       cursor: isSet(object.cursor) ? Buffer.from(bytesFromBase64(object.cursor)) : Buffer.alloc(0),
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -2125,6 +2564,9 @@ export const PutResponse: MessageFns<PutResponse> = {
     }
     if (message.cursor.length !== 0) {
       obj.cursor = base64FromBytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
     }
     return obj;
   },
@@ -2138,12 +2580,13 @@ export const PutResponse: MessageFns<PutResponse> = {
       ? Version.fromPartial(object.version)
       : undefined;
     message.cursor = object.cursor ?? Buffer.alloc(0);
+    message.duplicate = object.duplicate ?? false;
     return message;
   },
 };
 
 function createBaseDeleteRequest(): DeleteRequest {
-  return { key: "", waitApplied: false };
+  return { key: "", waitApplied: false, precondition: undefined, requestId: "" };
 }
 
 export const DeleteRequest: MessageFns<DeleteRequest> = {
@@ -2153,6 +2596,12 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     }
     if (message.waitApplied !== false) {
       writer.uint32(16).bool(message.waitApplied);
+    }
+    if (message.precondition !== undefined) {
+      Precondition.encode(message.precondition, writer.uint32(26).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(34).string(message.requestId);
     }
     return writer;
   },
@@ -2186,6 +2635,22 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
             message.waitApplied = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.precondition = Precondition.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2206,6 +2671,12 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
         : isSet(object.wait_applied)
         ? globalThis.Boolean(object.wait_applied)
         : false,
+      precondition: isSet(object.precondition) ? Precondition.fromJSON(object.precondition) : undefined,
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
     };
   },
 
@@ -2217,6 +2688,12 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     if (message.waitApplied !== false) {
       obj.waitApplied = message.waitApplied;
     }
+    if (message.precondition !== undefined) {
+      obj.precondition = Precondition.toJSON(message.precondition);
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
     return obj;
   },
 
@@ -2227,12 +2704,16 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     const message = createBaseDeleteRequest();
     message.key = object.key ?? "";
     message.waitApplied = object.waitApplied ?? false;
+    message.precondition = (object.precondition !== undefined && object.precondition !== null)
+      ? Precondition.fromPartial(object.precondition)
+      : undefined;
+    message.requestId = object.requestId ?? "";
     return message;
   },
 };
 
 function createBaseDeleteResponse(): DeleteResponse {
-  return { version: undefined, cursor: Buffer.alloc(0) };
+  return { version: undefined, cursor: Buffer.alloc(0), duplicate: false };
 }
 
 export const DeleteResponse: MessageFns<DeleteResponse> = {
@@ -2242,6 +2723,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.cursor.length !== 0) {
       writer.uint32(18).bytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(24).bool(message.duplicate);
     }
     return writer;
   },
@@ -2275,6 +2759,14 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
             message.cursor = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2291,6 +2783,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     return {
       version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
       cursor: isSet(object.cursor) ? Buffer.from(bytesFromBase64(object.cursor)) : Buffer.alloc(0),
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
     };
   },
 
@@ -2301,6 +2794,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.cursor.length !== 0) {
       obj.cursor = base64FromBytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
     }
     return obj;
   },
@@ -2314,6 +2810,731 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
       ? Version.fromPartial(object.version)
       : undefined;
     message.cursor = object.cursor ?? Buffer.alloc(0);
+    message.duplicate = object.duplicate ?? false;
+    return message;
+  },
+};
+
+function createBaseOperation(): Operation {
+  return { key: "", delete: false, value: Buffer.alloc(0), contentType: "", headers: [], precondition: undefined };
+}
+
+export const Operation: MessageFns<Operation> = {
+  encode(message: Operation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.delete !== false) {
+      writer.uint32(16).bool(message.delete);
+    }
+    if (message.value.length !== 0) {
+      writer.uint32(26).bytes(message.value);
+    }
+    if (message.contentType !== "") {
+      writer.uint32(34).string(message.contentType);
+    }
+    for (const v of message.headers) {
+      Header.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.precondition !== undefined) {
+      Precondition.encode(message.precondition, writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Operation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOperation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.delete = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.value = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.contentType = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.headers.push(Header.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.precondition = Precondition.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Operation {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      delete: isSet(object.delete) ? globalThis.Boolean(object.delete) : false,
+      value: isSet(object.value) ? Buffer.from(bytesFromBase64(object.value)) : Buffer.alloc(0),
+      contentType: isSet(object.contentType)
+        ? globalThis.String(object.contentType)
+        : isSet(object.content_type)
+        ? globalThis.String(object.content_type)
+        : "",
+      headers: globalThis.Array.isArray(object?.headers) ? object.headers.map((e: any) => Header.fromJSON(e)) : [],
+      precondition: isSet(object.precondition) ? Precondition.fromJSON(object.precondition) : undefined,
+    };
+  },
+
+  toJSON(message: Operation): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.delete !== false) {
+      obj.delete = message.delete;
+    }
+    if (message.value.length !== 0) {
+      obj.value = base64FromBytes(message.value);
+    }
+    if (message.contentType !== "") {
+      obj.contentType = message.contentType;
+    }
+    if (message.headers?.length) {
+      obj.headers = message.headers.map((e) => Header.toJSON(e));
+    }
+    if (message.precondition !== undefined) {
+      obj.precondition = Precondition.toJSON(message.precondition);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Operation>, I>>(base?: I): Operation {
+    return Operation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Operation>, I>>(object: I): Operation {
+    const message = createBaseOperation();
+    message.key = object.key ?? "";
+    message.delete = object.delete ?? false;
+    message.value = object.value ?? Buffer.alloc(0);
+    message.contentType = object.contentType ?? "";
+    message.headers = object.headers?.map((e) => Header.fromPartial(e)) || [];
+    message.precondition = (object.precondition !== undefined && object.precondition !== null)
+      ? Precondition.fromPartial(object.precondition)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseApplyRequest(): ApplyRequest {
+  return { operations: [], requestId: "", waitApplied: false, validateOnly: false };
+}
+
+export const ApplyRequest: MessageFns<ApplyRequest> = {
+  encode(message: ApplyRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.operations) {
+      Operation.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.requestId !== "") {
+      writer.uint32(18).string(message.requestId);
+    }
+    if (message.waitApplied !== false) {
+      writer.uint32(24).bool(message.waitApplied);
+    }
+    if (message.validateOnly !== false) {
+      writer.uint32(32).bool(message.validateOnly);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.operations.push(Operation.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.waitApplied = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.validateOnly = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyRequest {
+    return {
+      operations: globalThis.Array.isArray(object?.operations)
+        ? object.operations.map((e: any) => Operation.fromJSON(e))
+        : [],
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      waitApplied: isSet(object.waitApplied)
+        ? globalThis.Boolean(object.waitApplied)
+        : isSet(object.wait_applied)
+        ? globalThis.Boolean(object.wait_applied)
+        : false,
+      validateOnly: isSet(object.validateOnly)
+        ? globalThis.Boolean(object.validateOnly)
+        : isSet(object.validate_only)
+        ? globalThis.Boolean(object.validate_only)
+        : false,
+    };
+  },
+
+  toJSON(message: ApplyRequest): unknown {
+    const obj: any = {};
+    if (message.operations?.length) {
+      obj.operations = message.operations.map((e) => Operation.toJSON(e));
+    }
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.waitApplied !== false) {
+      obj.waitApplied = message.waitApplied;
+    }
+    if (message.validateOnly !== false) {
+      obj.validateOnly = message.validateOnly;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyRequest>, I>>(base?: I): ApplyRequest {
+    return ApplyRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyRequest>, I>>(object: I): ApplyRequest {
+    const message = createBaseApplyRequest();
+    message.operations = object.operations?.map((e) => Operation.fromPartial(e)) || [];
+    message.requestId = object.requestId ?? "";
+    message.waitApplied = object.waitApplied ?? false;
+    message.validateOnly = object.validateOnly ?? false;
+    return message;
+  },
+};
+
+function createBaseApplyResponse(): ApplyResponse {
+  return { versions: [], cursor: Buffer.alloc(0), duplicate: false };
+}
+
+export const ApplyResponse: MessageFns<ApplyResponse> = {
+  encode(message: ApplyResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.versions) {
+      Version.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.cursor.length !== 0) {
+      writer.uint32(18).bytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      writer.uint32(24).bool(message.duplicate);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.versions.push(Version.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.cursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.duplicate = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyResponse {
+    return {
+      versions: globalThis.Array.isArray(object?.versions) ? object.versions.map((e: any) => Version.fromJSON(e)) : [],
+      cursor: isSet(object.cursor) ? Buffer.from(bytesFromBase64(object.cursor)) : Buffer.alloc(0),
+      duplicate: isSet(object.duplicate) ? globalThis.Boolean(object.duplicate) : false,
+    };
+  },
+
+  toJSON(message: ApplyResponse): unknown {
+    const obj: any = {};
+    if (message.versions?.length) {
+      obj.versions = message.versions.map((e) => Version.toJSON(e));
+    }
+    if (message.cursor.length !== 0) {
+      obj.cursor = base64FromBytes(message.cursor);
+    }
+    if (message.duplicate !== false) {
+      obj.duplicate = message.duplicate;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyResponse>, I>>(base?: I): ApplyResponse {
+    return ApplyResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyResponse>, I>>(object: I): ApplyResponse {
+    const message = createBaseApplyResponse();
+    message.versions = object.versions?.map((e) => Version.fromPartial(e)) || [];
+    message.cursor = object.cursor ?? Buffer.alloc(0);
+    message.duplicate = object.duplicate ?? false;
+    return message;
+  },
+};
+
+function createBaseDiffRequest(): DiffRequest {
+  return { prefix: "", fromCursor: Buffer.alloc(0), toCursor: Buffer.alloc(0) };
+}
+
+export const DiffRequest: MessageFns<DiffRequest> = {
+  encode(message: DiffRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.fromCursor.length !== 0) {
+      writer.uint32(18).bytes(message.fromCursor);
+    }
+    if (message.toCursor.length !== 0) {
+      writer.uint32(26).bytes(message.toCursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiffRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiffRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiffRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      fromCursor: isSet(object.fromCursor)
+        ? Buffer.from(bytesFromBase64(object.fromCursor))
+        : isSet(object.from_cursor)
+        ? Buffer.from(bytesFromBase64(object.from_cursor))
+        : Buffer.alloc(0),
+      toCursor: isSet(object.toCursor)
+        ? Buffer.from(bytesFromBase64(object.toCursor))
+        : isSet(object.to_cursor)
+        ? Buffer.from(bytesFromBase64(object.to_cursor))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: DiffRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.fromCursor.length !== 0) {
+      obj.fromCursor = base64FromBytes(message.fromCursor);
+    }
+    if (message.toCursor.length !== 0) {
+      obj.toCursor = base64FromBytes(message.toCursor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DiffRequest>, I>>(base?: I): DiffRequest {
+    return DiffRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DiffRequest>, I>>(object: I): DiffRequest {
+    const message = createBaseDiffRequest();
+    message.prefix = object.prefix ?? "";
+    message.fromCursor = object.fromCursor ?? Buffer.alloc(0);
+    message.toCursor = object.toCursor ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseDiffResponse(): DiffResponse {
+  return { changes: [], fromCursor: Buffer.alloc(0), toCursor: Buffer.alloc(0), last: false };
+}
+
+export const DiffResponse: MessageFns<DiffResponse> = {
+  encode(message: DiffResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.changes) {
+      KeyDiff.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.fromCursor.length !== 0) {
+      writer.uint32(18).bytes(message.fromCursor);
+    }
+    if (message.toCursor.length !== 0) {
+      writer.uint32(26).bytes(message.toCursor);
+    }
+    if (message.last !== false) {
+      writer.uint32(32).bool(message.last);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DiffResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDiffResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.changes.push(KeyDiff.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.fromCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.last = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DiffResponse {
+    return {
+      changes: globalThis.Array.isArray(object?.changes) ? object.changes.map((e: any) => KeyDiff.fromJSON(e)) : [],
+      fromCursor: isSet(object.fromCursor)
+        ? Buffer.from(bytesFromBase64(object.fromCursor))
+        : isSet(object.from_cursor)
+        ? Buffer.from(bytesFromBase64(object.from_cursor))
+        : Buffer.alloc(0),
+      toCursor: isSet(object.toCursor)
+        ? Buffer.from(bytesFromBase64(object.toCursor))
+        : isSet(object.to_cursor)
+        ? Buffer.from(bytesFromBase64(object.to_cursor))
+        : Buffer.alloc(0),
+      last: isSet(object.last) ? globalThis.Boolean(object.last) : false,
+    };
+  },
+
+  toJSON(message: DiffResponse): unknown {
+    const obj: any = {};
+    if (message.changes?.length) {
+      obj.changes = message.changes.map((e) => KeyDiff.toJSON(e));
+    }
+    if (message.fromCursor.length !== 0) {
+      obj.fromCursor = base64FromBytes(message.fromCursor);
+    }
+    if (message.toCursor.length !== 0) {
+      obj.toCursor = base64FromBytes(message.toCursor);
+    }
+    if (message.last !== false) {
+      obj.last = message.last;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DiffResponse>, I>>(base?: I): DiffResponse {
+    return DiffResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DiffResponse>, I>>(object: I): DiffResponse {
+    const message = createBaseDiffResponse();
+    message.changes = object.changes?.map((e) => KeyDiff.fromPartial(e)) || [];
+    message.fromCursor = object.fromCursor ?? Buffer.alloc(0);
+    message.toCursor = object.toCursor ?? Buffer.alloc(0);
+    message.last = object.last ?? false;
+    return message;
+  },
+};
+
+function createBaseKeyDiff(): KeyDiff {
+  return { key: "", before: undefined, after: undefined };
+}
+
+export const KeyDiff: MessageFns<KeyDiff> = {
+  encode(message: KeyDiff, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.before !== undefined) {
+      Entry.encode(message.before, writer.uint32(18).fork()).join();
+    }
+    if (message.after !== undefined) {
+      Entry.encode(message.after, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): KeyDiff {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseKeyDiff();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.before = Entry.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.after = Entry.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): KeyDiff {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      before: isSet(object.before) ? Entry.fromJSON(object.before) : undefined,
+      after: isSet(object.after) ? Entry.fromJSON(object.after) : undefined,
+    };
+  },
+
+  toJSON(message: KeyDiff): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.before !== undefined) {
+      obj.before = Entry.toJSON(message.before);
+    }
+    if (message.after !== undefined) {
+      obj.after = Entry.toJSON(message.after);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<KeyDiff>, I>>(base?: I): KeyDiff {
+    return KeyDiff.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<KeyDiff>, I>>(object: I): KeyDiff {
+    const message = createBaseKeyDiff();
+    message.key = object.key ?? "";
+    message.before = (object.before !== undefined && object.before !== null)
+      ? Entry.fromPartial(object.before)
+      : undefined;
+    message.after = (object.after !== undefined && object.after !== null) ? Entry.fromPartial(object.after) : undefined;
     return message;
   },
 };
@@ -2384,6 +3605,34 @@ export const ConfigServiceService = {
     responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
+  /**
+   * Apply writes a change set: puts and deletes of several keys, with
+   * optional preconditions, all or nothing. Every gateway applies a change
+   * set whole: no subscriber sees part of it, no snapshot holds part of it.
+   */
+  apply: {
+    path: "/confgate.v1.ConfigService/Apply" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ApplyRequest): Buffer => Buffer.from(ApplyRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ApplyRequest => ApplyRequest.decode(value),
+    responseSerialize: (value: ApplyResponse): Buffer => Buffer.from(ApplyResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ApplyResponse => ApplyResponse.decode(value),
+  },
+  /**
+   * Diff streams what changed under a prefix between two cursors, as far
+   * as the gateway's change history holds them: OUT_OF_RANGE, naming the
+   * oldest cursor it can answer from, when it does not.
+   */
+  diff: {
+    path: "/confgate.v1.ConfigService/Diff" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: DiffRequest): Buffer => Buffer.from(DiffRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DiffRequest => DiffRequest.decode(value),
+    responseSerialize: (value: DiffResponse): Buffer => Buffer.from(DiffResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DiffResponse => DiffResponse.decode(value),
+  },
 } as const;
 
 export interface ConfigServiceServer extends UntypedServiceImplementation {
@@ -2407,6 +3656,18 @@ export interface ConfigServiceServer extends UntypedServiceImplementation {
   put: handleUnaryCall<PutRequest, PutResponse>;
   /** Delete writes a tombstone for a key and answers once Kafka acknowledged it. */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
+  /**
+   * Apply writes a change set: puts and deletes of several keys, with
+   * optional preconditions, all or nothing. Every gateway applies a change
+   * set whole: no subscriber sees part of it, no snapshot holds part of it.
+   */
+  apply: handleUnaryCall<ApplyRequest, ApplyResponse>;
+  /**
+   * Diff streams what changed under a prefix between two cursors, as far
+   * as the gateway's change history holds them: OUT_OF_RANGE, naming the
+   * oldest cursor it can answer from, when it does not.
+   */
+  diff: handleServerStreamingCall<DiffRequest, DiffResponse>;
 }
 
 export interface ConfigServiceClient extends Client {
@@ -2476,6 +3737,33 @@ export interface ConfigServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Apply writes a change set: puts and deletes of several keys, with
+   * optional preconditions, all or nothing. Every gateway applies a change
+   * set whole: no subscriber sees part of it, no snapshot holds part of it.
+   */
+  apply(
+    request: ApplyRequest,
+    callback: (error: ServiceError | null, response: ApplyResponse) => void,
+  ): ClientUnaryCall;
+  apply(
+    request: ApplyRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ApplyResponse) => void,
+  ): ClientUnaryCall;
+  apply(
+    request: ApplyRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ApplyResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Diff streams what changed under a prefix between two cursors, as far
+   * as the gateway's change history holds them: OUT_OF_RANGE, naming the
+   * oldest cursor it can answer from, when it does not.
+   */
+  diff(request: DiffRequest, options?: Partial<CallOptions>): ClientReadableStream<DiffResponse>;
+  diff(request: DiffRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<DiffResponse>;
 }
 
 export const ConfigServiceClient = makeGenericClientConstructor(
