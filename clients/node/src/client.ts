@@ -1,10 +1,14 @@
-// Client: one-shot calls (get, put, delete, snapshot) against any of several
-// interchangeable gateways.
+// Client: one-shot calls (get, put, delete, apply, snapshot) against any of
+// several interchangeable gateways.
 
+import { randomUUID } from "node:crypto";
 import { type CallOptions, type ClientUnaryCall, Metadata, type ServiceError, status as Code } from "@grpc/grpc-js";
 import { Cursor, type CursorLike, cursorBytes } from "./cursor";
 import { Digest, ready as digestReady } from "./digest";
+import { type Version, convertWriteError } from "./errors";
 import {
+  ApplyRequest,
+  type ApplyResponse,
   ConfigServiceClient,
   DeleteRequest,
   GetRequest,
@@ -12,13 +16,15 @@ import {
   type GetResponse,
   GetSnapshotRequest,
   type GetSnapshotResponse,
+  type Operation as PbOperation,
+  type Precondition as PbPrecondition,
   PutRequest,
   type PutResponse,
 } from "./gen/confgate/v1/config";
 import { type ConnectionOptions, channelArgs, checkAddrs, grpcCode } from "./grpc";
 import { normalizeSelector } from "./keyspace";
 import { ProtocolViolation } from "./replica";
-import { type Entry, type Snapshot, type WriteResult, entryFromProto } from "./types";
+import { type ApplyResult, type Entry, type Snapshot, type WriteResult, entryFromProto } from "./types";
 
 export interface ClientOptions extends ConnectionOptions {
   /** Gateway addresses ("host:port" or any gRPC target). */
@@ -27,13 +33,54 @@ export interface ClientOptions extends ConnectionOptions {
   timeoutMs?: number;
 }
 
-export interface PutOptions {
+/** A version given to ifVersion: an Entry or a WriteResult also fits. */
+export interface VersionLike {
+  partition: number;
+  offset: bigint | number;
+}
+
+/** An optional precondition of a write: ifAbsent (the key is absent: never
+ * written, or deleted) or ifVersion (the key is live at exactly this
+ * version), not both. When it does not hold nothing is written and the call
+ * rejects with PreconditionFailedError. */
+export interface Precondition {
+  ifAbsent?: boolean;
+  ifVersion?: VersionLike;
+}
+
+/** Makes a write retry-safe: up to 128 printable ASCII characters. When
+ * none is given the client generates one per call (crypto.randomUUID), and
+ * a retry of the call sends the same one: a write whose ID already landed
+ * is answered with the original result and duplicate: true. */
+export interface WriteOptions {
+  requestId?: string;
+  /** Also wait until this gateway applied the write. */
+  waitApplied?: boolean;
+}
+
+export interface PutOptions extends Precondition, WriteOptions {
   /** Stored as the record's "content-type" header. */
   contentType?: string;
   /** Extra record headers. */
   headers?: { key: string; value: string | Uint8Array }[];
-  /** Also wait until this gateway applied the write. */
-  waitApplied?: boolean;
+}
+
+export interface DeleteOptions extends Precondition, WriteOptions {}
+
+/** One put (value set) or delete (delete: true) of a change set. */
+export interface Operation extends Precondition {
+  key: string;
+  /** Delete the key; value, contentType and headers must then be unset. */
+  delete?: boolean;
+  value?: string | Uint8Array;
+  contentType?: string;
+  headers?: { key: string; value: string | Uint8Array }[];
+}
+
+export interface ApplyOptions extends WriteOptions {
+  /** Check every rule, schema and precondition against the gateway's
+   * current state and answer as apply would, without writing. */
+  validateOnly?: boolean;
 }
 
 type UnaryMethod<Req, Resp> = (
@@ -45,12 +92,47 @@ type UnaryMethod<Req, Resp> = (
 
 const toBuf = (v: string | Uint8Array): Buffer => (typeof v === "string" ? Buffer.from(v, "utf8") : Buffer.from(v));
 const text = (c: Uint8Array): string => Buffer.from(c).toString("base64url");
+const version = (v: { partition: number; offset: bigint } | undefined): Version => ({
+  partition: v?.partition ?? 0,
+  offset: BigInt(v?.offset ?? 0n),
+});
+
+function precondition(p: Precondition, what: string): PbPrecondition | undefined {
+  if (p.ifAbsent && p.ifVersion) throw new Error(`${what}: ifAbsent and ifVersion exclude each other, give one`);
+  if (p.ifAbsent) return { condition: { $case: "absent", absent: true } };
+  if (!p.ifVersion) return undefined;
+  const { partition, offset } = p.ifVersion;
+  if (!Number.isInteger(partition) || partition < 0 || (typeof offset === "number" && !Number.isInteger(offset)) || BigInt(offset) < 0n) {
+    throw new Error(`${what}: ifVersion ${partition}:${offset} is no version (non-negative integers)`);
+  }
+  return { condition: { $case: "version", version: { partition, offset: BigInt(offset) } } };
+}
+
+function requestId(id: string | undefined): string {
+  if (id === undefined) return randomUUID();
+  if (typeof id !== "string") throw new TypeError("requestId must be a string");
+  return id;
+}
+
+function operation(o: Operation, i: number): PbOperation {
+  if (!o || typeof o.key !== "string") throw new TypeError(`operations[${i}] has no key`);
+  return {
+    key: o.key,
+    delete: o.delete ?? false,
+    value: o.value === undefined ? Buffer.alloc(0) : toBuf(o.value),
+    contentType: o.contentType ?? "",
+    headers: (o.headers ?? []).map((h) => ({ key: h.key, value: toBuf(h.value) })),
+    precondition: precondition(o, `operations[${i}] (${JSON.stringify(o.key)})`),
+  };
+}
 
 /**
  * Unary calls to confgate gateways. A call goes to the first address; when
  * that gateway is UNAVAILABLE (down, not caught up, draining) it is retried
- * on the next one. A put or delete retried that way may be written twice;
- * the later record wins and holds the same value.
+ * on the next one. Writes (put, delete, apply) carry a request ID, given or
+ * generated per call and the same on every retry, so a write retried that
+ * way lands once: when the first attempt had landed, the gateway answers
+ * with its result and duplicate: true.
  */
 export class Client {
   private readonly clients: ConfigServiceClient[];
@@ -104,8 +186,18 @@ export class Client {
     }
   }
 
+  private async write<T>(fn: (c: ConfigServiceClient) => Promise<T>, conditional: boolean): Promise<T> {
+    try {
+      return await this.call(fn);
+    } catch (e) {
+      throw convertWriteError(e, conditional);
+    }
+  }
+
   /** Writes value to key; resolves once Kafka acknowledged the record
-   * (acks=all). */
+   * (acks=all). With ifAbsent or ifVersion, only if the key's current state
+   * matches: otherwise nothing is written and it rejects with
+   * PreconditionFailedError, naming the key's current version. */
   async put(key: string, value: string | Uint8Array, opts: PutOptions = {}): Promise<WriteResult> {
     const req = PutRequest.fromPartial({
       key,
@@ -113,16 +205,50 @@ export class Client {
       contentType: opts.contentType ?? "",
       headers: (opts.headers ?? []).map((h) => ({ key: h.key, value: toBuf(h.value) })),
       waitApplied: opts.waitApplied ?? false,
+      precondition: precondition(opts, "put"),
+      requestId: requestId(opts.requestId),
     });
-    const resp = await this.call((c) => this.unary<PutRequest, PutResponse>(c.put.bind(c), req));
-    return { partition: resp.version!.partition, offset: resp.version!.offset, cursor: text(resp.cursor) };
+    const resp = await this.write((c) => this.unary<PutRequest, PutResponse>(c.put.bind(c), req), !!req.precondition);
+    return { ...version(resp.version), cursor: text(resp.cursor), duplicate: resp.duplicate, requestId: req.requestId };
   }
 
-  /** Writes a tombstone for key. */
-  async delete(key: string, opts: { waitApplied?: boolean } = {}): Promise<WriteResult> {
-    const req = DeleteRequest.fromPartial({ key, waitApplied: opts.waitApplied ?? false });
-    const resp = await this.call((c) => this.unary<DeleteRequest, DeleteResponse>(c.delete.bind(c), req));
-    return { partition: resp.version!.partition, offset: resp.version!.offset, cursor: text(resp.cursor) };
+  /** Writes a tombstone for key; ifAbsent, ifVersion and requestId as for
+   * put. */
+  async delete(key: string, opts: DeleteOptions = {}): Promise<WriteResult> {
+    const req = DeleteRequest.fromPartial({
+      key,
+      waitApplied: opts.waitApplied ?? false,
+      precondition: precondition(opts, "delete"),
+      requestId: requestId(opts.requestId),
+    });
+    const resp = await this.write((c) => this.unary<DeleteRequest, DeleteResponse>(c.delete.bind(c), req), !!req.precondition);
+    return { ...version(resp.version), cursor: text(resp.cursor), duplicate: resp.duplicate, requestId: req.requestId };
+  }
+
+  /**
+   * Writes a change set, all or nothing: puts and deletes of several keys
+   * (each at most once), each with an optional precondition. No subscriber
+   * or snapshot ever sees part of it. When a precondition fails nothing is
+   * written and it rejects with PreconditionFailedError, listing every key
+   * whose precondition failed with its current version.
+   *
+   *   await client.apply([
+   *     { key: "app/a", value: "1", ifAbsent: true },
+   *     { key: "app/b", value: "2", ifVersion: entry },
+   *     { key: "app/c", delete: true },
+   *   ]);
+   */
+  async apply(ops: Operation[], opts: ApplyOptions = {}): Promise<ApplyResult> {
+    if (!Array.isArray(ops)) throw new TypeError("apply takes an array of operations");
+    const req = ApplyRequest.fromPartial({
+      operations: ops.map(operation),
+      requestId: requestId(opts.requestId),
+      waitApplied: opts.waitApplied ?? false,
+      validateOnly: opts.validateOnly ?? false,
+    });
+    const conditional = req.operations.some((o) => o.precondition);
+    const resp = await this.write((c) => this.unary<ApplyRequest, ApplyResponse>(c.apply.bind(c), req), conditional);
+    return { versions: resp.versions.map(version), cursor: text(resp.cursor), duplicate: resp.duplicate, requestId: req.requestId };
   }
 
   /** The consistent state of a selector at one cursor, in key order. Its

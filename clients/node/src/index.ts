@@ -6,12 +6,23 @@
 //   console.log(sub.get("payments/db/timeout")?.value.toString());
 //
 // Subscription keeps a live, resumable local view of a selector; Client makes
-// one-shot calls (get, put, delete, snapshot). The generated messages and the
+// one-shot calls (get, put, delete, apply, snapshot). The generated messages and the
 // @grpc/grpc-js service client are exported as `pb`.
 
-export { Client, type ClientOptions, type PutOptions } from "./client";
+export {
+  type ApplyOptions,
+  Client,
+  type ClientOptions,
+  type DeleteOptions,
+  type Operation,
+  type Precondition,
+  type PutOptions,
+  type VersionLike,
+  type WriteOptions,
+} from "./client";
 export { Cursor, type CursorLike } from "./cursor";
 export { Digest, entryHash, ready as digestReady } from "./digest";
+export { type KeyVersion, PreconditionFailedError, type Version } from "./errors";
 export { normalizeSelector } from "./keyspace";
 export { ProtocolViolation } from "./replica";
 export {
@@ -22,5 +33,5 @@ export {
   type SubscriptionOptions,
   subscribe,
 } from "./subscription";
-export type { Entry, Event, EventKind, Header, Snapshot, Status, WriteResult } from "./types";
+export type { ApplyResult, Entry, Event, EventKind, Header, Snapshot, Status, WriteResult } from "./types";
 export * as pb from "./gen/confgate/v1/config";

@@ -88,11 +88,27 @@ export interface Status {
 }
 
 /** The outcome of a put or delete: the record's version and a cursor that
- * includes the write (pass it as minCursor to read it back from any gateway). */
+ * includes the write (pass it as minCursor to read it back from any gateway).
+ * duplicate: the request ID had already landed, so nothing was written and
+ * the version is the original write's. requestId: the ID the write was sent
+ * with (given or generated). */
 export interface WriteResult {
   partition: number;
   offset: bigint;
   cursor: string;
+  duplicate: boolean;
+  requestId: string;
+}
+
+/** The outcome of Client.apply: the version of each operation's record, in
+ * request order (empty with validateOnly), a cursor that includes the whole
+ * change set, duplicate (the request ID had already landed: the versions are
+ * the original ones) and the request ID it was sent with. */
+export interface ApplyResult {
+  versions: { partition: number; offset: bigint }[];
+  cursor: string;
+  duplicate: boolean;
+  requestId: string;
 }
 
 /** A consistent state of a selector at one cursor, checked against its entry

@@ -283,3 +283,122 @@ def test_snapshot_over_4mib_with_default_limits(addr: str, prefix: str) -> None:
         assert len(sub) == n
         assert sub.digest == snap.digest
         assert sub.status().resets == 0
+
+
+# Conditional and retry-safe writes (preconditions, request IDs, apply).
+
+def test_conditional_put_race_one_wins(addr: str, prefix: str) -> None:
+    """Writers racing to create a key with if_absent: exactly one wins, the
+    others get PreconditionFailed naming the winner's version."""
+    key = f"{prefix}leader"
+    n = 4
+    barrier = threading.Barrier(n)
+    results: List[object] = [None] * n
+
+    def race(i: int) -> None:
+        with confgate.Client([addr], timeout=TIMEOUT) as c:
+            barrier.wait(timeout=TIMEOUT)
+            try:
+                results[i] = c.put(key, f"writer-{i}", if_absent=True)
+            except confgate.PreconditionFailed as e:
+                results[i] = e
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=2 * TIMEOUT)
+    wins = [r for r in results if isinstance(r, confgate.WriteResult)]
+    losses = [r for r in results if isinstance(r, confgate.PreconditionFailed)]
+    assert len(wins) == 1 and len(losses) == n - 1, results
+    w = wins[0]
+    assert not w.duplicate
+    for e in losses:
+        assert e.keys == [(key, w.version)]
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with confgate.Client([addr]) as c:
+        got = c.get(key, min_cursor=w.cursor)
+        assert got is not None and got.version == w.version
+        assert got.text() == f"writer-{results.index(w)}"
+        # Compare-and-set on the version: the current one wins, a stale one
+        # fails with the current version and writes nothing.
+        w2 = c.put(key, "next", if_version=got.version)
+        with pytest.raises(confgate.PreconditionFailed) as e:
+            c.put(key, "stale", if_version=got)
+        assert e.value.keys == [(key, w2.version)]
+        with pytest.raises(confgate.PreconditionFailed) as e:
+            c.delete(key, if_version=w.version)
+        assert e.value.keys == [(key, w2.version)]
+        d = c.delete(key, if_version=w2.version)
+        with pytest.raises(confgate.PreconditionFailed) as e:
+            c.put(key, "x", if_version=w2.version)
+        assert e.value.keys == [(key, None)], "a deleted key is absent"
+        assert c.get(key, min_cursor=d.cursor) is None
+        assert c.put(key, "again", if_absent=True).version > d.version
+
+
+def test_request_id_reuse_returns_the_original_write(client: confgate.Client, prefix: str) -> None:
+    key = f"{prefix}k"
+    rid = f"py-test-{prefix}put"
+    w1 = client.put(key, "v1", request_id=rid)
+    assert not w1.duplicate and w1.request_id == rid
+    again = client.put(key, "v1", request_id=rid)
+    assert again.duplicate and again.version == w1.version
+    got = client.get(key, min_cursor=again.cursor)
+    assert got is not None and got.version == w1.version, "the retry wrote nothing"
+    # A conditional write retried after it landed is a duplicate, not a
+    # failed precondition.
+    cid = f"py-test-{prefix}create"
+    c1 = client.put(f"{prefix}c", "1", if_absent=True, request_id=cid)
+    c2 = client.put(f"{prefix}c", "1", if_absent=True, request_id=cid)
+    assert c2.duplicate and c2.version == c1.version
+    d1 = client.delete(key, request_id=f"py-test-{prefix}del")
+    d2 = client.delete(key, request_id=f"py-test-{prefix}del")
+    assert not d1.duplicate and d2.duplicate and d2.version == d1.version
+    # Generated IDs differ per call: the same write twice lands twice.
+    g1, g2 = client.put(key, "v2"), client.put(key, "v2")
+    assert g1.request_id != g2.request_id and not g2.duplicate and g2.version != g1.version
+    # Reusing an ID for other keys is refused.
+    with pytest.raises(grpc.RpcError) as e:
+        client.put(f"{prefix}other", "v1", request_id=rid)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_apply_is_all_or_nothing(client: confgate.Client, prefix: str) -> None:
+    a, b, c = f"{prefix}a", f"{prefix}b", f"{prefix}c"
+    wa = client.put(a, "a1")
+    wb = client.put(b, "b1", wait_applied=True)
+    before = client.snapshot([prefix], min_cursor=wb.cursor)
+    # One failing precondition (b exists): nothing of the set is written.
+    with pytest.raises(confgate.PreconditionFailed) as e:
+        client.apply([
+            confgate.Put(a, "a2", if_version=wa.version),
+            confgate.Put(b, "b2", if_absent=True),
+            confgate.Put(c, "c1"),
+        ], wait_applied=True)
+    assert e.value.keys == [(b, wb.version)]
+    # Both failing: both named.
+    with pytest.raises(confgate.PreconditionFailed) as e:
+        client.apply([confgate.Delete(a, if_version=(wa.partition, wa.offset + 1_000_000)),
+                      confgate.Put(c, "c1", if_version=wb.version)])
+    assert sorted(e.value.keys) == [(a, wa.version), (c, None)]
+    # validate_only checks without writing.
+    v = client.apply([confgate.Put(c, "c1", if_absent=True)], validate_only=True)
+    assert v.versions == () and not v.duplicate
+    after = client.snapshot([prefix])
+    assert after.entries == before.entries, "a failed or validate-only change set writes nothing"
+    # The same set with its preconditions holding lands whole.
+    rid = f"py-test-{prefix}set"
+    ops = [confgate.Put(a, "a2", content_type="text/plain", if_version=wa.version),
+           confgate.Delete(b, if_version=wb.version),
+           confgate.Put(c, "c1", headers=[("by", "py-test")], if_absent=True)]
+    r = client.apply(ops, request_id=rid, wait_applied=True)
+    assert len(r.versions) == 3 and not r.duplicate and r.request_id == rid
+    snap = client.snapshot([prefix], min_cursor=r.cursor)
+    assert [(x.key, x.text(), x.version) for x in snap.entries] == [(a, "a2", r.versions[0]), (c, "c1", r.versions[2])]
+    assert snap.entries[0].content_type == "text/plain"
+    assert ("by", b"py-test") in [(h.key, h.value) for h in snap.entries[1].headers]
+    # Sent again with its request ID (a retry): the original versions, no write.
+    r2 = client.apply(ops, request_id=rid)
+    assert r2.duplicate and r2.versions == r.versions
+    assert client.snapshot([prefix], min_cursor=r2.cursor).entries == snap.entries

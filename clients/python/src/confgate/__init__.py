@@ -7,29 +7,36 @@
     print(sub.get("payments/db/timeout"))
 
 Subscription keeps a live, resumable local view of a selector; Client makes
-one-shot calls (get, put, delete, snapshot). The generated protobuf and gRPC
+one-shot calls (get, put, delete, apply, snapshot). The generated protobuf and gRPC
 modules are confgate.v1.config_pb2 and confgate.v1.config_pb2_grpc.
 """
 
 from ._cursor import Cursor
 from ._digest import Digest, entry_hash
+from ._errors import ConfgateError, PreconditionFailed
 from ._replica import ProtocolViolation
-from ._types import DELETE, PUT, RESET, SNAPSHOT, Entry, Event, Header, Snapshot, Status, WriteResult
+from ._types import (DELETE, PUT, RESET, SNAPSHOT, ApplyResult, Delete, Entry, Event, Header, Put, Snapshot, Status,
+                     Version, WriteResult)
 from .client import Client
 from .subscription import StreamEnded, Subscription, SubscriptionClosed
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyResult",
     "Client",
+    "ConfgateError",
     "Cursor",
     "DELETE",
+    "Delete",
     "Digest",
     "Entry",
     "Event",
     "Header",
     "PUT",
+    "PreconditionFailed",
     "ProtocolViolation",
+    "Put",
     "RESET",
     "SNAPSHOT",
     "Snapshot",
@@ -37,6 +44,7 @@ __all__ = [
     "StreamEnded",
     "Subscription",
     "SubscriptionClosed",
+    "Version",
     "WriteResult",
     "entry_hash",
 ]

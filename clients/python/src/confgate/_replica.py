@@ -8,13 +8,14 @@ from typing import Dict, List, Optional
 
 from ._cursor import Cursor, to_text
 from ._digest import Digest
+from ._errors import ConfgateError
 from ._types import DELETE, PUT, RESET, SNAPSHOT, Entry, Event, check_version
 from .v1 import config_pb2 as pb
 
 _REASON = pb.SnapshotReason
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(ConfgateError):
     """A gateway message the client refused to apply. The stream is dropped;
     nothing of the offending message was applied. fresh asks to resubscribe
     without a cursor: the gateway's view and ours may disagree."""

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 from .v1 import config_pb2 as pb
+
+
+class Version(NamedTuple):
+    """The Kafka position of the record that set an entry. A tuple, so it
+    equals (partition, offset)."""
+
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,8 @@ class Entry:
     headers: Tuple[Header, ...] = ()
 
     @property
-    def version(self) -> Tuple[int, int]:
-        return (self.partition, self.offset)
+    def version(self) -> Version:
+        return Version(self.partition, self.offset)
 
     def text(self, encoding: str = "utf-8") -> str:
         """The value decoded as text."""
@@ -116,11 +124,59 @@ class Status:
 class WriteResult:
     """The outcome of a put or delete: the record's version and a cursor
     that includes the write (pass it as min_cursor to read it back from any
-    gateway)."""
+    gateway). duplicate: the request ID had already landed, so nothing was
+    written and the version is the original write's. request_id: the ID the
+    write was sent with (given or generated)."""
 
     partition: int
     offset: int
     cursor: str
+    duplicate: bool = False
+    request_id: str = ""
+
+    @property
+    def version(self) -> Version:
+        return Version(self.partition, self.offset)
+
+
+VersionLike = Union[Version, Tuple[int, int]]
+
+
+@dataclass(frozen=True)
+class Put:
+    """A put of a change set (Client.apply). if_absent: only if the key is
+    absent; if_version: only if the key is live at exactly this version (a
+    Version, a (partition, offset) tuple, or an Entry or WriteResult)."""
+
+    key: str
+    value: Union[bytes, str]
+    content_type: str = ""
+    headers: Sequence[Union[Header, Tuple[str, Union[bytes, str]]]] = ()
+    if_absent: bool = False
+    if_version: Optional[VersionLike] = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """A delete of a change set (Client.apply), with the same optional
+    precondition as Put."""
+
+    key: str
+    if_absent: bool = False
+    if_version: Optional[VersionLike] = None
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """The outcome of Client.apply: the version of each operation's record,
+    in request order (empty with validate_only), a cursor that includes the
+    whole change set, duplicate (the request ID had already landed: the
+    versions are the original ones) and the request ID it was sent with."""
+
+    versions: Tuple[Version, ...]
+    cursor: str
+    duplicate: bool = False
+    request_id: str = ""
 
 
 @dataclass(frozen=True)

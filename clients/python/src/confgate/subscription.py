@@ -27,6 +27,7 @@ import grpc
 
 from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
 from ._cursor import Cursor
+from ._errors import ConfgateError
 from ._keyspace import normalize_selector
 from ._replica import ProtocolViolation, Replica, Result, Session
 from ._types import Entry, Event, Status
@@ -39,11 +40,11 @@ DEFAULT_BACKOFF_MIN = 0.1
 DEFAULT_BACKOFF_MAX = 10.0
 
 
-class SubscriptionClosed(Exception):
+class SubscriptionClosed(ConfgateError):
     """wait_synced was interrupted because the subscription was closed."""
 
 
-class StreamEnded(Exception):
+class StreamEnded(ConfgateError):
     """The gateway ended the stream without an error."""
 
 
