@@ -315,3 +315,134 @@ test("a snapshot over 4 MiB works with default gRPC limits", async () => {
     await sub.close();
   }
 });
+
+// Conditional and retry-safe writes (preconditions, request IDs, apply).
+
+const vOf = (x) => ({ partition: x.partition, offset: x.offset });
+
+test("a conditional put race: one wins, the others get PreconditionFailedError", async () => {
+  const key = `${newPrefix()}leader`;
+  const writers = Array.from({ length: 4 }, () => new confgate.Client({ addrs: [addr], timeoutMs: 20_000 }));
+  let results;
+  try {
+    results = await Promise.allSettled(writers.map((c, i) => c.put(key, `writer-${i}`, { ifAbsent: true })));
+  } finally {
+    for (const c of writers) c.close();
+  }
+  const wins = results.filter((r) => r.status === "fulfilled");
+  const losses = results.filter((r) => r.status === "rejected");
+  assert.equal(wins.length, 1, JSON.stringify(results.map((r) => r.status)));
+  const w = wins[0].value;
+  assert.equal(w.duplicate, false);
+  for (const l of losses) {
+    assert.ok(l.reason instanceof confgate.PreconditionFailedError, String(l.reason));
+    assert.equal(l.reason.code, grpc.status.FAILED_PRECONDITION);
+    assert.deepEqual(l.reason.keys, [{ key, version: vOf(w) }]);
+  }
+  const got = await client.get(key, { minCursor: w.cursor });
+  assert.deepEqual(vOf(got), vOf(w));
+  assert.equal(got.value.toString(), `writer-${results.indexOf(wins[0])}`);
+  // Compare-and-set on the version: the current one wins, a stale one
+  // fails with the current version and writes nothing.
+  const w2 = await client.put(key, "next", { ifVersion: got });
+  await assert.rejects(client.put(key, "stale", { ifVersion: got }), (e) => {
+    assert.deepEqual(e.keys, [{ key, version: vOf(w2) }]);
+    return e instanceof confgate.PreconditionFailedError;
+  });
+  await assert.rejects(client.delete(key, { ifVersion: w }), (e) => {
+    assert.deepEqual(e.keys, [{ key, version: vOf(w2) }]);
+    return true;
+  });
+  const d = await client.delete(key, { ifVersion: w2 });
+  await assert.rejects(client.put(key, "x", { ifVersion: w2 }), (e) => {
+    assert.deepEqual(e.keys, [{ key }], "a deleted key is absent");
+    return true;
+  });
+  assert.equal(await client.get(key, { minCursor: d.cursor }), undefined);
+  const again = await client.put(key, "again", { ifAbsent: true });
+  assert.ok(again.offset > d.offset);
+});
+
+test("a reused request ID returns the original write", async () => {
+  const prefix = newPrefix();
+  const key = `${prefix}k`;
+  const rid = `node-test-${prefix}put`;
+  const w1 = await client.put(key, "v1", { requestId: rid });
+  assert.equal(w1.duplicate, false);
+  assert.equal(w1.requestId, rid);
+  const again = await client.put(key, "v1", { requestId: rid });
+  assert.equal(again.duplicate, true);
+  assert.deepEqual(vOf(again), vOf(w1));
+  assert.deepEqual(vOf(await client.get(key, { minCursor: again.cursor })), vOf(w1), "the retry wrote nothing");
+  // A conditional write retried after it landed is a duplicate, not a
+  // failed precondition.
+  const cid = `node-test-${prefix}create`;
+  const c1 = await client.put(`${prefix}c`, "1", { ifAbsent: true, requestId: cid });
+  const c2 = await client.put(`${prefix}c`, "1", { ifAbsent: true, requestId: cid });
+  assert.ok(c2.duplicate);
+  assert.deepEqual(vOf(c2), vOf(c1));
+  const d1 = await client.delete(key, { requestId: `node-test-${prefix}del` });
+  const d2 = await client.delete(key, { requestId: `node-test-${prefix}del` });
+  assert.ok(!d1.duplicate && d2.duplicate);
+  assert.deepEqual(vOf(d2), vOf(d1));
+  // Generated IDs differ per call: the same write twice lands twice.
+  const g1 = await client.put(key, "v2");
+  const g2 = await client.put(key, "v2");
+  assert.notEqual(g1.requestId, g2.requestId);
+  assert.ok(!g2.duplicate && g2.offset !== g1.offset);
+  // Reusing an ID for other keys is refused.
+  await assert.rejects(client.put(`${prefix}other`, "v1", { requestId: rid }), (e) => e.code === grpc.status.INVALID_ARGUMENT);
+});
+
+test("apply is all or nothing", async () => {
+  const prefix = newPrefix();
+  const [a, b, c] = [`${prefix}a`, `${prefix}b`, `${prefix}c`];
+  const wa = await client.put(a, "a1");
+  const wb = await client.put(b, "b1", { waitApplied: true });
+  const before = await client.snapshot([prefix], { minCursor: wb.cursor });
+  // One failing precondition (b exists): nothing of the set is written.
+  await assert.rejects(
+    client.apply([{ key: a, value: "a2", ifVersion: wa }, { key: b, value: "b2", ifAbsent: true }, { key: c, value: "c1" }], { waitApplied: true }),
+    (e) => {
+      assert.ok(e instanceof confgate.PreconditionFailedError, String(e));
+      assert.deepEqual(e.keys, [{ key: b, version: vOf(wb) }]);
+      return true;
+    },
+  );
+  // Both failing: both named.
+  await assert.rejects(
+    client.apply([{ key: a, delete: true, ifVersion: { partition: wa.partition, offset: wa.offset + 1_000_000n } }, { key: c, value: "c1", ifVersion: wb }]),
+    (e) => {
+      assert.deepEqual([...e.keys].sort((x, y) => (x.key < y.key ? -1 : 1)), [{ key: a, version: vOf(wa) }, { key: c }]);
+      return true;
+    },
+  );
+  // validateOnly checks without writing.
+  const v = await client.apply([{ key: c, value: "c1", ifAbsent: true }], { validateOnly: true });
+  assert.deepEqual(v.versions, []);
+  assert.equal(v.duplicate, false);
+  const after = await client.snapshot([prefix]);
+  assert.deepEqual(after.entries, before.entries, "a failed or validate-only change set writes nothing");
+  // The same set with its preconditions holding lands whole.
+  const rid = `node-test-${prefix}set`;
+  const ops = [
+    { key: a, value: "a2", contentType: "text/plain", ifVersion: wa },
+    { key: b, delete: true, ifVersion: wb },
+    { key: c, value: "c1", headers: [{ key: "by", value: "node-test" }], ifAbsent: true },
+  ];
+  const r = await client.apply(ops, { requestId: rid, waitApplied: true });
+  assert.equal(r.versions.length, 3);
+  assert.ok(!r.duplicate && r.requestId === rid);
+  const snap = await client.snapshot([prefix], { minCursor: r.cursor });
+  assert.deepEqual(
+    snap.entries.map((e) => [e.key, e.value.toString(), vOf(e)]),
+    [[a, "a2", r.versions[0]], [c, "c1", r.versions[2]]],
+  );
+  assert.equal(snap.entries[0].contentType, "text/plain");
+  assert.ok(snap.entries[1].headers.some((h) => h.key === "by" && h.value.toString() === "node-test"));
+  // Sent again with its request ID (a retry): the original versions, no write.
+  const r2 = await client.apply(ops, { requestId: rid });
+  assert.ok(r2.duplicate);
+  assert.deepEqual(r2.versions, r.versions);
+  assert.deepEqual((await client.snapshot([prefix], { minCursor: r2.cursor })).entries, snap.entries);
+});
