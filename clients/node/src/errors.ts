@@ -37,8 +37,7 @@ export class PreconditionFailedError extends Error {
   readonly keys: KeyVersion[];
 
   constructor(details: string, keys: KeyVersion[], metadata: Metadata = new Metadata(), options?: { cause?: unknown }) {
-    const now = keys.map((k) => `${JSON.stringify(k.key)} at ${k.version ? `${k.version.partition}:${k.version.offset}` : "absent"}`);
-    super(now.length ? `${details} (now: ${now.join(", ")})` : details, options);
+    super(details, options);
     this.name = "PreconditionFailedError";
     this.details = details;
     this.metadata = metadata;

@@ -164,7 +164,7 @@ test("PreconditionFailedError carries the current versions", async (t) => {
       assert.deepEqual(e.keys, [{ key: "a", version: { partition: 1, offset: 5n } }, { key: "b" }]);
       assert.equal(e.code, grpc.status.FAILED_PRECONDITION);
       assert.equal(e.details, "precondition failed");
-      assert.match(e.message, /"a" at 1:5, "b" at absent/);
+      assert.equal(e.message, "precondition failed");
       assert.equal(e.cause.code, grpc.status.FAILED_PRECONDITION);
       return true;
     });

@@ -314,12 +314,19 @@ def test_conditional_put_race_one_wins(addr: str, prefix: str) -> None:
     w = wins[0]
     assert not w.duplicate
     for e in losses:
-        assert e.keys == [(key, w.version)]
+        # The winner's version; or none yet when the gateway decided the
+        # loser in the same Kafka transaction as the winner (the key was
+        # still being written).
+        assert len(e.keys) == 1 and e.keys[0][0] == key and e.keys[0][1] in (w.version, None), e.keys
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION
     with confgate.Client([addr]) as c:
         got = c.get(key, min_cursor=w.cursor)
         assert got is not None and got.version == w.version
         assert got.text() == f"writer-{results.index(w)}"
+        # Once it landed, a late writer learns the winner's version.
+        with pytest.raises(confgate.PreconditionFailed) as e:
+            c.put(key, "late", if_absent=True)
+        assert e.value.keys == [(key, w.version)]
         # Compare-and-set on the version: the current one wins, a stale one
         # fails with the current version and writes nothing.
         w2 = c.put(key, "next", if_version=got.version)

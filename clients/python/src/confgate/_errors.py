@@ -42,13 +42,6 @@ class PreconditionFailed(ConfgateError, grpc.RpcError):
     def details(self) -> str:
         return str(self)
 
-    def __str__(self) -> str:
-        msg = super().__str__()
-        if not self.keys:
-            return msg
-        cur = ", ".join(f"{k!r} at {'absent' if v is None else f'{v.partition}:{v.offset}'}" for k, v in self.keys)
-        return f"{msg} (now: {cur})"
-
 
 def _status_class():  # type: ignore[no-untyped-def]
     """google.rpc.Status, built from its descriptor in a private pool: the
