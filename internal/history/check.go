@@ -37,6 +37,13 @@ const (
 	// Convergent (6): the client's final view is the log's state for its
 	// selector at its final cursor.
 	Convergent
+	// ChangeSetsAtomic (7): every cursor a client observes covers all or
+	// none of each change set's records. Checked right after rule 1.
+	ChangeSetsAtomic
+	// PreconditionsHeld (8): every conditional record's precondition held
+	// at its position in the log. A rule of the log itself, checked once
+	// before the clients: its violation has Client "" and Record set.
+	PreconditionsHeld
 )
 
 func (r Rule) String() string {
@@ -55,11 +62,17 @@ func (r Rule) String() string {
 		return "resumable"
 	case Convergent:
 		return "convergent"
+	case ChangeSetsAtomic:
+		return "change sets atomic"
+	case PreconditionsHeld:
+		return "preconditions held"
 	}
 	return fmt.Sprintf("rule(%d)", int(r))
 }
 
-// Violation is the first observation of a client that breaks a guarantee.
+// Violation is the first observation of a client that breaks a guarantee,
+// or a record of the log that breaks one (PreconditionsHeld: Client is "",
+// Index -1, and Record is set).
 type Violation struct {
 	Client string
 	// Index is the observation's index among the client's observations
@@ -79,18 +92,32 @@ type Violation struct {
 	Expected string
 	Got      string
 	Detail   string
+	// Set is the request ID of the change set in question, when there is
+	// one (ChangeSetsAtomic; PreconditionsHeld for a record of a set).
+	Set string
+	// Record is the log record in question for a violation of the log
+	// itself (PreconditionsHeld), nil for a client's.
+	Record *Change
 }
 
 func (v *Violation) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "history: client %q, observation #%d (%s at %s", v.Client, v.Index, v.Kind, fmtCursor(v.Cursor))
-	if v.From != nil {
-		fmt.Fprintf(&b, ", from %s", fmtCursor(*v.From))
+	if v.Record != nil {
+		fmt.Fprintf(&b, "history: the log, record %s", v.Record)
+	} else {
+		fmt.Fprintf(&b, "history: client %q, observation #%d (%s at %s", v.Client, v.Index, v.Kind, fmtCursor(v.Cursor))
+		if v.From != nil {
+			fmt.Fprintf(&b, ", from %s", fmtCursor(*v.From))
+		}
+		if v.Addr != "" {
+			fmt.Fprintf(&b, ", stream to %s", v.Addr)
+		}
+		b.WriteString(")")
 	}
-	if v.Addr != "" {
-		fmt.Fprintf(&b, ", stream to %s", v.Addr)
+	fmt.Fprintf(&b, ": %s: %s", v.Rule, v.Detail)
+	if v.Set != "" {
+		fmt.Fprintf(&b, "; change set %q", v.Set)
 	}
-	fmt.Fprintf(&b, "): %s: %s", v.Rule, v.Detail)
 	if v.Key != "" {
 		fmt.Fprintf(&b, "; key %q", v.Key)
 	}
@@ -113,7 +140,8 @@ const absent = "absent"
 // Check verifies every client's observations against log, the data
 // records of topic (as testkit's ReadLog returns them), and returns the
 // first violation of the first client (in name order) that has one, as a
-// *Violation, or nil. Other errors mean the log itself is unusable.
+// *Violation, or nil. The log's own rules (rule 8) come first, as a
+// client named "". Other errors mean the log itself is unusable.
 func (r *Recorder) Check(log []testkit.LogRecord, topic cursor.TopicID) error {
 	vs, err := r.check(log, topic, true)
 	if err != nil {
@@ -125,7 +153,8 @@ func (r *Recorder) Check(log []testkit.LogRecord, topic cursor.TopicID) error {
 	return nil
 }
 
-// CheckAll is Check reporting the first violation of every client.
+// CheckAll is Check reporting the first violation of every client, after
+// the log's first violation of each of its own rules.
 func (r *Recorder) CheckAll(log []testkit.LogRecord, topic cursor.TopicID) ([]*Violation, error) {
 	return r.check(log, topic, false)
 }
@@ -155,6 +184,14 @@ func (r *Recorder) check(log []testkit.LogRecord, topic cursor.TopicID, first bo
 		return nil, err
 	}
 	var out []*Violation
+	for _, check := range logRules {
+		if v := check(ix); v != nil {
+			out = append(out, v)
+			if first {
+				return out, nil
+			}
+		}
+	}
 	for _, cr := range recs {
 		if v := checkClient(ix, cr); v != nil {
 			out = append(out, v)

@@ -105,6 +105,7 @@ type want struct {
 	index  int
 	key    string
 	detail string // a part of Detail
+	set    string // the change set's request ID (Violation.Set)
 }
 
 type checkCase struct {

@@ -8,6 +8,7 @@ import (
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/confgate/confgate/internal/testkit"
+	"github.com/confgate/confgate/store"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,6 +21,12 @@ type logRec struct {
 	// change: applying it changes the state a reader sees. A put always
 	// does; a tombstone only when its key was live just before it.
 	change bool
+	// set is the index in logIndex.sets of the change set the record
+	// belongs to, -1 for none; op is its operation index in the set.
+	set int32
+	op  int
+	// cond is the precondition its writer checked (CondNone: none).
+	cond store.Cond
 }
 
 func (r *logRec) String() string {
@@ -40,6 +47,65 @@ type logIndex struct {
 	recs  []logRec
 	parts [][]int32
 	end   []int64 // per partition: the offset after its last record
+	sets  []changeSet
+}
+
+// changeSet is the records of the log that carry one change-set mark
+// (request ID and count), in operation order.
+type changeSet struct {
+	id    string
+	count int
+	recs  []int32
+	// ambiguous: an operation index occurs more than once, so the records
+	// are of more than one landing of the ID (reused once its record and
+	// the gateways' window of recent IDs were gone) or forged: which belong
+	// together cannot be told, and the set is not judged.
+	ambiguous bool
+}
+
+// header returns the value of the record's last header key, as the
+// gateways read it (a writer cannot set a reserved header, so a repeated
+// one is forged).
+func header(r *testkit.LogRecord, key string) ([]byte, bool) {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return r.Headers[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// marks reads the change-set and precondition headers of a record a
+// gateway applies; a malformed one is absent, as for the gateways.
+func (ix *logIndex) marks(ri int32, sets map[store.SetMark]int32) {
+	r := &ix.recs[ri]
+	r.set = -1
+	if r.skip != "" {
+		return
+	}
+	if v, ok := header(&r.LogRecord, store.IfHeader); ok {
+		if c, err := store.ParseCond(string(v)); err == nil {
+			r.cond = c
+		}
+	}
+	v, ok := header(&r.LogRecord, store.SetHeader)
+	if !ok {
+		return
+	}
+	m, ok := store.ParseSetMark(v)
+	if !ok {
+		return
+	}
+	r.op = m.Index
+	id := store.SetMark{ID: m.ID, Count: m.Count}
+	si, seen := sets[id]
+	if !seen {
+		si = int32(len(ix.sets))
+		sets[id] = si
+		ix.sets = append(ix.sets, changeSet{id: m.ID, count: m.Count})
+	}
+	r.set = si
+	ix.sets[si].recs = append(ix.sets[si].recs, ri)
 }
 
 // buildIndex orders the log and derives skips and state changes. With
@@ -85,6 +151,21 @@ func buildIndex(log []testkit.LogRecord, topic cursor.TopicID, partitions int) (
 		}
 		if n := len(idx); n > 0 {
 			ix.end[p] = ix.recs[idx[n-1]].Offset + 1
+		}
+	}
+	sets := map[store.SetMark]int32{}
+	for p := range ix.parts {
+		for _, ri := range ix.parts[p] {
+			ix.marks(ri, sets)
+		}
+	}
+	for i := range ix.sets {
+		s := &ix.sets[i]
+		slices.SortStableFunc(s.recs, func(a, b int32) int { return ix.recs[a].op - ix.recs[b].op })
+		for j := 1; j < len(s.recs); j++ {
+			if ix.recs[s.recs[j]].op == ix.recs[s.recs[j-1]].op {
+				s.ambiguous = true
+			}
 		}
 	}
 	return ix, nil

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/store"
 )
 
 // The rules, one function each, whose doc comment names the guarantee it
@@ -51,12 +52,19 @@ var observationRules = []rule{
 	{check: initialSnapshotFirst},
 	{on: snapshots, check: resetFlagged},
 	{check: neverBackwards},
+	{onLog: true, check: changeSetsWhole},
 	{on: snapshots, check: digestMatches},
 	{on: snapshots, onLog: true, check: snapshotEntries},
 	{on: snapshots, onLog: true, check: snapshotMatchesLog},
 	{on: deltas, onLog: true, check: deltaExact},
 	{on: coalescedDeltas, onLog: true, check: coalescedExact},
 	{on: progresses, onLog: true, check: progressSkipsNothing},
+}
+
+// logRules: the log itself, once, before any client (their violations
+// name no client).
+var logRules = []func(ix *logIndex) *Violation{
+	preconditionsHeld,
 }
 
 // endRules: the client's whole history, after its last observation.
@@ -150,6 +158,87 @@ func neverBackwards(c *clientCheck) *Violation {
 	}
 	return c.fail(NeverBackwards, "", "topic "+from.Topic.String(), "topic "+o.Cursor.Topic.String(),
 		"the cursor names another topic without a reset snapshot")
+}
+
+// changeSetsWhole (Change sets are atomic, rule 7): the cursor covers all
+// or none of each change set's records present in the log (covers: C[p] >
+// the record's offset in its partition p). A set whose range start was
+// checked already (the previous cursor, of the log's topic) can only be
+// cut now if a record of it is inside the range; any other start (none,
+// a resume cursor, another topic) checks every set.
+func changeSetsWhole(c *clientCheck) *Violation {
+	to := c.obs.Cursor
+	if c.prev == nil || c.from != c.prev || c.prev.Topic != c.ix.topic {
+		for si := range c.ix.sets {
+			if v := c.setWhole(int32(si), to); v != nil {
+				return v
+			}
+		}
+		return nil
+	}
+	from := *c.from
+	checked := map[int32]bool{}
+	for p := range c.rangeParts(from, to) {
+		for _, ri := range c.ix.span(int32(p), from.Offset(int32(p)), to.Offset(int32(p))) {
+			si := c.ix.recs[ri].set
+			if si < 0 || checked[si] {
+				continue
+			}
+			checked[si] = true
+			if v := c.setWhole(si, to); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// setWhole reports change set si when to covers some of its records and
+// not others.
+func (c *clientCheck) setWhole(si int32, to cursor.Cursor) *Violation {
+	s := &c.ix.sets[si]
+	if s.ambiguous {
+		return nil
+	}
+	var in, out []int32
+	for _, ri := range s.recs {
+		if r := &c.ix.recs[ri]; r.Offset < to.Offset(r.Partition) {
+			in = append(in, ri)
+		} else {
+			out = append(out, ri)
+		}
+	}
+	if len(in) == 0 || len(out) == 0 {
+		return nil
+	}
+	present := ""
+	if len(s.recs) < s.count {
+		present = fmt.Sprintf(" (%d of its %d present in the log)", len(s.recs), s.count)
+	}
+	v := c.fail(ChangeSetsAtomic, "", fmt.Sprintf("all or none of its %d records%s", len(s.recs), present),
+		fmt.Sprintf("covered %s; not covered %s", c.setRecs(in), c.setRecs(out)),
+		"the cursor cuts a change set: it covers %d of its records and not the other %d", len(in), len(out))
+	v.Set = s.id
+	return v
+}
+
+// setRecs lists records of a change set with their operation index,
+// clipped.
+func (c *clientCheck) setRecs(ris []int32) string {
+	const most = 4
+	var b bytes.Buffer
+	for i, ri := range ris {
+		if i == most {
+			fmt.Fprintf(&b, " and %d more", len(ris)-most)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		r := &c.ix.recs[ri]
+		fmt.Fprintf(&b, "#%d %s", r.op, r.String())
+	}
+	return b.String()
 }
 
 // digestMatches (Convergent, and verifiable with the digest; a protocol
@@ -600,4 +689,78 @@ func noKeyMissed(d *rangeCheck) *Violation {
 		return d.fail(NoGaps, k, want, "no change for the key", "gap: the coalesced delta misses a key that changed")
 	}
 	return nil
+}
+
+// preconditionsHeld (Conditional writes hold their preconditions, rule
+// 8): every record a gateway applies that carries a precondition had it
+// hold at its position in the log, judged against the key's latest earlier record in its partition
+// that is still in the log: for a version, that record is the one named,
+// and live; for absent, there is none or it is a tombstone. A violation
+// means two conditional writes both won (or a foreign producer forged
+// the header). Compaction only removes records superseded by a later one
+// of their key, so the judgment stays sound: a version whose record is no
+// longer in the log is not judged, and a key with no earlier record left
+// was absent as far as the log can tell. The first violation in
+// partition, then offset order is reported.
+func preconditionsHeld(ix *logIndex) *Violation {
+	for _, idx := range ix.parts {
+		last := map[string]int32{} // per key: its latest record so far
+		for _, ri := range idx {
+			r := &ix.recs[ri]
+			if r.skip != "" {
+				continue
+			}
+			prev, had := last[r.Key]
+			last[r.Key] = ri
+			var before *logRec
+			if had {
+				before = &ix.recs[prev]
+			}
+			if v := condHeld(ix, r, before); v != nil {
+				return v
+			}
+		}
+	}
+	return nil
+}
+
+// condHeld judges r's precondition given the key's latest earlier record
+// in the log (nil: none left).
+func condHeld(ix *logIndex, r, before *logRec) *Violation {
+	c := r.cond
+	got := absent
+	if before != nil {
+		got = before.String()
+	}
+	var want, why string
+	switch c.Kind {
+	case store.CondAbsent:
+		if before == nil || before.Tombstone {
+			return nil
+		}
+		want = fmt.Sprintf("%q absent (no record, or a tombstone)", r.Key)
+		why = "the key was live"
+	case store.CondVersion:
+		named, _, ok := ix.find(c.Partition, c.Offset)
+		if !ok {
+			return nil // compacted away (or never there): cannot judge
+		}
+		if named == before && !before.Tombstone {
+			return nil
+		}
+		want = fmt.Sprintf("%q live at %d:%d", r.Key, c.Partition, c.Offset)
+		if named != before {
+			want += fmt.Sprintf(" (the log holds %s there)", named)
+		}
+		why = "the key's latest earlier record is not the live record it names"
+	default:
+		return nil
+	}
+	rec := r.asChange()
+	v := &Violation{Index: -1, Rule: PreconditionsHeld, Key: r.Key, Expected: want, Got: got, Record: &rec,
+		Detail: fmt.Sprintf("the record's precondition %q did not hold at its position: %s (two conditional writes both won, or a foreign producer forged it)", c, why)}
+	if r.set >= 0 {
+		v.Set = ix.sets[r.set].id
+	}
+	return v
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,7 +102,7 @@ func funcName(f any) string {
 // it first. It guards the walker's own bookkeeping (apply), and would
 // catch a rule that lets a wrong change through.
 func TestEveryRuleCatchesSomething(t *testing.T) {
-	cases := append(append([]checkCase(nil), violationCases...), ruleCases...)
+	cases := slices.Concat(violationCases, ruleCases, setViolationCases, condViolationCases)
 	want := make([]*Violation, len(cases))
 	for i, tc := range cases {
 		if want[i] = runCase(tc); want[i] == nil {
@@ -129,6 +130,12 @@ func TestEveryRuleCatchesSomething(t *testing.T) {
 			caught(funcName(check))
 			table[i].check = check
 		}
+	}
+	for i := range logRules {
+		check := logRules[i]
+		logRules[i] = func(*logIndex) *Violation { return nil }
+		caught(funcName(check))
+		logRules[i] = check
 	}
 	passChange := func(*rangeCheck) *Violation { return nil }
 	for _, table := range [][]func(*rangeCheck) *Violation{deltaChangeRules, coalescedChangeRules} {
