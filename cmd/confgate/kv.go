@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,8 +13,11 @@ import (
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // parseCursorFlag reads a cursor given on the command line; empty is none.
@@ -99,6 +105,7 @@ func newPutCmd(g *globals) *cobra.Command {
 		contentType string
 		headers     []string
 		wait        bool
+		wf          writeFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "put KEY VALUE",
@@ -110,7 +117,8 @@ with acks=all. VALUE - reads all of standard input, for files and binary values:
 
 Prints the new version and a cursor that includes the write
 (partition=P offset=O cursor=C); pass the cursor to get --min-cursor or
-watch --from to read the write back from any gateway.`,
+watch --from to read the write back from any gateway.
+` + writeFlagsHelp,
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
@@ -122,6 +130,10 @@ watch --from to read the write back from any gateway.`,
 				}
 			}
 			req := &confgatev1.PutRequest{Key: key, Value: value, ContentType: contentType, WaitApplied: wait}
+			var err error
+			if req.Precondition, req.RequestId, err = wf.resolve(cmd); err != nil {
+				return err
+			}
 			for _, h := range headers {
 				k, v, ok := strings.Cut(h, "=")
 				if !ok || k == "" {
@@ -131,19 +143,27 @@ watch --from to read the write back from any gateway.`,
 			}
 			ctx, cancel := g.callContext(cmd.Context())
 			defer cancel()
-			var resp *confgatev1.PutResponse
-			err := g.callFirst(ctx, false, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
+			var (
+				resp   *confgatev1.PutResponse
+				failed failedKeys
+			)
+			// With a request ID the write is retry-safe: a gateway that
+			// failed UNAVAILABLE after the write landed makes the retry
+			// answer the original result, marked duplicate.
+			err = g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
 				var err error
 				resp, err = c.Put(ctx, req)
+				failed.note(err)
 				return err
 			})
 			if err != nil {
-				return err
+				return g.writeError(err, failed, "")
 			}
-			return printWrite(newPrinter(g.env.Stdout), g.json(), key, resp.GetVersion(), resp.GetCursor())
+			return printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate())
 		},
 	}
 	f := cmd.Flags()
+	wf.register(f, "write")
 	f.StringVar(&contentType, "content-type", "", "content type stored with the value (the record's content-type header), e.g. application/json")
 	f.StringArrayVar(&headers, "header", nil, "extra record header key=value; repeat for several")
 	f.BoolVar(&wait, "wait", false, "answer only once the gateway has applied the write, so a read from it right after sees it")
@@ -151,31 +171,237 @@ watch --from to read the write back from any gateway.`,
 }
 
 func newDeleteCmd(g *globals) *cobra.Command {
-	var wait bool
+	var (
+		wait bool
+		wf   writeFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "delete KEY",
 		Short: "Delete a key",
 		Long: `Delete a key: writes a tombstone, acknowledged by Kafka with acks=all.
 Prints the tombstone's version and a cursor that includes it
-(partition=P offset=O cursor=C). Deleting a missing key is not an error.`,
+(partition=P offset=O cursor=C). Deleting a missing key is not an error
+(unless --if-version says it must be live).
+` + writeFlagsHelp,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := args[0]
 			req := &confgatev1.DeleteRequest{Key: key, WaitApplied: wait}
+			var err error
+			if req.Precondition, req.RequestId, err = wf.resolve(cmd); err != nil {
+				return err
+			}
 			ctx, cancel := g.callContext(cmd.Context())
 			defer cancel()
-			var resp *confgatev1.DeleteResponse
-			err := g.callFirst(ctx, false, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
+			var (
+				resp   *confgatev1.DeleteResponse
+				failed failedKeys
+			)
+			// Retry-safe with its request ID, like put.
+			err = g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
 				var err error
 				resp, err = c.Delete(ctx, req)
+				failed.note(err)
 				return err
 			})
 			if err != nil {
-				return err
+				return g.writeError(err, failed, "")
 			}
-			return printWrite(newPrinter(g.env.Stdout), g.json(), key, resp.GetVersion(), resp.GetCursor())
+			return printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate())
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "answer only once the gateway has applied the delete")
+	wf.register(cmd.Flags(), "delete")
 	return cmd
+}
+
+// writeFlagsHelp documents writeFlags in put's and delete's help.
+const writeFlagsHelp = `
+Conditional writes: --if-absent writes only when the key is absent (never
+written, or deleted); --if-version PARTITION:OFFSET only when the key is live
+at exactly that version (as put, get -o json and diff print it). Of two
+conditional writes racing on a key, through any gateways, exactly one wins;
+the other writes nothing and fails with "precondition failed: KEY is at P:O"
+(or "KEY is absent"), exit status 2; with -o json the current versions are
+also printed on stdout as {"precondition_failed": [{key, version|null}]}.
+
+Every write carries a request ID: --request-id, or 32 random hex digits by
+default. When a write with the same ID has already landed, the gateway writes
+nothing and answers with the original version, printed with "duplicate"
+(JSON: "duplicate": true). That makes retries safe: a write that fails
+UNAVAILABLE is retried on the next --addr with the same ID, and a script can
+retry a whole command with the ID it chose. An ID is up to 128 printable
+ASCII characters without spaces; reusing one for a different write is an
+error.`
+
+// writeFlags are the precondition and request ID flags of put and delete.
+type writeFlags struct {
+	ifAbsent  bool
+	ifVersion string
+	requestID string
+}
+
+func (w *writeFlags) register(f *pflag.FlagSet, what string) {
+	f.BoolVar(&w.ifAbsent, "if-absent", false, "precondition: "+what+" only if the key is absent (never written, or deleted)")
+	f.StringVar(&w.ifVersion, "if-version", "", "precondition: "+what+" only if the key is live at exactly this version, PARTITION:OFFSET (as put and get -o json print it)")
+	f.StringVar(&w.requestID, "request-id", "", "the write's request ID, to retry it safely (default: 32 random hex digits)")
+}
+
+// resolve checks the flags and returns the precondition (nil for none)
+// and the request ID (generated when not given).
+func (w *writeFlags) resolve(cmd *cobra.Command) (*confgatev1.Precondition, string, error) {
+	var cond store.Cond
+	switch {
+	case w.ifAbsent && cmd.Flags().Changed("if-version"):
+		return nil, "", usagef(cmd, "--if-absent and --if-version are exclusive: give one precondition")
+	case w.ifAbsent:
+		cond = store.Cond{Kind: store.CondAbsent}
+	case cmd.Flags().Changed("if-version"):
+		c, err := store.ParseCond(w.ifVersion)
+		if err == nil && c.Kind != store.CondVersion {
+			err = errors.New(`"absent" is not a version: use --if-absent`)
+		}
+		if err != nil {
+			return nil, "", usagef(cmd, "--if-version: %v", err)
+		}
+		cond = c
+	}
+	id, err := requestIDFlag(cmd, w.requestID)
+	if err != nil {
+		return nil, "", err
+	}
+	return condProto(cond), id, nil
+}
+
+// requestIDFlag is the value of --request-id: a generated ID when not
+// given; an empty one is a mistake (a script whose variable is unset).
+func requestIDFlag(cmd *cobra.Command, id string) (string, error) {
+	if !cmd.Flags().Changed("request-id") {
+		return newRequestID(), nil
+	}
+	if id == "" {
+		return "", usagef(cmd, "--request-id is empty: give an ID, or leave the flag out for a generated one")
+	}
+	if err := store.CheckRequestID(id); err != nil {
+		return "", usagef(cmd, "--request-id: %v", err)
+	}
+	return id, nil
+}
+
+// newRequestID is 16 random bytes in hex.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails
+	return hex.EncodeToString(b[:])
+}
+
+// failedKeys keeps the PreconditionFailure detail of a call's error, which
+// callFirst's error no longer carries.
+type failedKeys struct {
+	pf *confgatev1.PreconditionFailure
+}
+
+func (f *failedKeys) note(err error) {
+	if err == nil {
+		return
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.FailedPrecondition {
+		return
+	}
+	for _, d := range st.Details() {
+		if pf, ok := d.(*confgatev1.PreconditionFailure); ok {
+			f.pf = pf
+			return
+		}
+	}
+}
+
+// keyStates says where each failed key is: "a is at 0:42, b is absent".
+func (f *failedKeys) keyStates() string {
+	var parts []string
+	for _, kv := range f.pf.GetKeys() {
+		if kv.GetVersion() == nil {
+			parts = append(parts, displayKey(kv.GetKey())+" is absent")
+		} else {
+			parts = append(parts, displayKey(kv.GetKey())+" is at "+versionPO(kv.GetVersion()))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+type keyVersionOut struct {
+	Key     string      `json:"key"`
+	Version *versionOut `json:"version"`
+}
+
+type preconditionFailedOut struct {
+	PreconditionFailed []keyVersionOut `json:"precondition_failed"`
+}
+
+// jsonOut is the failed keys in JSON (nil without a detail).
+func (f *failedKeys) jsonOut() []keyVersionOut {
+	if f.pf == nil {
+		return nil
+	}
+	out := []keyVersionOut{}
+	for _, kv := range f.pf.GetKeys() {
+		o := keyVersionOut{Key: kv.GetKey()}
+		if kv.GetVersion() != nil {
+			v := versionJSON(kv.GetVersion())
+			o.Version = &v
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// err says where each failed key is, after hint when given.
+func (f *failedKeys) err(hint string) error {
+	msg := "precondition failed: " + f.keyStates()
+	if hint != "" {
+		msg = hint + " (" + f.keyStates() + ")"
+	}
+	return &rpcError{codes.FailedPrecondition, msg}
+}
+
+// writeError is the error of a failed write: a failed precondition says
+// where each key is (and, with -o json, prints it on stdout too), with
+// hint after it; anything else is err.
+func (g *globals) writeError(err error, failed failedKeys, hint string) error {
+	if errCode(err) != codes.FailedPrecondition || failed.pf == nil || len(failed.pf.GetKeys()) == 0 {
+		return err
+	}
+	if g.json() {
+		if perr := newPrinter(g.env.Stdout).JSON(preconditionFailedOut{PreconditionFailed: failed.jsonOut()}); perr != nil {
+			return perr
+		}
+	}
+	return failed.err(hint)
+}
+
+// writeResultOut is the JSON answer to put and delete.
+type writeResultOut struct {
+	Key       string     `json:"key"`
+	Version   versionOut `json:"version"`
+	Cursor    string     `json:"cursor"`
+	RequestID string     `json:"request_id"`
+	Duplicate bool       `json:"duplicate,omitempty"`
+}
+
+// printWriteResult prints the answer to put or delete: the line printWrite
+// prints, with " duplicate" after it when the request ID had already
+// landed (and a note on stderr).
+func printWriteResult(g *globals, key, requestID string, v *confgatev1.Version, cursor []byte, duplicate bool) error {
+	p := newPrinter(g.env.Stdout)
+	if duplicate {
+		fmt.Fprintf(g.env.Stderr, "confgate: request ID %s had already landed: nothing was written; the version is the original write's\n", requestID)
+	}
+	if g.json() {
+		return p.JSON(writeResultOut{Key: key, Version: versionJSON(v), Cursor: cursorText(cursor), RequestID: requestID, Duplicate: duplicate})
+	}
+	if duplicate {
+		return p.Linef("partition=%d offset=%d cursor=%s duplicate", v.GetPartition(), v.GetOffset(), cursorText(cursor))
+	}
+	return printWrite(p, false, key, v, cursor)
 }
