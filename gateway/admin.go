@@ -29,14 +29,26 @@ type stateJSON struct {
 	Subscribers  int    `json:"selector_groups"`
 }
 
+// debugStateJSON is the body of /debug/state: the status, and the
+// applied entries that break their schema (foreign writes: the gateways
+// refuse such writes) and schema documents that do not compile, by key,
+// with the rule broken. The endpoint is guarded like /metrics: a caller
+// that may read every key.
+type debugStateJSON struct {
+	stateJSON
+	SchemaViolations map[string]string `json:"schema_violations,omitempty"`
+	InvalidSchemas   map[string]string `json:"invalid_schemas,omitempty"`
+}
+
 // AdminHandler serves /healthz (alive, with status), /readyz (200 only
 // when caught up; a stale gateway stays ready and serves its last state),
 // /debug/state (cursor and digest, to compare gateways), /metrics and
 // /debug/pprof/ (Go's profiles).
 //
-// None of it says anything the ACL guards: no key, no value, no principal
-// (counts, cursors and the state digest only; the digest sums per-entry
-// hashes of the whole state, so it confirms no single value). With an
+// The open endpoints say nothing the ACL guards: no key, no value, no
+// principal (counts, cursors and the state digest only; the digest sums
+// per-entry hashes of the whole state, so it confirms no single value).
+// /debug/state also names the keys whose applied value breaks its schema. With an
 // Authenticator configured, /debug/state and /metrics also require a
 // caller it accepts (a bearer token in the Authorization header, or a
 // verified client certificate when the admin listener serves TLS, see
@@ -98,7 +110,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 		write(w, code, st)
 	})
 	mux.Handle("GET /debug/state", g.adminAuth(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		write(w, http.StatusOK, state())
+		values, schemas := g.src.SchemaProblems()
+		write(w, http.StatusOK, debugStateJSON{state(), values, schemas})
 	})))
 	if g.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", g.adminAuth(promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{})))

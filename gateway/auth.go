@@ -56,12 +56,14 @@ const (
 	// ReservedHeaderPrefix starts every header name reserved for gateways.
 	ReservedHeaderPrefix = "confgate-"
 
-	// ReservedHeaders and ReservedHeaderBytes are the room the audit
-	// headers take from store.MaxHeaders and store.MaxHeaderBytes: 2
-	// headers, and at most 2 KiB (principal names are at most 1024 bytes,
-	// gateway names at most maxNameBytes). The room is fixed, whoever
+	// ReservedHeaders and ReservedHeaderBytes are the room the gateway's
+	// own headers take from store.MaxHeaders and store.MaxHeaderBytes: the
+	// 2 audit headers and, on conditional, retry-safe and change-set
+	// writes, store.SetHeader and store.IfHeader; at most 2 KiB (principal
+	// names are at most 1024 bytes, gateway names at most maxNameBytes,
+	// request IDs store.MaxRequestIDBytes). The room is fixed, whoever
 	// writes, so a request that fits on one gateway fits on all of them.
-	ReservedHeaders     = 2
+	ReservedHeaders     = 4
 	ReservedHeaderBytes = 2 << 10
 	// MaxRequestHeaders and MaxRequestHeaderBytes are what a write request
 	// may use: the entry limits less the reserved room, content type
@@ -80,6 +82,8 @@ const (
 	methodGet         = confgatev1.ConfigService_Get_FullMethodName
 	methodPut         = confgatev1.ConfigService_Put_FullMethodName
 	methodDelete      = confgatev1.ConfigService_Delete_FullMethodName
+	methodApply       = confgatev1.ConfigService_Apply_FullMethodName
+	methodDiff        = confgatev1.ConfigService_Diff_FullMethodName
 )
 
 type principalKey struct{}
@@ -296,6 +300,13 @@ func (gd *streamGuard) expired() error {
 // authorizeWrite admits one write of key by the caller: within its write
 // rate, then within its write grants. Refusals are counted and audited.
 func (g *Gateway) authorizeWrite(ctx context.Context, method, key string) (auth.Principal, error) {
+	return g.authorizeWriteKeys(ctx, method, []string{key})
+}
+
+// authorizeWriteKeys is authorizeWrite for the keys of one request (a
+// change set takes one write from the principal's rate).
+func (g *Gateway) authorizeWriteKeys(ctx context.Context, method string, keys []string) (auth.Principal, error) {
+	key := keys[0]
 	p := principalOf(ctx)
 	if pl := g.plim; pl != nil && !pl.allowWrite(p.Name) {
 		g.m.refused.WithLabelValues("principal_writes").Inc()
@@ -304,8 +315,8 @@ func (g *Gateway) authorizeWrite(ctx context.Context, method, key string) (auth.
 			"%s is writing faster than its limit of %d writes per second on this gateway (burst %d; --max-writes-per-second): slow down and retry with backoff", p, pl.writeRate, 10*pl.writeRate)
 	}
 	if pol := g.cfg.Policy; pol != nil {
-		if err := pol.Policy().CanWrite(p, []string{key}); err != nil {
-			return p, g.denied(method, p, err, "key", key)
+		if err := pol.Policy().CanWrite(p, keys); err != nil {
+			return p, g.denied(method, p, err, "key", key, "keys", len(keys))
 		}
 	}
 	return p, nil
@@ -345,8 +356,8 @@ func checkRequestHeaders(w store.Write) error {
 		size += len(h.Key) + len(h.Value)
 	}
 	if n > MaxRequestHeaders {
-		return invalidArg("headers", fmt.Sprintf("%d headers, more than the limit %d (an entry holds %d, content type included, less %d reserved for the audit headers %s and %s)",
-			n, MaxRequestHeaders, store.MaxHeaders, ReservedHeaders, WriterHeader, GatewayHeader))
+		return invalidArg("headers", fmt.Sprintf("%d headers, more than the limit %d (an entry holds %d, content type included, less %d reserved for the headers gateways write: %s, %s, %s and %s)",
+			n, MaxRequestHeaders, store.MaxHeaders, ReservedHeaders, WriterHeader, GatewayHeader, store.SetHeader, store.IfHeader))
 	}
 	if size > MaxRequestHeaderBytes {
 		return invalidArg("headers", fmt.Sprintf("headers are %d bytes, more than the limit %d (an entry holds %d, content type included, less %d reserved for the audit headers %s and %s)",

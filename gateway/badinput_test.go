@@ -127,7 +127,7 @@ func TestBadInputStatusCodes(t *testing.T) {
 			}
 			_, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: "ok/h", Headers: hs})
 			return err
-		}, codes.InvalidArgument, "65 headers, more than the limit 62 (an entry holds 64, content type included, less 2 reserved for the audit headers"},
+		}, codes.InvalidArgument, "65 headers, more than the limit 60 (an entry holds 64, content type included, less 4 reserved for the headers gateways write"},
 		{"get key not UTF-8", func(ctx context.Context) error {
 			return raw(ctx, "Get", field(1, []byte("ok/\xff")))
 		}, codes.InvalidArgument, "key: is not valid UTF-8"},

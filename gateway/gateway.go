@@ -41,6 +41,9 @@ type Source interface {
 	WaitApplied(ctx context.Context, c cursor.Cursor) error
 	CheckInLog(ctx context.Context, c cursor.Cursor) error
 	Produce(ctx context.Context, w store.Write) (int32, int64, cursor.Cursor, error)
+	Commit(ctx context.Context, c store.Commit) (store.CommitResult, error)
+	Diff(prefix string, from, to cursor.Cursor) ([]store.KeyDiff, cursor.Cursor, error)
+	SchemaProblems() (values, schemas map[string]string)
 }
 
 var _ Source = (*store.Store)(nil)
@@ -479,6 +482,13 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 	if err := checkRequestHeaders(w); err != nil {
 		return nil, err
 	}
+	if req.GetPrecondition() != nil || req.GetRequestId() != "" {
+		res, err := g.commit(ctx, methodPut, []opIn{{w: w, cond: req.GetPrecondition()}}, req.GetRequestId(), req.GetWaitApplied(), false)
+		if err != nil {
+			return nil, err
+		}
+		return &confgatev1.PutResponse{Version: res.GetVersions()[0], Cursor: res.GetCursor(), Duplicate: res.GetDuplicate()}, nil
+	}
 	v, c, err := g.write(ctx, methodPut, w, req.GetWaitApplied())
 	if err != nil {
 		return nil, err
@@ -490,6 +500,13 @@ func (g *Gateway) Put(ctx context.Context, req *confgatev1.PutRequest) (*confgat
 func (g *Gateway) Delete(ctx context.Context, req *confgatev1.DeleteRequest) (*confgatev1.DeleteResponse, error) {
 	if err := g.validateKey(req.GetKey()); err != nil {
 		return nil, err
+	}
+	if req.GetPrecondition() != nil || req.GetRequestId() != "" {
+		res, err := g.commit(ctx, methodDelete, []opIn{{w: store.Write{Key: req.GetKey(), Delete: true}, cond: req.GetPrecondition()}}, req.GetRequestId(), req.GetWaitApplied(), false)
+		if err != nil {
+			return nil, err
+		}
+		return &confgatev1.DeleteResponse{Version: res.GetVersions()[0], Cursor: res.GetCursor(), Duplicate: res.GetDuplicate()}, nil
 	}
 	v, c, err := g.write(ctx, methodDelete, store.Write{Key: req.GetKey(), Delete: true}, req.GetWaitApplied())
 	if err != nil {

@@ -263,9 +263,12 @@ func TestPutAtEveryLimit(t *testing.T) {
 	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{})
 	key := "big/" + strings.Repeat("k", keyspace.MaxKeyLen-4)
 	ct := strings.Repeat("c", store.MaxContentTypeBytes)
-	req := &confgatev1.PutRequest{Key: key, Value: bytes.Repeat([]byte("v"), store.MaxValueBytes), ContentType: ct, WaitApplied: true}
-	// A request may use the entry limits less the room of the audit
-	// headers the gateway adds; the entry then holds exactly MaxHeaders.
+	// The longest request ID and a precondition: the gateway adds all four
+	// of its headers.
+	req := &confgatev1.PutRequest{Key: key, Value: bytes.Repeat([]byte("v"), store.MaxValueBytes), ContentType: ct, WaitApplied: true,
+		RequestId: strings.Repeat("r", store.MaxRequestIDBytes), Precondition: &confgatev1.Precondition{Condition: &confgatev1.Precondition_Absent{Absent: true}}}
+	// A request may use the entry limits less the room of the headers
+	// the gateway adds; the entry then holds exactly MaxHeaders.
 	room := gateway.MaxRequestHeaderBytes - len(store.ContentTypeHeader) - len(ct)
 	for i := range gateway.MaxRequestHeaders - 1 {
 		h := &confgatev1.Header{Key: string(rune('a' + i%26))}
@@ -283,8 +286,8 @@ func TestPutAtEveryLimit(t *testing.T) {
 	if e == nil || len(e.Value) != store.MaxValueBytes || e.ContentType != ct || len(e.Headers) != store.MaxHeaders {
 		t.Fatalf("entry at every limit: got %v", e != nil)
 	}
-	if h := e.Headers[len(e.Headers)-2:]; h[0].Key != gateway.WriterHeader || h[1].Key != gateway.GatewayHeader {
-		t.Fatalf("the last headers are %q and %q, want the audit headers", h[0].Key, h[1].Key)
+	if h := e.Headers[len(e.Headers)-4:]; h[0].Key != gateway.WriterHeader || h[1].Key != gateway.GatewayHeader || h[2].Key != store.SetHeader || h[3].Key != store.IfHeader {
+		t.Fatalf("the last headers are %q, %q, %q and %q, want the audit, set and precondition headers", h[0].Key, h[1].Key, h[2].Key, h[3].Key)
 	}
 	for _, tc := range []struct {
 		name   string

@@ -84,6 +84,13 @@ func (f *memSource) WaitApplied(ctx context.Context, c cursor.Cursor) error {
 func (f *memSource) Produce(context.Context, store.Write) (int32, int64, cursor.Cursor, error) {
 	return 0, 0, cursor.Cursor{}, errors.New("read-only")
 }
+func (f *memSource) Commit(context.Context, store.Commit) (store.CommitResult, error) {
+	return store.CommitResult{}, store.ErrNotReady
+}
+func (f *memSource) Diff(string, cursor.Cursor, cursor.Cursor) ([]store.KeyDiff, cursor.Cursor, error) {
+	return nil, cursor.Cursor{}, store.ErrNotReady
+}
+func (f *memSource) SchemaProblems() (map[string]string, map[string]string) { return nil, nil }
 
 var mutTopic = cursor.TopicID{9}
 

@@ -57,6 +57,13 @@ func (f *fakeSource) WaitApplied(ctx context.Context, c cursor.Cursor) error { r
 func (f *fakeSource) Produce(context.Context, store.Write) (int32, int64, cursor.Cursor, error) {
 	return 0, 0, cursor.Cursor{}, errors.New("read-only")
 }
+func (f *fakeSource) Commit(context.Context, store.Commit) (store.CommitResult, error) {
+	return store.CommitResult{}, errors.New("read-only")
+}
+func (f *fakeSource) Diff(string, cursor.Cursor, cursor.Cursor) ([]store.KeyDiff, cursor.Cursor, error) {
+	return nil, cursor.Cursor{}, store.ErrNotReady
+}
+func (f *fakeSource) SchemaProblems() (map[string]string, map[string]string) { return nil, nil }
 
 // A client resuming on a gateway whose batches were cut differently than
 // where its cursor came from must never receive a cursor behind its own,

@@ -93,6 +93,34 @@ type Config struct {
 	// own default is 10ms). Raise it only for bulk writers.
 	ProducerLinger time.Duration
 
+	// TransactionalID is the Kafka transactional.id of the serialization
+	// point every gateway of the topic shares for conditional, retry-safe
+	// and change-set writes (see Commit). Default "confgate-" + Topic.
+	// Gateways of one topic must agree on it; the Kafka principal needs
+	// WRITE and DESCRIBE on it.
+	TransactionalID string
+	// TransactionTimeout is Kafka's transaction.timeout.ms for those
+	// writes: a gateway killed mid-transaction holds back every reader of
+	// the topic's partitions it wrote (read_committed) until the broker
+	// aborts it after this long, or until another gateway writes. Default
+	// 10s.
+	TransactionTimeout time.Duration
+	// CommitGroupOps caps the operations one transaction carries when
+	// writes queue up (group commit). Default 2000.
+	CommitGroupOps int
+	// RecentRequestIDs and RecentRequestIDBytes bound the window of
+	// request IDs remembered from applied records (count, bytes): a retry
+	// of a write older than the window, whose record compaction removed,
+	// is not recognized. Defaults 100,000 and 16 MiB.
+	RecentRequestIDs     int
+	RecentRequestIDBytes int64
+	// SetHoldTimeout and SetHoldBytes bound how long, and how much, the
+	// store holds back the records of an incomplete change set before it
+	// gives the set up and applies its records as they are (only a foreign
+	// producer can write an incomplete set). Defaults 15s and 64 MiB.
+	SetHoldTimeout time.Duration
+	SetHoldBytes   int64
+
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the store's metrics; nil registers nowhere.
@@ -116,6 +144,12 @@ func Defaults() Config {
 		ProbeInterval:          2 * time.Second,
 		StaleAfter:             10 * time.Second,
 		ProduceTimeout:         10 * time.Second,
+		TransactionTimeout:     10 * time.Second,
+		CommitGroupOps:         2000,
+		RecentRequestIDs:       100000,
+		RecentRequestIDBytes:   16 << 20,
+		SetHoldTimeout:         15 * time.Second,
+		SetHoldBytes:           64 << 20,
 	}
 }
 
@@ -150,6 +184,15 @@ func (c *Config) withDefaults() (Config, error) {
 	orDefault(&out.ProbeInterval, d.ProbeInterval)
 	orDefault(&out.StaleAfter, d.StaleAfter)
 	orDefault(&out.ProduceTimeout, d.ProduceTimeout)
+	orDefault(&out.TransactionTimeout, d.TransactionTimeout)
+	orDefault(&out.CommitGroupOps, d.CommitGroupOps)
+	orDefault(&out.RecentRequestIDs, d.RecentRequestIDs)
+	orDefault(&out.RecentRequestIDBytes, d.RecentRequestIDBytes)
+	orDefault(&out.SetHoldTimeout, d.SetHoldTimeout)
+	orDefault(&out.SetHoldBytes, d.SetHoldBytes)
+	if out.TransactionalID == "" {
+		out.TransactionalID = "confgate-" + out.Topic
+	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}

@@ -24,6 +24,15 @@ func (e errRebuild) Error() string { return "rebuild: " + e.reason }
 // when the topic does not exist at start and CreateTopic is off; Kafka being
 // unreachable is not an error: Run retries and the store stays not ready.
 func (s *Store) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.seq.run(sctx)
+	}()
 	first := true
 	for {
 		err := s.epoch(ctx, first)
@@ -116,6 +125,7 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	defer wg.Wait()
 
 	recs := make([]rec, 0, s.cfg.MaxBatchRecords)
+	asm := newAssembler(meta.partitions, s.cfg.SetHoldTimeout, s.cfg.SetHoldBytes)
 	for {
 		fetches := cl.PollFetches(ectx)
 		if ectx.Err() != nil {
@@ -138,20 +148,21 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 		if rebuild != nil {
 			return rebuild
 		}
+		now := time.Now()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			s.noteHighWatermark(fp.Partition, fp.HighWatermark)
 			for _, r := range fp.Records {
-				recs = append(recs, s.decode(r, meta.partitions))
-				if len(recs) == cap(recs) {
-					s.apply(recs)
-					recs = recs[:0]
-				}
+				recs = asm.add(s.decode(r, meta.partitions), now, recs)
 			}
 		})
-		if len(recs) > 0 {
-			s.apply(recs)
-			recs = recs[:0]
+		recs = asm.release(now, recs)
+		if asm.broken > 0 {
+			s.m.brokenSets.Add(float64(asm.broken))
+			s.logSampled("broken_set", slog.LevelWarn, "gave up waiting for the rest of a change set: its records are applied as they are (a producer other than a gateway wrote a change-set header)", "sets", asm.broken)
+			asm.broken = 0
 		}
+		s.applyRun(recs)
+		recs = recs[:0]
 		s.trustBootstrap(ectx, meta)
 		if !fetches.Empty() {
 			s.touch()
@@ -203,7 +214,7 @@ func (s *Store) install(meta topicMeta, start, targets []int64, trust logTrust) 
 	if caughtUp {
 		trust = logTrust{} // nothing to read, nothing to trust
 	}
-	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes, s.cfg.MaxTombstones, s.cfg.MaxTombstoneBytes}, trust)
+	s.st = newState(meta.id, start, seq, historyLimits{s.cfg.HistoryBatches, s.cfg.HistoryBytes, s.cfg.MaxTombstones, s.cfg.MaxTombstoneBytes, s.cfg.RecentRequestIDs, s.cfg.RecentRequestIDBytes}, trust)
 	s.targets = targets
 	s.hw = slices.Clone(targets)
 	s.produced = nil
@@ -247,6 +258,24 @@ func (s *Store) checkReadyLocked() {
 	s.log.Info("caught up: ready", "cursor", s.st.cursor().String(), "entries", s.st.live)
 }
 
+// applyRun applies released records in batches of at most
+// MaxBatchRecords, cut only where no change set is open, so each set is
+// applied (and later sent) in one batch.
+func (s *Store) applyRun(recs []rec) {
+	open := openSets{}
+	start := 0
+	for i := range recs {
+		if open.note(&recs[i]) && i+1-start >= s.cfg.MaxBatchRecords {
+			s.apply(recs[start : i+1])
+			start = i + 1
+		}
+	}
+	if start < len(recs) {
+		s.apply(recs[start:])
+	}
+	clear(recs)
+}
+
 func (s *Store) apply(recs []rec) {
 	now := time.Now().UnixNano()
 	s.mu.Lock()
@@ -256,6 +285,19 @@ func (s *Store) apply(recs []rec) {
 	s.m.applied.Add(float64(res.applied))
 	for why, n := range res.skipped {
 		s.m.skipped.WithLabelValues(string(why)).Add(float64(n))
+	}
+	for _, se := range res.schemaBad {
+		s.m.schemaBad.Inc()
+		msg, args := "applied a value that breaks its schema (written by a producer other than the gateways; the log is the truth, so it is served, and flagged on /debug/state)", []any{"err", se.Error()}
+		if len(s.st.schemas.flagged) < maxFlagged {
+			s.log.Warn(msg, args...)
+		} else {
+			s.logSampled("schema_violation", slog.LevelWarn, msg, args...)
+		}
+	}
+	for _, e := range res.condViolated {
+		s.m.condViolated.Inc()
+		s.logSampled("precondition_violated", slog.LevelError, "a record's precondition did not hold where it landed in the log: a producer other than the gateways' serialization point wrote the key in between (the record is applied: the log is the truth)", "key", strconv.Quote(e.Key), "partition", e.Partition, "offset", e.Offset)
 	}
 	purged := s.st.purgeTombstones(now - s.cfg.TombstoneRetention.Nanoseconds())
 	wasReady := s.ready

@@ -45,6 +45,9 @@ func (e *Entry) Size() int64 {
 type Batch struct {
 	Seq     uint64
 	Changes []*Entry
+	// before[i] is the live entry Changes[i] replaced (nil: absent), for
+	// diffs between cursors.
+	before []*Entry
 	// End is the cursor after the batch; EndBytes its wire form.
 	End      cursor.Cursor
 	EndBytes []byte

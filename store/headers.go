@@ -11,6 +11,8 @@ import (
 // them (every "confgate-" header is), and readers treat a malformed one
 // as absent.
 const (
+	// ReservedHeaderPrefix starts every header a gateway writes itself.
+	ReservedHeaderPrefix = "confgate-"
 	// SetHeader marks a record as operation Index of a change set of
 	// Count records written in one Kafka transaction under a request ID:
 	// "<index>/<count>:<request id>", for example "0/3:7f3a9c". A

@@ -28,6 +28,11 @@ func (s *Store) Produce(ctx context.Context, w Write) (partition int32, offset i
 	if err == nil {
 		err = s.checkTopicLimit(w, headers)
 	}
+	if err == nil {
+		s.mu.RLock()
+		_, err = checkWriteSchema(&s.st.schemas.set, w)
+		s.mu.RUnlock()
+	}
 	if err != nil {
 		return 0, 0, cursor.Cursor{}, fmt.Errorf("produce: %w", err)
 	}

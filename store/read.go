@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -235,4 +236,13 @@ func (s *Store) WaitApplied(ctx context.Context, c cursor.Cursor) error {
 		case <-ch:
 		}
 	}
+}
+
+// SchemaProblems returns, for /debug/state, the applied entries whose
+// value breaks its schema and the schema documents that do not compile,
+// by key (at most 1000 of each; the metrics count all).
+func (s *Store) SchemaProblems() (values, schemas map[string]string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.st.schemas.flagged), maps.Clone(s.st.schemas.invalid)
 }

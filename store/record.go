@@ -116,6 +116,7 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 		out.skip = skipControl
 		return out
 	}
+	out.set, out.cond = markOf(r.Headers)
 	var (
 		key = string(r.Key)
 		ct  string
@@ -171,6 +172,23 @@ func (s *Store) decode(r *kgo.Record, partitions int32) rec {
 }
 
 // recordSize is the record's key, value and headers, in bytes.
+// markOf reads the change-set and precondition headers; malformed ones
+// count as absent.
+func markOf(hs []kgo.RecordHeader) (m SetMark, c Cond) {
+	for _, h := range hs {
+		if len(h.Key) < len(ReservedHeaderPrefix) || h.Key[:len(ReservedHeaderPrefix)] != ReservedHeaderPrefix {
+			continue
+		}
+		switch h.Key {
+		case SetHeader:
+			m, _ = ParseSetMark(h.Value)
+		case IfHeader:
+			c, _ = ParseCond(string(h.Value))
+		}
+	}
+	return m, c
+}
+
 func recordSize(r *kgo.Record) int {
 	n := len(r.Key) + len(r.Value)
 	for _, h := range r.Headers {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/digest"
+	"github.com/confgate/confgate/internal/schema"
 	"github.com/google/btree"
 )
 
@@ -52,6 +53,16 @@ type rec struct {
 	ts        int64 // timestamp, unix ms (-1: none)
 	logAppend bool  // ts is the broker's append time (LogAppendTime)
 	skip      skipReason
+	set       SetMark // from SetHeader; Count 0 when none
+	cond      Cond    // from IfHeader
+}
+
+// size approximates the memory a held record takes.
+func (r *rec) size() int64 {
+	if r.entry != nil {
+		return r.entry.Size()
+	}
+	return 64
 }
 
 // historyLimits bound the change window (batches, bytes: whichever is hit
@@ -62,6 +73,8 @@ type historyLimits struct {
 	bytes     int64
 	tombs     int
 	tombBytes int64
+	ids       int   // request IDs remembered
+	idBytes   int64 // and their bytes
 }
 
 // tombRef remembers when a tombstone was applied so it can be purged.
@@ -107,6 +120,12 @@ type state struct {
 	trustStart []int64 // log start offsets listed after the bootstrap
 
 	snap *Snapshot // cached clone for the current Seq
+
+	ids     *recentIDs // request IDs of applied records
+	schemas *schemaState
+	// condViolations counts applied records whose IfHeader precondition
+	// did not hold where they landed.
+	condViolations int
 }
 
 func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLimits, trust logTrust) *state {
@@ -124,6 +143,8 @@ func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLim
 		epochStart: seq,
 		trust:      trust,
 		trustFrom:  from,
+		ids:        newRecentIDs(max(limits.ids, 1), max(limits.idBytes, 1)),
+		schemas:    &schemaState{},
 	}
 }
 
@@ -175,13 +196,17 @@ func (st *state) trustPending(targets []int64) bool {
 type applyResult struct {
 	applied int
 	skipped map[skipReason]int
+	// condViolated: applied records whose precondition did not hold.
+	condViolated []*Entry
+	// schemaBad: applied values that break their schema.
+	schemaBad []*SchemaError
 }
 
 // apply applies records in order and, when recording, appends one batch.
 // It returns the batch (nil when not recording or nothing moved).
 func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 	res := applyResult{}
-	var changes []*Entry
+	var changes, befores []*Entry
 	var size int64
 	moved := false
 	for _, r := range recs {
@@ -210,6 +235,19 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 			st.tree.ReplaceOrInsert(old)
 			res.skip(skipNoop)
 			continue
+		}
+		if r.set.ID != "" {
+			st.ids.note(r.set, e.Key, Version{r.part, r.off})
+		}
+		if r.cond.Kind != CondNone {
+			var cur *Entry
+			if had {
+				cur = old
+			}
+			if !r.cond.holds(cur) {
+				st.condViolations++
+				res.condViolated = append(res.condViolated, e)
+			}
 		}
 		if e.Deleted && !had && st.recording {
 			// A delete of a key the index does not hold: never written,
@@ -247,9 +285,29 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 			st.dig.Add(e.hash)
 			st.live++
 		}
+		if schema.IsReserved(e.Key) {
+			st.schemas.applySchemaEntry(e)
+		} else if len(st.schemas.flagged) > 0 {
+			delete(st.schemas.flagged, e.Key)
+		}
 		res.applied++
 		changes = append(changes, e)
 		size += e.Size()
+		if had && !old.Deleted {
+			befores = append(befores, old)
+			size += old.Size()
+		} else {
+			befores = append(befores, nil)
+		}
+	}
+	// Values are checked against the schemas once the whole batch is
+	// applied: a change set may change a schema and its values together.
+	if st.schemas.set.Len() > 0 {
+		for _, e := range changes {
+			if se := st.schemas.checkApplied(e); se != nil {
+				res.schemaBad = append(res.schemaBad, se)
+			}
+		}
 	}
 	if !moved {
 		return nil, res
@@ -259,7 +317,7 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		return nil, res
 	}
 	end := st.cursor()
-	b := &Batch{Seq: st.nextSeq, Changes: changes, End: end, EndBytes: end.Encode(), size: size + int64(len(end.Offsets)*8+64)}
+	b := &Batch{Seq: st.nextSeq, Changes: changes, before: befores, End: end, EndBytes: end.Encode(), size: size + int64(len(end.Offsets)*8+64)}
 	st.nextSeq++
 	st.history = append(st.history, b)
 	st.historyBytes += b.size

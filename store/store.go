@@ -64,6 +64,8 @@ type Store struct {
 	lastContact atomic.Int64                   // unix nanos of the last successful Kafka round trip
 	closeOnce   sync.Once
 
+	seq *sequencer // the serialization point's writer (Commit)
+
 	// logged counts log lines per kind in this epoch, so a flood (a
 	// recreated topic makes every fetch fail; a bad producer writes
 	// millions of bad records) logs a sample, while metrics count all.
@@ -127,9 +129,10 @@ func New(cfg Config) (*Store, error) {
 		adm:     kadm.NewClient(prod),
 		keyPart: kgo.StickyKeyPartitioner(nil).ForTopic(c.Topic),
 		changed: make(chan struct{}),
-		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes, c.MaxTombstones, c.MaxTombstoneBytes}, logTrust{}),
+		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes, c.MaxTombstones, c.MaxTombstoneBytes, c.RecentRequestIDs, c.RecentRequestIDBytes}, logTrust{}),
 	}
 	s.m = newMetrics(c.Registerer, s.Stale)
+	s.seq = &sequencer{s: s, queue: make(chan *pending, 4096)}
 	return s, nil
 }
 
