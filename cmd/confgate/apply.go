@@ -110,6 +110,9 @@ func (g *globals) apply(ctx context.Context, cs *changeSet, id string, wait bool
 		resp   *confgatev1.ApplyResponse
 		failed failedKeys
 	)
+	for _, op := range req.Operations {
+		failed.expectAbsent(op.GetKey(), op.GetPrecondition())
+	}
 	// The request ID makes the change set retry-safe on the next gateway.
 	err := g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
 		var err error
@@ -320,6 +323,9 @@ func (g *globals) dryRun(ctx context.Context, cs *changeSet, id string) error {
 		resp   *confgatev1.ApplyResponse
 		failed failedKeys
 	)
+	for _, op := range req.Operations {
+		failed.expectAbsent(op.GetKey(), op.GetPrecondition())
+	}
 	verr := g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
 		var err error
 		resp, err = c.Apply(ctx, req)

@@ -182,8 +182,8 @@ func rollbackOps(changes []*confgatev1.KeyDiff) []changeOp {
 	var ops []changeOp
 	for _, d := range changes {
 		b, a := d.GetBefore(), d.GetAfter()
-		if b == nil && a == nil {
-			continue
+		if (b == nil && a == nil) || sameContent(b, a) {
+			continue // nothing to restore: written again with the same content
 		}
 		op := changeOp{Index: len(ops) + 1, Key: d.GetKey()}
 		if a == nil {
@@ -210,6 +210,37 @@ func rollbackOps(changes []*confgatev1.KeyDiff) []changeOp {
 	}
 	return ops
 }
+
+// sameContent reports whether two live entries hold the same value,
+// content type and headers (the gateway's confgate-... ones aside).
+func sameContent(b, a *confgatev1.Entry) bool {
+	if b == nil || a == nil || !bytes.Equal(b.GetValue(), a.GetValue()) || b.GetContentType() != a.GetContentType() {
+		return false
+	}
+	own := func(e *confgatev1.Entry) []*confgatev1.Header {
+		var hs []*confgatev1.Header
+		for _, h := range e.GetHeaders() {
+			if !reservedHeader(h.GetKey()) {
+				hs = append(hs, h)
+			}
+		}
+		return hs
+	}
+	hb, ha := own(b), own(a)
+	if len(hb) != len(ha) {
+		return false
+	}
+	for i := range hb {
+		if hb[i].GetKey() != ha[i].GetKey() || !bytes.Equal(hb[i].GetValue(), ha[i].GetValue()) {
+			return false
+		}
+	}
+	return true
+}
+
+// rollbackHook, when set (by tests), runs between a rollback's diff and
+// its Apply.
+var rollbackHook func()
 
 // reservedHeader reports whether a header name is one gateways write
 // themselves (confgate-..., in any case): a write may not give it.
@@ -246,8 +277,9 @@ writing nothing, with "the prefix changed since the diff; run rollback
 again" and where each such key is now.
 
 Prints the change set (as apply --dry-run does), then, unless --dry-run,
-the result as apply prints it. Nothing changed since --to: says so, exit
-status 0. The change set holds at most 1000 keys: roll back narrower
+the result as apply prints it. A key written since --to but holding the same
+value, content type and headers again is left alone. Nothing to restore:
+says so, exit status 0. The change set holds at most 1000 keys: roll back narrower
 prefixes otherwise. --to must be within the gateway's change history (see
 diff).`,
 		Args: exactArgs(1),
@@ -312,6 +344,9 @@ diff).`,
 					return nil
 				}
 				return p.Linef("# dry run: %d operation%s, nothing written", len(ops), plural(len(ops)))
+			}
+			if rollbackHook != nil {
+				rollbackHook()
 			}
 			cs := &changeSet{Name: "rollback", RequestID: id, Ops: ops}
 			applied, err := g.apply(ctx, cs, id, wait, "the prefix changed since the diff; run rollback again")

@@ -147,6 +147,7 @@ watch --from to read the write back from any gateway.
 				resp   *confgatev1.PutResponse
 				failed failedKeys
 			)
+			failed.expectAbsent(key, req.Precondition)
 			// With a request ID the write is retry-safe: a gateway that
 			// failed UNAVAILABLE after the write landed makes the retry
 			// answer the original result, marked duplicate.
@@ -197,6 +198,7 @@ Prints the tombstone's version and a cursor that includes it
 				resp   *confgatev1.DeleteResponse
 				failed failedKeys
 			)
+			failed.expectAbsent(key, req.Precondition)
 			// Retry-safe with its request ID, like put.
 			err = g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
 				var err error
@@ -299,6 +301,27 @@ func newRequestID() string {
 // callFirst's error no longer carries.
 type failedKeys struct {
 	pf *confgatev1.PreconditionFailure
+	// absent are the keys whose precondition was "absent": when such a
+	// key is reported without a version, the gateway decided it in the
+	// same Kafka transaction as a concurrent write of the key, whose
+	// version is not known yet.
+	absent map[string]bool
+}
+
+// expectAbsent notes the keys whose precondition was "absent".
+func (f *failedKeys) expectAbsent(key string, c *confgatev1.Precondition) {
+	if c.GetAbsent() {
+		if f.absent == nil {
+			f.absent = map[string]bool{}
+		}
+		f.absent[key] = true
+	}
+}
+
+// pending reports whether kv is a key written concurrently, in the same
+// transaction that refused the precondition.
+func (f *failedKeys) pending(kv *confgatev1.KeyVersion) bool {
+	return kv.GetVersion() == nil && f.absent[kv.GetKey()]
 }
 
 func (f *failedKeys) note(err error) {
@@ -321,7 +344,9 @@ func (f *failedKeys) note(err error) {
 func (f *failedKeys) keyStates() string {
 	var parts []string
 	for _, kv := range f.pf.GetKeys() {
-		if kv.GetVersion() == nil {
+		if f.pending(kv) {
+			parts = append(parts, displayKey(kv.GetKey())+" is being written by a concurrent write (no version yet)")
+		} else if kv.GetVersion() == nil {
 			parts = append(parts, displayKey(kv.GetKey())+" is absent")
 		} else {
 			parts = append(parts, displayKey(kv.GetKey())+" is at "+versionPO(kv.GetVersion()))
@@ -333,6 +358,8 @@ func (f *failedKeys) keyStates() string {
 type keyVersionOut struct {
 	Key     string      `json:"key"`
 	Version *versionOut `json:"version"`
+	// Pending: written by a concurrent write, version not known yet.
+	Pending bool `json:"pending,omitempty"`
 }
 
 type preconditionFailedOut struct {
@@ -346,7 +373,7 @@ func (f *failedKeys) jsonOut() []keyVersionOut {
 	}
 	out := []keyVersionOut{}
 	for _, kv := range f.pf.GetKeys() {
-		o := keyVersionOut{Key: kv.GetKey()}
+		o := keyVersionOut{Key: kv.GetKey(), Pending: f.pending(kv)}
 		if kv.GetVersion() != nil {
 			v := versionJSON(kv.GetVersion())
 			o.Version = &v
