@@ -530,7 +530,7 @@ func (g *Gateway) write(ctx context.Context, method string, w store.Write, wait 
 	w.Headers = append(w.Headers, g.auditHeaders(pr)...)
 	p, off, c, err := g.src.Produce(ctx, w)
 	if err != nil {
-		err = produceStatus(ctx, err)
+		err = commitStatus(ctx, err)
 		g.audit.Info("write", "principal", pr.Name, "auth", pr.Method, "method", method, "key", w.Key, "result", status.Code(err).String())
 		return nil, nil, err
 	}

@@ -2,10 +2,13 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"google.golang.org/grpc/codes"
@@ -246,4 +249,176 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// Two gateways, one topic: conditional increments through both never
+// both win. (The four-gateway version on Apache Kafka, with a gateway
+// killed, is internal/failover's TestConditionalCounters.)
+func TestConditionalRaceAcrossGateways(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	gws := []*testkit.Gateway{testkit.StartGateway(t, k, topic, testkit.Options{}), testkit.StartGateway(t, k, topic, testkit.Options{})}
+	ctx := ctxT(t)
+	const writers, each = 6, 8
+	var mu sync.Mutex
+	won := 0
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := gws[w%2].Client
+			var last []byte
+			for done := 0; done < each; {
+				var pc *confgatev1.Precondition
+				n := 0
+				got, err := c.Get(ctx, &confgatev1.GetRequest{Key: "race/n", MinCursor: last})
+				switch status.Code(err) {
+				case codes.NotFound:
+					pc = absent()
+				case codes.OK:
+					pc = atVersion(got.GetEntry().GetVersion())
+					fmt.Sscan(string(got.GetEntry().GetValue()), &n)
+				default:
+					t.Error(err)
+					return
+				}
+				res, err := c.Put(ctx, &confgatev1.PutRequest{Key: "race/n", Value: []byte(strconv.Itoa(n + 1)), Precondition: pc})
+				switch status.Code(err) {
+				case codes.OK:
+					last = res.GetCursor()
+					done++
+					mu.Lock()
+					won++
+					mu.Unlock()
+				case codes.FailedPrecondition:
+				default:
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, g := range gws {
+		snap := readSnapshotAfter(t, g.Client, gws)
+		if string(snap["race/n"]) != strconv.Itoa(won) {
+			t.Fatalf("counter %q after %d successful increments", snap["race/n"], won)
+		}
+	}
+	if f := testkit.Metric(t, gws[0], "confgate_store_transaction_fences_total", ""); f < 1 {
+		t.Fatalf("fences %v", f)
+	}
+}
+
+// readSnapshotAfter reads g's state once it has applied what every gateway
+// wrote.
+func readSnapshotAfter(t *testing.T, c confgatev1.ConfigServiceClient, all []*testkit.Gateway) map[string][]byte {
+	t.Helper()
+	var min []byte
+	for _, g := range all {
+		// A write through each gateway's serialization point returns a
+		// cursor covering everything it wrote.
+		r, err := g.Client.Put(ctxT(t), &confgatev1.PutRequest{Key: "race/barrier", Value: []byte("x"), RequestId: fmt.Sprintf("barrier-%p-%d", g, time.Now().UnixNano())})
+		if err != nil {
+			t.Fatal(err)
+		}
+		min = maxCursor(t, min, r.GetCursor())
+	}
+	return readSnapshot(t, c, min)
+}
+
+func maxCursor(t *testing.T, a, b []byte) []byte {
+	t.Helper()
+	if a == nil {
+		return b
+	}
+	ca, err := cursor.Decode(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := cursor.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cursor.Max(ca, cb).Encode()
+}
+
+func TestDiffBetweenCursors(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	g := testkit.StartGateway(t, k, topic, testkit.Options{})
+	ctx := ctxT(t)
+	c := g.Client
+	put := func(key, v string) *confgatev1.PutResponse {
+		r, err := c.Put(ctx, &confgatev1.PutRequest{Key: key, Value: []byte(v), RequestId: key + "=" + v + fmt.Sprint(time.Now().UnixNano()), WaitApplied: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a1 := put("d/a", "1")
+	put("d/b", "1")
+	put("other/x", "1")
+	from := put("d/c", "1").GetCursor()
+	put("d/a", "2")
+	put("d/a", "3")
+	if _, err := c.Delete(ctx, &confgatev1.DeleteRequest{Key: "d/b", WaitApplied: true}); err != nil {
+		t.Fatal(err)
+	}
+	put("d/new", "1")
+	put("d/c", "tmp")
+	put("other/x", "2")
+	if _, err := c.Apply(ctx, &confgatev1.ApplyRequest{Operations: []*confgatev1.Operation{{Key: "d/c", Value: []byte("1")}}, WaitApplied: true}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Diff(ctx, &confgatev1.DiffRequest{Prefix: "d/", FromCursor: from})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range m.GetChanges() {
+			got = append(got, fmt.Sprintf("%s:%s>%s", d.GetKey(), d.GetBefore().GetValue(), d.GetAfter().GetValue()))
+			if d.GetKey() == "d/a" && d.GetBefore().GetVersion().GetOffset() != a1.GetVersion().GetOffset() {
+				t.Fatalf("before of d/a is %v, want %v", d.GetBefore().GetVersion(), a1.GetVersion())
+			}
+		}
+		if m.GetLast() {
+			break
+		}
+	}
+	// d/c changed and changed back: its version differs, so it is listed
+	// (same value, new version).
+	want := "[d/a:1>3 d/b:1> d/c:1>1 d/new:>1]"
+	if fmt.Sprint(got) != want {
+		t.Fatalf("diff %v, want %v", got, want)
+	}
+	// A gateway started later holds no history from before its start:
+	// OUT_OF_RANGE, naming the oldest cursor it answers from.
+	late := testkit.StartGateway(t, k, topic, testkit.Options{})
+	st, err = late.Client.Diff(ctx, &confgatev1.DiffRequest{Prefix: "d/", FromCursor: from})
+	if err == nil {
+		_, err = st.Recv()
+	}
+	if status.Code(err) != codes.OutOfRange || !contains(status.Convert(err).Message(), "oldest cursor") {
+		t.Fatalf("diff from before the history: %v", err)
+	}
+	// to must cover from.
+	st, err = c.Diff(ctx, &confgatev1.DiffRequest{Prefix: "d/", FromCursor: a1.GetCursor(), ToCursor: from})
+	if err == nil {
+		if _, err = st.Recv(); err == nil {
+			st, err = c.Diff(ctx, &confgatev1.DiffRequest{Prefix: "d/", FromCursor: from, ToCursor: a1.GetCursor()})
+			if err == nil {
+				_, err = st.Recv()
+			}
+		}
+	}
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("diff with to before from: %v", err)
+	}
 }
