@@ -53,7 +53,8 @@ func (g *globals) fetchDiff(ctx context.Context, prefix string, from, to []byte)
 		}
 	})
 	if errCode(err) == codes.OutOfRange {
-		return res, fmt.Errorf("the gateway's change history does not reach back to that cursor: %w", err)
+		// The gateway's message says how far back it can answer from.
+		return res, fmt.Errorf("cannot diff from that cursor: %w", err)
 	}
 	return res, err
 }
@@ -249,11 +250,13 @@ func reservedHeader(k string) bool {
 }
 
 type rollbackOut struct {
-	Prefix     string      `json:"prefix"`
-	ToCursor   string      `json:"to_cursor"`
-	FromCursor string      `json:"from_cursor"`
-	DryRun     bool        `json:"dry_run,omitempty"`
-	Operations []planOpOut `json:"operations"`
+	Prefix string `json:"prefix"`
+	// ToCursor is the cursor rolled back to, CurrentCursor the state the
+	// diff was taken at.
+	ToCursor      string      `json:"to_cursor"`
+	CurrentCursor string      `json:"current_cursor"`
+	DryRun        bool        `json:"dry_run,omitempty"`
+	Operations    []planOpOut `json:"operations"`
 }
 
 func newRollbackCmd(g *globals) *cobra.Command {
@@ -277,7 +280,9 @@ writing nothing, with "the prefix changed since the diff; run rollback
 again" and where each such key is now.
 
 Prints the change set (as apply --dry-run does), then, unless --dry-run,
-the result as apply prints it. A key written since --to but holding the same
+the result as apply prints it; JSON: {prefix, to_cursor, current_cursor,
+dry_run?, operations: [{op, key, before, after, precondition}]} (before is
+the key's current state), then apply's object. A key written since --to but holding the same
 value, content type and headers again is left alone. Nothing to restore:
 says so, exit status 0. The change set holds at most 1000 keys: roll back narrower
 prefixes otherwise. --to must be within the gateway's change history (see
@@ -309,7 +314,7 @@ diff).`,
 			p := newPrinter(g.env.Stdout)
 			if len(ops) == 0 {
 				if g.json() {
-					return p.JSON(rollbackOut{Prefix: prefix, ToCursor: cursorText(res.from), FromCursor: cursorText(res.to), DryRun: dryRun, Operations: []planOpOut{}})
+					return p.JSON(rollbackOut{Prefix: prefix, ToCursor: cursorText(res.from), CurrentCursor: cursorText(res.to), DryRun: dryRun, Operations: []planOpOut{}})
 				}
 				return p.Linef("nothing to roll back: no key under %s changed since that cursor", keyspace.Quote(prefix))
 			}
@@ -325,7 +330,7 @@ diff).`,
 				plan[i] = planOp{op: op, before: current[op.Key], holds: true}
 			}
 			if g.json() {
-				out := rollbackOut{Prefix: prefix, ToCursor: cursorText(res.from), FromCursor: cursorText(res.to), DryRun: dryRun, Operations: []planOpOut{}}
+				out := rollbackOut{Prefix: prefix, ToCursor: cursorText(res.from), CurrentCursor: cursorText(res.to), DryRun: dryRun, Operations: []planOpOut{}}
 				for _, po := range plan {
 					out.Operations = append(out.Operations, planJSON(po))
 				}
