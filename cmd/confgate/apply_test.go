@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"testing"
 
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -81,6 +84,16 @@ func TestPreconditionFailureMessage(t *testing.T) {
 	if got, want := f.err("the prefix changed since the diff; run rollback again").Error(),
 		"the prefix changed since the diff; run rollback again (payments/limit is at 0:42, payments/new is absent)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+	// A key required absent but reported without a version was decided in
+	// a concurrent write's transaction.
+	pending := failedKeys{pf: f.pf}
+	pending.expectAbsent("payments/new", &confgatev1.Precondition{Condition: &confgatev1.Precondition_Absent{Absent: true}})
+	if got, want := pending.err("").Error(), "precondition failed: payments/limit is at 0:42, payments/new is being written by a concurrent write (no version yet)"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if js := pending.jsonOut(); !js[1].Pending || js[0].Pending {
+		t.Errorf("pending in JSON: %+v", js)
 	}
 	g.output = "json"
 	g.writeError(&rpcError{codes.FailedPrecondition, "x"}, f, "")
@@ -332,5 +345,68 @@ operations:
 	r = c.runIn([]byte(`{"operations": [{"put": "app/stdin", "value": "s"}]}`), "apply", "-", "--wait")
 	if r.code != 0 || !strings.HasPrefix(r.stdout, "put    app/stdin  ") {
 		t.Errorf("apply -: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// unavailableGateway answers every write UNAVAILABLE (a gateway draining,
+// or one that lost Kafka mid-write) and records the request IDs it got.
+type unavailableGateway struct {
+	confgatev1.UnimplementedConfigServiceServer
+	mu  sync.Mutex
+	ids []string
+}
+
+func (u *unavailableGateway) note(id string) error {
+	u.mu.Lock()
+	u.ids = append(u.ids, id)
+	u.mu.Unlock()
+	return status.Error(codes.Unavailable, "draining")
+}
+
+func (u *unavailableGateway) Put(_ context.Context, r *confgatev1.PutRequest) (*confgatev1.PutResponse, error) {
+	return nil, u.note(r.GetRequestId())
+}
+
+func (u *unavailableGateway) Delete(_ context.Context, r *confgatev1.DeleteRequest) (*confgatev1.DeleteResponse, error) {
+	return nil, u.note(r.GetRequestId())
+}
+
+func (u *unavailableGateway) Apply(_ context.Context, r *confgatev1.ApplyRequest) (*confgatev1.ApplyResponse, error) {
+	return nil, u.note(r.GetRequestId())
+}
+
+// A write that fails UNAVAILABLE is retried on the next address with the
+// same request ID: safe, since a copy that landed would be answered as a
+// duplicate.
+func TestWriteRetriedOnNextGateway(t *testing.T) {
+	t.Parallel()
+	_, good := startDev(t, "--no-seed")
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unavailableGateway{}
+	srv := grpc.NewServer()
+	confgatev1.RegisterConfigServiceServer(srv, u)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	c := cli{t: t, addr: lis.Addr().String() + "," + good.addr}
+
+	r := c.run("put", "-o", "json", "retry/k", "v")
+	w := jsonLines(t, r.stdout)
+	if r.code != 0 || len(w) != 1 || !strings.Contains(r.stderr, "draining; trying the next address") {
+		t.Fatalf("put: %d %q %q", r.code, r.stdout, r.stderr)
+	}
+	f := changeFile(t, "s.json", `{"request_id": "set-1", "operations": [{"put": "retry/s", "value": "x"}]}`)
+	c.ok("apply", f)
+	c.ok("delete", "retry/k", "--request-id", "del-1")
+	u.mu.Lock()
+	ids := fmt.Sprint(u.ids)
+	u.mu.Unlock()
+	if want := fmt.Sprint([]string{w[0]["request_id"].(string), "set-1", "del-1"}); ids != want {
+		t.Errorf("the first gateway got request IDs %s, want %s", ids, want)
+	}
+	if got := good.ok("get", "retry/s"); got != "x\n" {
+		t.Errorf("retry/s = %q", got)
 	}
 }
