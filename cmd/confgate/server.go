@@ -37,6 +37,13 @@ type serverFlags struct {
 	staleAfter             time.Duration
 	produceTimeout         time.Duration
 	producerLinger         time.Duration
+	transactionalID        string
+	transactionTimeout     time.Duration
+	commitGroupOps         int
+	recentRequestIDs       int
+	recentRequestIDBytes   int64
+	setHoldTimeout         time.Duration
+	setHoldBytes           int64
 
 	chunkBytes            int64
 	cacheBytes            int64
@@ -90,6 +97,15 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.staleAfter, "stale-after", sd.StaleAfter, "with no successful contact with Kafka for this long the gateway reports stale (it keeps serving its last state) and writes fail fast")
 	fs.DurationVar(&f.producerLinger, "producer-linger", sd.ProducerLinger, "how long a write may wait to share a produce request (linger.ms); 0 keeps writes fastest, raise only for bulk writers")
 	fs.DurationVar(&f.produceTimeout, "produce-timeout", sd.ProduceTimeout, "bound on one write, retries included (delivery.timeout.ms); longer rides out broker failovers, shorter answers callers sooner")
+	fs.StringVar(&f.transactionalID, "transactional-id", sd.TransactionalID, "Kafka transactional.id of the serialization point every gateway of the topic shares for conditional, retry-safe and change-set writes (default confgate-TOPIC); all gateways of a topic must use the same, and their Kafka principal needs WRITE and DESCRIBE on it")
+	fs.DurationVar(&f.transactionTimeout, "transaction-timeout", sd.TransactionTimeout, "Kafka transaction.timeout.ms of those writes: a gateway killed mid-transaction holds back readers of the partitions it wrote until the broker aborts it after this long, or another gateway writes")
+	fs.IntVar(&f.commitGroupOps, "commit-group-ops", sd.CommitGroupOps, "most operations one transaction carries when conditional or retry-safe writes queue up (group commit)")
+	fs.IntVar(&f.recentRequestIDs, "recent-request-ids", sd.RecentRequestIDs, "request IDs remembered from applied records, so a retry of a write that landed is answered with its original result; a retry older than the window is recognized only while its record is in the log")
+	f.recentRequestIDBytes = sd.RecentRequestIDBytes
+	fs.Var(byteSize{&f.recentRequestIDBytes}, "recent-request-id-bytes", "memory bound of the remembered request IDs")
+	fs.DurationVar(&f.setHoldTimeout, "set-hold-timeout", sd.SetHoldTimeout, "how long an incomplete change set (only a foreign producer writes one) may hold back its partitions before its records are applied as they are")
+	f.setHoldBytes = sd.SetHoldBytes
+	fs.Var(byteSize{&f.setHoldBytes}, "set-hold-bytes", "memory bound of records held back for incomplete change sets")
 
 	f.chunkBytes = int64(gd.ChunkBytes)
 	fs.Var(byteSize{&f.chunkBytes}, "chunk-bytes", "target size of one snapshot chunk or delta message; must stay under 3MiB so messages fit gRPC's 4MiB default limit; an entry larger than it travels alone")
@@ -148,6 +164,13 @@ func (f *serverFlags) storeConfig() (store.Config, error) {
 		StaleAfter:             f.staleAfter,
 		ProduceTimeout:         f.produceTimeout,
 		ProducerLinger:         f.producerLinger,
+		TransactionalID:        f.transactionalID,
+		TransactionTimeout:     f.transactionTimeout,
+		CommitGroupOps:         f.commitGroupOps,
+		RecentRequestIDs:       f.recentRequestIDs,
+		RecentRequestIDBytes:   f.recentRequestIDBytes,
+		SetHoldTimeout:         f.setHoldTimeout,
+		SetHoldBytes:           f.setHoldBytes,
 	}, nil
 }
 
