@@ -304,8 +304,9 @@ func (mb *memoBudget) forget(mf *memoFrames, m *metrics) {
 
 // deltaFrames encodes the changes of b that sel matches (and keep, when
 // set, accepts) as one or more deltas. A delta that would exceed the chunk
-// size is cut between records, and each part carries the cursor after its
-// last record, which is a consistent position of its own.
+// size is cut between records, never inside a change set, and each part
+// carries the cursor after its last record, which is a consistent position
+// of its own.
 //
 // floor, when set, is a resume cursor: the client already holds everything
 // below it, so every cursor sent is raised to it per partition. Batches are
@@ -330,7 +331,9 @@ func (g *Gateway) deltaFrames(b *store.Batch, prev cursor.Cursor, sel keyspace.S
 			continue
 		}
 		field := changeField(eb, e.Deleted)
-		if len(body) > 0 && len(body)+len(field) > g.cfg.ChunkBytes {
+		// A change set is never cut: it arrives in one delta (at most
+		// store.MaxSetBytes, within the clients' message limit).
+		if len(body) > 0 && len(body)+len(field) > g.cfg.ChunkBytes && b.CanCutAfter(i-1) {
 			cut := cursorAfter(prev, b.Changes[:i])
 			if floor != nil {
 				cut = cursor.Max(cut, *floor)

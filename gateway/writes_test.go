@@ -1,13 +1,16 @@
 package gateway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -420,5 +423,55 @@ func TestDiffBetweenCursors(t *testing.T) {
 	}
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("diff with to before from: %v", err)
+	}
+}
+
+// A change set arrives in one delta even when deltas are cut small, and
+// the cursors around it cover it whole (rule 7 of the history checker).
+func TestChangeSetArrivesInOneDelta(t *testing.T) {
+	k := testkit.StartKafka(t)
+	g := testkit.StartGateway(t, k, testkit.Topic(t), testkit.Options{Gateway: gateway.Config{ChunkBytes: 256}})
+	ctx := ctxT(t)
+	st, err := g.Client.Subscribe(ctx, &confgatev1.SubscribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := st.Recv(); err != nil || m.GetSnapshotEnd() == nil {
+		t.Fatalf("initial snapshot: %v %v", m, err)
+	}
+	var ops []*confgatev1.Operation
+	for i := range 8 {
+		ops = append(ops, &confgatev1.Operation{Key: fmt.Sprintf("big/%d", i), Value: bytes.Repeat([]byte{'v'}, 100)})
+	}
+	// Plain writes around the set, so its batch holds cuttable changes too.
+	for i := range 4 {
+		if _, err := g.Client.Put(ctx, &confgatev1.PutRequest{Key: fmt.Sprintf("plain/%d", i), Value: bytes.Repeat([]byte{'p'}, 100)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := g.Client.Apply(ctx, &confgatev1.ApplyRequest{Operations: ops}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for len(got) < 12 {
+		m, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := m.GetDelta()
+		if d == nil {
+			continue
+		}
+		set := 0
+		for _, c := range d.GetChanges() {
+			key := c.GetPut().GetKey()
+			got[key]++
+			if strings.HasPrefix(key, "big/") {
+				set++
+			}
+		}
+		if set != 0 && set != len(ops) {
+			t.Fatalf("a delta carried %d of the change set's %d changes", set, len(ops))
+		}
 	}
 }

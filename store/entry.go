@@ -48,6 +48,9 @@ type Batch struct {
 	// before[i] is the live entry Changes[i] replaced (nil: absent), for
 	// diffs between cursors.
 	before []*Entry
+	// cuts[i] reports whether a delta may end after Changes[i]: no change
+	// set is open there (nil: after any change).
+	cuts []bool
 	// End is the cursor after the batch; EndBytes its wire form.
 	End      cursor.Cursor
 	EndBytes []byte
@@ -129,3 +132,8 @@ func (s *Snapshot) scan(sel keyspace.Selector, after string, tombstones bool, fn
 }
 
 func lessEntry(a, b *Entry) bool { return a.Key < b.Key }
+
+// CanCutAfter reports whether a delta built from b may end after
+// Changes[i] with a cursor of its own: no change set is open there, so
+// that cursor covers each set whole or not at all.
+func (b *Batch) CanCutAfter(i int) bool { return b.cuts == nil || b.cuts[i] }

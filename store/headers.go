@@ -130,8 +130,10 @@ func (c Cond) holds(cur *Entry) bool {
 }
 
 // Bounds of one change set: it is applied as one batch and sent as one
-// delta, which must stay within the clients' 16 MiB message limit.
+// delta, never cut: after the default 1 MiB ChunkBytes of other changes,
+// that delta stays under gRPC's default 4 MiB message limit (the shipped
+// clients accept 16 MiB).
 const (
 	MaxSetOps   = 1000
-	MaxSetBytes = 8 << 20
+	MaxSetBytes = 2 << 20
 )

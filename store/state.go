@@ -209,7 +209,22 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 	var changes, befores []*Entry
 	var size int64
 	moved := false
-	for _, r := range recs {
+	// closed[i]: no change set of several records is open after recs[i];
+	// nil when the batch holds none.
+	var closed []bool
+	var changeRec []int // index in recs of each change
+	for i := range recs {
+		if recs[i].set.Count > 1 {
+			closed = make([]bool, len(recs))
+			open := openSets{}
+			for k := range recs {
+				closed[k] = open.note(&recs[k])
+			}
+			break
+		}
+	}
+	for i := range recs {
+		r := recs[i]
 		if int(r.part) >= len(st.next) || r.part < 0 {
 			continue // partition unknown to this incarnation; a rebuild follows
 		}
@@ -292,6 +307,7 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		}
 		res.applied++
 		changes = append(changes, e)
+		changeRec = append(changeRec, i)
 		size += e.Size()
 		if had && !old.Deleted {
 			befores = append(befores, old)
@@ -317,12 +333,32 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 		return nil, res
 	}
 	end := st.cursor()
-	b := &Batch{Seq: st.nextSeq, Changes: changes, before: befores, End: end, EndBytes: end.Encode(), size: size + int64(len(end.Offsets)*8+64)}
+	b := &Batch{Seq: st.nextSeq, Changes: changes, before: befores, cuts: cutsOf(closed, changeRec, len(recs)), End: end, EndBytes: end.Encode(), size: size + int64(len(end.Offsets)*8+64)}
 	st.nextSeq++
 	st.history = append(st.history, b)
 	st.historyBytes += b.size
 	st.trim()
 	return b, res
+}
+
+// cutsOf says after which changes a delta may be cut: no change set open
+// from the change's record up to the next change's (nil: anywhere).
+func cutsOf(closed []bool, changeRec []int, n int) []bool {
+	if closed == nil {
+		return nil
+	}
+	cuts := make([]bool, len(changeRec))
+	for j, i := range changeRec {
+		next := n
+		if j+1 < len(changeRec) {
+			next = changeRec[j+1]
+		}
+		cuts[j] = true
+		for k := i; k < next; k++ {
+			cuts[j] = cuts[j] && closed[k]
+		}
+	}
+	return cuts
 }
 
 func (r *applyResult) skip(why skipReason) {
