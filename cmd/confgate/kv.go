@@ -301,20 +301,24 @@ func newRequestID() string {
 // callFirst's error no longer carries.
 type failedKeys struct {
 	pf *confgatev1.PreconditionFailure
-	// absent are the keys whose precondition was "absent": when such a
-	// key is reported without a version, the gateway decided it in the
-	// same Kafka transaction as a concurrent write of the key, whose
-	// version is not known yet.
-	absent map[string]bool
+	// absent and version are the keys whose precondition was "absent",
+	// or a version. A key is reported without a version when it is absent,
+	// and also when the gateway decided it in the same Kafka transaction
+	// as a concurrent write of the key, whose version is not known yet:
+	// for a key required absent that must be the case.
+	absent, version map[string]bool
 }
 
-// expectAbsent notes the keys whose precondition was "absent".
+// expectAbsent notes the precondition of a key.
 func (f *failedKeys) expectAbsent(key string, c *confgatev1.Precondition) {
-	if c.GetAbsent() {
-		if f.absent == nil {
-			f.absent = map[string]bool{}
-		}
+	if f.absent == nil {
+		f.absent, f.version = map[string]bool{}, map[string]bool{}
+	}
+	switch {
+	case c.GetAbsent():
 		f.absent[key] = true
+	case c.GetVersion() != nil:
+		f.version[key] = true
 	}
 }
 
@@ -346,6 +350,8 @@ func (f *failedKeys) keyStates() string {
 	for _, kv := range f.pf.GetKeys() {
 		if f.pending(kv) {
 			parts = append(parts, displayKey(kv.GetKey())+" is being written by a concurrent write (no version yet)")
+		} else if kv.GetVersion() == nil && f.version[kv.GetKey()] {
+			parts = append(parts, displayKey(kv.GetKey())+" is absent (or being written by a concurrent write, no version yet)")
 		} else if kv.GetVersion() == nil {
 			parts = append(parts, displayKey(kv.GetKey())+" is absent")
 		} else {
