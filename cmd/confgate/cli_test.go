@@ -35,8 +35,16 @@ func TestDevLoadsSeed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(writes) < 30 || len(writes) > 40 {
-		t.Errorf("sample has %d entries, want 30-40", len(writes))
+	if len(writes) < 30 || len(writes) > 45 {
+		t.Errorf("sample has %d entries, want 30-45", len(writes))
+	}
+	// The sample's schemas are in force: a value they refuse is not
+	// written, and the error names the rule.
+	if r := c.run("put", "payments/db/timeout", "2h"); r.code == 0 || !strings.Contains(r.stderr, "rule max") || !strings.Contains(r.stderr, "_confgate/schemas/payments/db/timeout") {
+		t.Errorf("a timeout over the sample schema's max: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := c.run("put", "payments/retry/policy", `{"max_attempts": 50}`); r.code == 0 || !strings.Contains(r.stderr, "/max_attempts") {
+		t.Errorf("a retry policy over the sample schema's maximum: exit %d, stderr %q", r.code, r.stderr)
 	}
 	want := map[string]string{}
 	for _, w := range writes {
