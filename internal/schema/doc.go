@@ -70,6 +70,19 @@
 // RE2 syntax. To keep compilation cheap on every gateway, the schema may
 // nest at most 128 levels and hold at most 5,000 JSON objects.
 //
+// To keep validation cheap too (gateways check every applied record, and
+// a validation cannot be interrupted), the schema may expand to at most
+// 100,000 subschemas, counting every "$ref", "$dynamicRef" and
+// "$recursiveRef" as a copy of its target (a "$dynamicRef" as a copy of
+// every schema with its "$dynamicAnchor"), and a reference back to a
+// subschema it is inside (recursion) once. A few definitions that each
+// refer twice to the next exceed this quickly (20 levels expand to a
+// million). Recursion must follow the value: a schema may not refer back
+// to itself by two paths that can apply to the same part of a value (such
+// as {"allOf": [{"items": {"$ref": "#"}}, {"items": {"$ref": "#"}}]}),
+// which would double the work at each level of the value, nor by more
+// than 1,000 paths.
+//
 // A "json" value must be UTF-8 JSON with nothing after the document, and
 // its numbers' exponents must lie within ±1000 (checking a number against
 // a JSON Schema is exact arithmetic, whose cost grows with the exponent).

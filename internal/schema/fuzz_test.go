@@ -12,6 +12,7 @@ func FuzzCompile(f *testing.F) {
 	for _, doc := range validDocs {
 		f.Add([]byte(doc), []byte(`{"a": [1, "x"]}`), "text/plain")
 	}
+	f.Add([]byte(exponentialDoc(20)), []byte(`1`), "")
 	f.Add([]byte(`{"type": "json", "schema": {"properties": {"n": {"type": "integer", "multipleOf": 0.5}}}}`), []byte(`{"n": 1e308}`), "")
 	f.Fuzz(func(t *testing.T, doc, value []byte, contentType string) {
 		sc, err := Compile(doc)

@@ -79,6 +79,9 @@ func compileJSON(d *decoder) (func([]byte) *Violation, error) {
 			}
 			return nil, fmt.Errorf(`schema: field "schema" is not a valid JSON Schema: %v`, err)
 		}
+		if err := checkExpansion(js); err != nil {
+			return nil, fmt.Errorf("schema: %v", err)
+		}
 	}
 	return func(v []byte) *Violation {
 		if !utf8.Valid(v) {
