@@ -154,12 +154,25 @@ func (s *Store) Commit(ctx context.Context, c Commit) (CommitResult, error) {
 	if s.Stale() {
 		return CommitResult{}, fmt.Errorf("%w: no answer from Kafka for over %s", ErrUnreachable, s.cfg.StaleAfter)
 	}
-	p := &pending{ctx: ctx, c: c, recs: recs, keys: keysHash(c.Ops), done: make(chan answer, 1)}
+	// Queued writes are bounded in bytes: past the bound a caller waits
+	// (bounded by its context) instead of growing the queue.
+	weight := int64(total + 256)
+	if err := s.seq.room.Acquire(ctx, weight); err != nil {
+		return CommitResult{}, err
+	}
+	p := &pending{ctx: ctx, c: c, recs: recs, keys: keysHash(c.Ops), done: make(chan answer, 1), finished: make(chan struct{})}
 	select {
 	case s.seq.queue <- p:
 	case <-ctx.Done():
+		s.seq.room.Release(weight)
 		return CommitResult{}, ctx.Err()
 	}
+	// Released once the sequencer is done with p (answered), not when the
+	// caller stops waiting: until then p's records are held.
+	go func() {
+		<-p.finished
+		s.seq.room.Release(weight)
+	}()
 	select {
 	case a := <-p.done:
 		return a.res, a.err

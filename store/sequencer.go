@@ -11,6 +11,7 @@ import (
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/semaphore"
 )
 
 // The serialization point (docs/guarantees.md proves it): every gateway
@@ -34,6 +35,8 @@ type pending struct {
 	done chan answer
 	// result is the answer, set before it is sent (read by followers).
 	result answer
+	// finished is closed once p is answered.
+	finished chan struct{}
 }
 
 type answer struct {
@@ -42,11 +45,14 @@ type answer struct {
 }
 
 func (p *pending) answer(res CommitResult, err error) {
-	p.result = answer{res, err}
 	select {
-	case p.done <- p.result:
-	default: // already answered
+	case <-p.finished:
+		return // already answered
+	default:
 	}
+	p.result = answer{res, err}
+	p.done <- p.result
+	close(p.finished)
 }
 
 // follower is a Commit with the same request ID as one written in the
@@ -60,6 +66,8 @@ type follower struct {
 type sequencer struct {
 	s     *Store
 	queue chan *pending
+	// room bounds the bytes of queued and in-flight writes.
+	room *semaphore.Weighted
 
 	// Owned by run.
 	cl  *kgo.Client // the transactional producer; nil until (re)initialized

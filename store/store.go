@@ -12,6 +12,7 @@ import (
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/semaphore"
 )
 
 // Errors for callers that map them to their own protocol.
@@ -132,9 +133,13 @@ func New(cfg Config) (*Store, error) {
 		st:      newState(cursor.TopicID{}, nil, 1, historyLimits{c.HistoryBatches, c.HistoryBytes, c.MaxTombstones, c.MaxTombstoneBytes, c.RecentRequestIDs, c.RecentRequestIDBytes}, logTrust{}),
 	}
 	s.m = newMetrics(c.Registerer, s.Stale)
-	s.seq = &sequencer{s: s, queue: make(chan *pending, 4096)}
+	s.seq = &sequencer{s: s, queue: make(chan *pending, 4096), room: semaphore.NewWeighted(commitQueueBytes)}
 	return s, nil
 }
+
+// commitQueueBytes bounds the records of Commits queued or in flight on
+// one store: 32 MiB, sixteen of the largest change sets.
+const commitQueueBytes = 32 << 20
 
 // Close releases the Kafka clients. Run must have returned.
 func (s *Store) Close() {
