@@ -3,6 +3,9 @@
 package failover_test
 
 import (
+	"bytes"
+	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -16,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/confgate/confgate/client"
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/history"
+	"github.com/confgate/confgate/internal/testkit"
 )
 
 // confgateBin is the binary under test, built once by TestMain.
@@ -88,8 +96,14 @@ type gatewayProc struct {
 
 func newGateway(t *testing.T, name, topic string, extra ...string) *gatewayProc {
 	t.Helper()
+	return newGatewayOn(t, brokers(t), name, topic, extra...)
+}
+
+// newGatewayOn is newGateway on the Kafka at brokerList (a test's own).
+func newGatewayOn(t *testing.T, brokerList, name, topic string, extra ...string) *gatewayProc {
+	t.Helper()
 	g := &gatewayProc{t: t, name: name, addr: freePort(t), admin: freePort(t)}
-	g.args = append([]string{"serve", "--brokers", brokers(t), "--topic", topic, "--create-topic",
+	g.args = append([]string{"serve", "--brokers", brokerList, "--topic", topic, "--create-topic",
 		"--listen", g.addr, "--admin-listen", g.admin, "--progress-interval", "200ms",
 		"--probe-interval", "500ms", "--shutdown-grace", "5s", "--log-level", "warn"}, extra...)
 	f, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
@@ -272,4 +286,50 @@ backend gateways
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// finishRun is settle for tests with writers of their own, stopped before
+// it is called: it reads the topic's log, waits until every gateway's state
+// and every subscriber reached its end, checks each subscriber's final view
+// against the log's state for its selector, and runs the history checker
+// (rules 1 to 8). It returns the log and its end.
+func finishRun(t *testing.T, k *testkit.Kafka, topic string, gws []*gatewayProc, subs []*subscriber, rec *history.Recorder) ([]testkit.LogRecord, cursor.Cursor) {
+	t.Helper()
+	log := k.ReadLog(t, topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	td, err := k.Admin(t).ListTopics(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := cursor.TopicID(td[topic].ID)
+	end := history.LogEnd(log, id)
+	for _, s := range subs {
+		testkit.Eventually(t, 60*time.Second, s.name+" at the log's end", func() bool { return s.at().Covers(end) })
+		s.halt()
+		want, err := history.StateAt(log, end, s.prefixes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]history.Change{}
+		s.view.Range("", func(e client.Entry) bool {
+			got[e.Key] = history.Change{Key: e.Key, Value: e.Value, Partition: e.Partition, Offset: e.Offset}
+			return true
+		})
+		if !bytes.Equal(history.Digest(got), history.Digest(want)) {
+			t.Fatalf("%s %v: final view (%d entries) differs from the log's state at its end (%d entries)", s.name, s.prefixes, len(got), len(want))
+		}
+	}
+	final, err := history.StateAt(log, end, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := base64.RawURLEncoding.EncodeToString(history.Digest(final))
+	for _, g := range gws {
+		testkit.Eventually(t, 30*time.Second, g.name+" digest equal to the topic's", func() bool { return debugDigest(g) == digest })
+	}
+	if err := rec.Check(log, id); err != nil {
+		t.Fatalf("history check: %v", err)
+	}
+	return log, end
 }
