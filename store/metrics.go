@@ -23,6 +23,7 @@ type metrics struct {
 	fences        prometheus.Counter
 	condViolated  prometheus.Counter
 	schemaBad     prometheus.Counter
+	notReadBack   prometheus.Counter
 }
 
 // latencyBuckets are the seconds buckets of the latency histograms, from
@@ -56,10 +57,11 @@ func newMetrics(reg prometheus.Registerer, stale func() bool) *metrics {
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "confgate_store_commit_seconds", Help: "Transactions of the serialization point, from taking the first queued write to Kafka's commit answer.", Buckets: latencyBuckets}),
 		fences:        prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_transaction_fences_total", Help: "Times this store (re)initialized the shared transactional producer, fencing the gateway that held it."}),
 		condViolated:  prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_precondition_violations_total", Help: "Applied records whose recorded precondition did not hold at their position in the log (possible only through a foreign producer)."}),
+		notReadBack:   prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_commits_not_read_back_total", Help: "Writes whose transaction Kafka acknowledged but whose records were not in the log when read back (aborted); each was retried under its request ID."}),
 		schemaBad:     prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_store_schema_violations_total", Help: "Applied records whose value breaks the schema in force (written by a foreign producer): applied anyway, flagged on /debug/state."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.tombBytes, m.history, m.rebuilds, m.fetchErrs, m.compacted, m.produce, m.brokenSets, m.commits, m.commitSeconds, m.fences, m.condViolated, m.schemaBad)
+		reg.MustRegister(m.ready, m.stale, m.lag, m.applied, m.skipped, m.entries, m.tombstones, m.tombBytes, m.history, m.rebuilds, m.fetchErrs, m.compacted, m.produce, m.brokenSets, m.commits, m.commitSeconds, m.fences, m.condViolated, m.schemaBad, m.notReadBack)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -144,44 +145,45 @@ func (q *sequencer) process(ctx context.Context, batch []*pending) {
 		if len(write) == 0 {
 			return
 		}
-		err := q.write(ctx, write)
-		if err == nil {
-			for _, f := range follow {
+		left, err := q.write(ctx, write)
+		// Followers of answered writes get their answer; the others are
+		// retried with what was not confirmed.
+		var again []*pending
+		for _, f := range follow {
+			select {
+			case <-f.of.finished:
 				res := f.of.result
 				if res.err == nil {
 					res.res.Duplicate = true
 				}
 				q.count(res.res, res.err)
 				f.p.answer(res.res, res.err)
+			default:
+				again = append(again, f.p)
 			}
+		}
+		if err == nil {
 			return
 		}
-		// Fenced, or the outcome is unknown. A new producer fences this
-		// one's transaction: it aborts it, or completes its commit. The
-		// request IDs make the retry safe: a commit that landed is found
-		// by the check and answered as a duplicate.
+		// Fenced, the outcome unknown, or a commit Kafka acknowledged whose
+		// records were not read back. A new producer fences this one's
+		// transaction: it aborts it, or completes its commit. The request
+		// IDs make the retry safe: a commit that landed is found by the
+		// check and answered as a duplicate.
 		q.reset()
 		if attempt >= maxAttempts || ctx.Err() != nil {
-			for _, p := range append(write, pendingOf(follow)...) {
+			for _, p := range append(left, again...) {
 				q.fail(p, fmt.Errorf("%w: transaction not confirmed after %d attempts (the write may have landed: retry with the same request ID): %w", ErrUnreachable, attempt, err))
 			}
 			return
 		}
+		batch = append(left, again...)
 		q.s.log.Info("serialization point: transaction failed, initializing again", "attempt", attempt, "err", err)
-		batch = append(write, pendingOf(follow)...)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Duration(rand.IntN(20*attempt)+5) * time.Millisecond):
 		}
 	}
-}
-
-func pendingOf(fs []follower) []*pending {
-	out := make([]*pending, len(fs))
-	for i, f := range fs {
-		out[i] = f.p
-	}
-	return out
 }
 
 func (q *sequencer) fail(p *pending, err error) {
@@ -340,12 +342,21 @@ func keyStateOf(key string, e *Entry) KeyState {
 	return KeyState{Key: key, Live: true, Version: Version{e.Partition, e.Offset}}
 }
 
-// write commits the records of ps in one transaction and answers them.
-func (q *sequencer) write(ctx context.Context, ps []*pending) error {
+// errNotReadBack: Kafka acknowledged the commit, but the records were
+// not in the log when read back (the transaction was aborted).
+var errNotReadBack = errors.New("the commit was acknowledged but its records were not read back from the log (the transaction was aborted)")
+
+// write commits the records of ps in one transaction, reads them back and
+// answers those it read back; it returns the others, unanswered, with the
+// reason. A commit is answered only once the store has applied its
+// records at the versions produced: an acknowledgement alone is not
+// trusted (under heavy fencing Kafka 4.4 was seen acknowledging a commit
+// whose records another gateway's fence had aborted).
+func (q *sequencer) write(ctx context.Context, ps []*pending) ([]*pending, error) {
 	tctx, cancel := context.WithTimeout(ctx, q.s.cfg.ProduceTimeout)
 	defer cancel()
 	if err := q.cl.BeginTransaction(); err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
+		return ps, fmt.Errorf("begin transaction: %w", err)
 	}
 	var (
 		wg       sync.WaitGroup
@@ -373,10 +384,10 @@ func (q *sequencer) write(ctx context.Context, ps []*pending) error {
 	wg.Wait()
 	if firstErr != nil {
 		_ = q.cl.EndTransaction(tctx, kgo.TryAbort)
-		return fmt.Errorf("produce in transaction: %w", classifyProduceErr(firstErr))
+		return ps, fmt.Errorf("produce in transaction: %w", classifyProduceErr(firstErr))
 	}
 	if err := q.cl.EndTransaction(tctx, kgo.TryCommit); err != nil {
-		return fmt.Errorf("commit transaction: %w", classifyProduceErr(err))
+		return ps, fmt.Errorf("commit transaction: %w", classifyProduceErr(err))
 	}
 	q.s.touch()
 	s := q.s
@@ -393,17 +404,38 @@ func (q *sequencer) write(ctx context.Context, ps []*pending) error {
 			q.own[r.Partition] = max(q.own[r.Partition], r.Offset+1)
 		}
 	}
-	c := cursor.Max(cursor.Cursor{Topic: s.st.topic, Offsets: s.st.next}, cursor.Cursor{Topic: s.st.topic, Offsets: s.produced})
 	s.mu.Unlock()
+	if err := s.waitOffsets(tctx, q.own); err != nil {
+		return ps, fmt.Errorf("%w: committed, but not read back in %s: %w", ErrUnreachable, s.cfg.ProduceTimeout, err)
+	}
+	s.mu.RLock()
+	c := cursor.Max(cursor.Cursor{Topic: s.st.topic, Offsets: s.st.next}, cursor.Cursor{Topic: s.st.topic, Offsets: s.produced})
+	var left []*pending
+	var answers []CommitResult
+	var done []*pending
 	for i, p := range ps {
 		res := CommitResult{Versions: make([]Version, len(sent[i])), Cursor: c}
 		for j, r := range sent[i] {
 			res.Versions[j] = Version{r.Partition, r.Offset}
 		}
-		q.count(res, nil)
-		p.answer(res, nil)
+		if got, ok := s.st.ids.get(p.c.RequestID); !ok || !slices.Equal(got.versions, res.Versions) {
+			left = append(left, p)
+			continue
+		}
+		done = append(done, p)
+		answers = append(answers, res)
 	}
-	return nil
+	s.mu.RUnlock()
+	for i, p := range done {
+		q.count(answers[i], nil)
+		p.answer(answers[i], nil)
+	}
+	if len(left) > 0 {
+		s.m.notReadBack.Add(float64(len(left)))
+		s.log.Warn("a commit Kafka acknowledged was not in the log when read back: retrying it under its request ID", "writes", len(left), "first_request_id", left[0].c.RequestID)
+		return left, errNotReadBack
+	}
+	return nil, nil
 }
 
 func cmp(first, err error) error {

@@ -370,7 +370,15 @@ func TestConditionalCounters(t *testing.T) {
 			}
 		}
 	}
+	// What the serialization point did, on the gateways alive now (the
+	// killed one's counts restarted with it).
+	var fences, notReadBack float64
+	for _, g := range gws {
+		fences += g.metric("confgate_store_transaction_fences_total")
+		notReadBack += g.metric("confgate_store_commits_not_read_back_total")
+	}
 	log, _ := finishRun(t, k, topic, gws, subs, rec)
+	t.Logf("serialization point: %.0f fences; %.0f acknowledged commits not read back (aborted), each retried under its request ID", fences, notReadBack)
 	conditional := 0
 	for _, lr := range log {
 		for _, h := range lr.Headers {
