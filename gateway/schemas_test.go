@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -128,4 +130,60 @@ func wantInvalid(t *testing.T, err error, key, rule, path, more string) {
 			t.Fatalf("message %q does not say %q", st.Message(), s)
 		}
 	}
+}
+
+// Records other producers write with the gateways' own headers are
+// hostile too: a schema document that does not compile is flagged and
+// governs nothing; a recorded precondition that did not hold where the
+// record landed is counted; a forged change-set header that never
+// completes holds its partition back only until the hold time, then the
+// record is applied.
+func TestForeignRecordsWithGatewayHeaders(t *testing.T) {
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	g := testkit.StartGateway(t, k, topic, testkit.Options{Store: store.Config{SetHoldTimeout: time.Second}})
+	ctx := ctxT(t)
+	c := g.Client
+	first, err := c.Put(ctx, &confgatev1.PutRequest{Key: "f/cas", Value: []byte("1"), RequestId: "f1", WaitApplied: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := testkit.Producer(t, k)
+	testkit.Produce(t, p,
+		&kgo.Record{Topic: topic, Key: []byte("_confgate/schemas/f/*"), Value: []byte(`{"type": "int", "max": "ten"}`)},
+		// Claims the key was absent; it was at first's version.
+		&kgo.Record{Topic: topic, Key: []byte("f/cas"), Value: []byte("2"), Headers: []kgo.RecordHeader{{Key: store.IfHeader, Value: []byte("absent")}}},
+		// Operation 0 of a set of 2 whose other record never comes.
+		&kgo.Record{Topic: topic, Key: []byte("f/forged"), Value: []byte("x"), Headers: []kgo.RecordHeader{{Key: store.SetHeader, Value: []byte("0/2:forged")}}},
+	)
+	testkit.Eventually(t, 15e9, "the forged set's record applied after the hold time", func() bool {
+		_, err := c.Get(ctx, &confgatev1.GetRequest{Key: "f/forged"})
+		return err == nil
+	})
+	if n := testkit.Metric(t, g, "confgate_store_precondition_violations_total", ""); n != 1 {
+		t.Fatalf("precondition violations counted: %v", n)
+	}
+	if n := testkit.Metric(t, g, "confgate_store_broken_change_sets_total", ""); n != 1 {
+		t.Fatalf("broken change sets counted: %v", n)
+	}
+	// The invalid schema governs nothing: any value is accepted.
+	if _, err := c.Put(ctx, &confgatev1.PutRequest{Key: "f/n", Value: []byte("not a number"), RequestId: "f2"}); err != nil {
+		t.Fatalf("a schema that does not compile must not govern: %v", err)
+	}
+	resp, err := http.Get("http://" + g.Admin + "/debug/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var st struct {
+		InvalidSchemas map[string]string `json:"invalid_schemas"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if v := st.InvalidSchemas["_confgate/schemas/f/*"]; !contains(v, "max") {
+		t.Fatalf("/debug/state invalid_schemas: %s", body)
+	}
+	_ = first
 }

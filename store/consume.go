@@ -127,13 +127,20 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 	recs := make([]rec, 0, s.cfg.MaxBatchRecords)
 	asm := newAssembler(meta.partitions, s.cfg.SetHoldTimeout, s.cfg.SetHoldBytes)
 	for {
-		fetches := cl.PollFetches(ectx)
+		// While a change set is held, wake up without new records too, so
+		// a set that never completes is given up in time.
+		pctx, cancelPoll := ectx, context.CancelFunc(func() {})
+		if asm.held > 0 {
+			pctx, cancelPoll = context.WithTimeout(ectx, min(s.cfg.SetHoldTimeout/4, time.Second))
+		}
+		fetches := cl.PollFetches(pctx)
+		cancelPoll()
 		if ectx.Err() != nil {
 			return context.Cause(ectx)
 		}
 		var rebuild error
 		fetches.EachError(func(t string, p int32, err error) {
-			if errors.Is(err, context.Canceled) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) && pctx != ectx {
 				return
 			}
 			s.m.fetchErrs.Inc()
@@ -150,6 +157,9 @@ func (s *Store) epoch(ctx context.Context, first bool) error {
 		}
 		now := time.Now()
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			if fp.Partition < 0 {
+				return // the error-only fetch of a poll that timed out
+			}
 			s.noteHighWatermark(fp.Partition, fp.HighWatermark)
 			for _, r := range fp.Records {
 				recs = asm.add(s.decode(r, meta.partitions), now, recs)

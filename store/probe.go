@@ -12,7 +12,7 @@ import (
 
 func (s *Store) noteHighWatermark(p int32, hw int64) {
 	s.mu.Lock()
-	if int(p) < len(s.hw) && hw > s.hw[p] {
+	if p >= 0 && int(p) < len(s.hw) && hw > s.hw[p] {
 		s.hw[p] = hw
 	}
 	s.mu.Unlock()
