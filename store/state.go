@@ -123,9 +123,6 @@ type state struct {
 
 	ids     *recentIDs // request IDs of applied records
 	schemas *schemaState
-	// condViolations counts applied records whose IfHeader precondition
-	// did not hold where they landed.
-	condViolations int
 }
 
 func newState(topic cursor.TopicID, start []int64, seq uint64, limits historyLimits, trust logTrust) *state {
@@ -260,7 +257,6 @@ func (st *state) apply(recs []rec, now int64) (*Batch, applyResult) {
 				cur = old
 			}
 			if !r.cond.holds(cur) {
-				st.condViolations++
 				res.condViolated = append(res.condViolated, e)
 			}
 		}

@@ -12,12 +12,6 @@ import (
 )
 
 // The verbs of this file and diff.go call a gateway, and so send a token.
-func init() {
-	for _, v := range []string{"apply", "validate", "diff", "rollback"} {
-		clientVerbs[v] = true
-	}
-}
-
 func newApplyCmd(g *globals) *cobra.Command {
 	var (
 		dryRun, wait bool
