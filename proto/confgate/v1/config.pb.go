@@ -92,6 +92,73 @@ func (SnapshotReason) EnumDescriptor() ([]byte, []int) {
 	return file_confgate_v1_config_proto_rawDescGZIP(), []int{0}
 }
 
+// FleetState is a client's state against the config.
+type FleetState int32
+
+const (
+	FleetState_FLEET_STATE_UNSPECIFIED FleetState = 0
+	// Its applied cursor is the head's (nothing it selects changed since)
+	// and its digest matches the state there.
+	FleetState_FLEET_STATE_IN_SYNC FleetState = 1
+	// Its digest matches the state at its cursor, but changes it selects
+	// came after it.
+	FleetState_FLEET_STATE_BEHIND FleetState = 2
+	// Its digest differs from the state at its cursor for its selector.
+	FleetState_FLEET_STATE_DIVERGED FleetState = 3
+	// Connected but no report (an old client), or its reports stopped.
+	FleetState_FLEET_STATE_NOT_REPORTING FleetState = 4
+	// Its cursor is older than the gateway's change history, so its digest
+	// cannot be checked: it is behind.
+	FleetState_FLEET_STATE_UNKNOWN FleetState = 5
+)
+
+// Enum value maps for FleetState.
+var (
+	FleetState_name = map[int32]string{
+		0: "FLEET_STATE_UNSPECIFIED",
+		1: "FLEET_STATE_IN_SYNC",
+		2: "FLEET_STATE_BEHIND",
+		3: "FLEET_STATE_DIVERGED",
+		4: "FLEET_STATE_NOT_REPORTING",
+		5: "FLEET_STATE_UNKNOWN",
+	}
+	FleetState_value = map[string]int32{
+		"FLEET_STATE_UNSPECIFIED":   0,
+		"FLEET_STATE_IN_SYNC":       1,
+		"FLEET_STATE_BEHIND":        2,
+		"FLEET_STATE_DIVERGED":      3,
+		"FLEET_STATE_NOT_REPORTING": 4,
+		"FLEET_STATE_UNKNOWN":       5,
+	}
+)
+
+func (x FleetState) Enum() *FleetState {
+	p := new(FleetState)
+	*p = x
+	return p
+}
+
+func (x FleetState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FleetState) Descriptor() protoreflect.EnumDescriptor {
+	return file_confgate_v1_config_proto_enumTypes[1].Descriptor()
+}
+
+func (FleetState) Type() protoreflect.EnumType {
+	return &file_confgate_v1_config_proto_enumTypes[1]
+}
+
+func (x FleetState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FleetState.Descriptor instead.
+func (FleetState) EnumDescriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
 // Version is the Kafka position of the record that set an entry. Versions of
 // one key only grow: a key always lives in one partition.
 type Version struct {
@@ -481,7 +548,10 @@ type SubscribeRequest struct {
 	Selector *Selector              `protobuf:"bytes,1,opt,name=selector,proto3" json:"selector,omitempty"`
 	// A cursor from an earlier message (snapshot end, delta or progress).
 	// Empty: start with a snapshot.
-	ResumeCursor  []byte `protobuf:"bytes,2,opt,name=resume_cursor,json=resumeCursor,proto3" json:"resume_cursor,omitempty"`
+	ResumeCursor []byte `protobuf:"bytes,2,opt,name=resume_cursor,json=resumeCursor,proto3" json:"resume_cursor,omitempty"`
+	// Who is subscribing, for the fleet view. Optional: a client that does
+	// not say appears as not reporting.
+	Client        *ClientInfo `protobuf:"bytes,3,opt,name=client,proto3" json:"client,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +600,584 @@ func (x *SubscribeRequest) GetResumeCursor() []byte {
 	return nil
 }
 
+func (x *SubscribeRequest) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+// ClientInfo identifies a client process to the fleet view.
+type ClientInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable for the life of the process (the shipped clients generate one
+	// when not given). Up to 128 printable ASCII characters.
+	ClientId string `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// The service the process belongs to, e.g. "payments".
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Free labels such as version, zone, host. At most 16, keys and values
+	// up to 128 bytes.
+	Labels        map[string]string `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClientInfo) Reset() {
+	*x = ClientInfo{}
+	mi := &file_confgate_v1_config_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClientInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClientInfo) ProtoMessage() {}
+
+func (x *ClientInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClientInfo.ProtoReflect.Descriptor instead.
+func (*ClientInfo) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ClientInfo) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ClientInfo) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type ReportRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Client *ClientInfo            `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	// The selector of the view this report is about.
+	Selector *Selector `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// The cursor the client has applied (its view's cursor).
+	AppliedCursor []byte `protobuf:"bytes,3,opt,name=applied_cursor,json=appliedCursor,proto3" json:"applied_cursor,omitempty"`
+	// The digest of the client's view at applied_cursor (SnapshotEnd.digest's
+	// definition).
+	Digest []byte `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Values the client's application refused (like an xDS NACK), latest
+	// per key; empty when it refuses none.
+	Rejections    []*Rejection `protobuf:"bytes,5,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportRequest) Reset() {
+	*x = ReportRequest{}
+	mi := &file_confgate_v1_config_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportRequest) ProtoMessage() {}
+
+func (x *ReportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportRequest.ProtoReflect.Descriptor instead.
+func (*ReportRequest) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ReportRequest) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetSelector() *Selector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetAppliedCursor() []byte {
+	if x != nil {
+		return x.AppliedCursor
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *ReportRequest) GetRejections() []*Rejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+// Rejection is a value an application refused to use.
+type Rejection struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Version       *Version               `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Rejection) Reset() {
+	*x = Rejection{}
+	mi := &file_confgate_v1_config_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Rejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Rejection) ProtoMessage() {}
+
+func (x *Rejection) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
+func (*Rejection) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Rejection) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Rejection) GetVersion() *Version {
+	if x != nil {
+		return x.Version
+	}
+	return nil
+}
+
+func (x *Rejection) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type ReportResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportResponse) Reset() {
+	*x = ReportResponse{}
+	mi := &file_confgate_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportResponse) ProtoMessage() {}
+
+func (x *ReportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportResponse.ProtoReflect.Descriptor instead.
+func (*ReportResponse) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+type GetFleetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only clients whose selector covers keys under this prefix ("" all).
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Only clients of this service ("" all).
+	Service string `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	// Only clients whose applied cursor does not cover this cursor.
+	BehindCursor  []byte `protobuf:"bytes,3,opt,name=behind_cursor,json=behindCursor,proto3" json:"behind_cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFleetRequest) Reset() {
+	*x = GetFleetRequest{}
+	mi := &file_confgate_v1_config_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFleetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFleetRequest) ProtoMessage() {}
+
+func (x *GetFleetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFleetRequest.ProtoReflect.Descriptor instead.
+func (*GetFleetRequest) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetFleetRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *GetFleetRequest) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *GetFleetRequest) GetBehindCursor() []byte {
+	if x != nil {
+		return x.BehindCursor
+	}
+	return nil
+}
+
+type FleetClient struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Client   *ClientInfo            `protobuf:"bytes,1,opt,name=client,proto3" json:"client,omitempty"`
+	Selector *Selector              `protobuf:"bytes,2,opt,name=selector,proto3" json:"selector,omitempty"`
+	// The gateway it reports through (its name).
+	Gateway              string     `protobuf:"bytes,3,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	ConnectedSinceUnixMs int64      `protobuf:"varint,4,opt,name=connected_since_unix_ms,json=connectedSinceUnixMs,proto3" json:"connected_since_unix_ms,omitempty"`
+	LastReportUnixMs     int64      `protobuf:"varint,5,opt,name=last_report_unix_ms,json=lastReportUnixMs,proto3" json:"last_report_unix_ms,omitempty"`
+	AppliedCursor        []byte     `protobuf:"bytes,6,opt,name=applied_cursor,json=appliedCursor,proto3" json:"applied_cursor,omitempty"`
+	Digest               []byte     `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`
+	State                FleetState `protobuf:"varint,8,opt,name=state,proto3,enum=confgate.v1.FleetState" json:"state,omitempty"`
+	// Records of the topic past its applied cursor, summed over partitions.
+	LagRecords    int64        `protobuf:"varint,9,opt,name=lag_records,json=lagRecords,proto3" json:"lag_records,omitempty"`
+	Rejections    []*Rejection `protobuf:"bytes,10,rep,name=rejections,proto3" json:"rejections,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FleetClient) Reset() {
+	*x = FleetClient{}
+	mi := &file_confgate_v1_config_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FleetClient) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FleetClient) ProtoMessage() {}
+
+func (x *FleetClient) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FleetClient.ProtoReflect.Descriptor instead.
+func (*FleetClient) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FleetClient) GetClient() *ClientInfo {
+	if x != nil {
+		return x.Client
+	}
+	return nil
+}
+
+func (x *FleetClient) GetSelector() *Selector {
+	if x != nil {
+		return x.Selector
+	}
+	return nil
+}
+
+func (x *FleetClient) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *FleetClient) GetConnectedSinceUnixMs() int64 {
+	if x != nil {
+		return x.ConnectedSinceUnixMs
+	}
+	return 0
+}
+
+func (x *FleetClient) GetLastReportUnixMs() int64 {
+	if x != nil {
+		return x.LastReportUnixMs
+	}
+	return 0
+}
+
+func (x *FleetClient) GetAppliedCursor() []byte {
+	if x != nil {
+		return x.AppliedCursor
+	}
+	return nil
+}
+
+func (x *FleetClient) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
+func (x *FleetClient) GetState() FleetState {
+	if x != nil {
+		return x.State
+	}
+	return FleetState_FLEET_STATE_UNSPECIFIED
+}
+
+func (x *FleetClient) GetLagRecords() int64 {
+	if x != nil {
+		return x.LagRecords
+	}
+	return 0
+}
+
+func (x *FleetClient) GetRejections() []*Rejection {
+	if x != nil {
+		return x.Rejections
+	}
+	return nil
+}
+
+type ServiceSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Service       string                 `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	InSync        uint32                 `protobuf:"varint,2,opt,name=in_sync,json=inSync,proto3" json:"in_sync,omitempty"`
+	Behind        uint32                 `protobuf:"varint,3,opt,name=behind,proto3" json:"behind,omitempty"`
+	Diverged      uint32                 `protobuf:"varint,4,opt,name=diverged,proto3" json:"diverged,omitempty"`
+	NotReporting  uint32                 `protobuf:"varint,5,opt,name=not_reporting,json=notReporting,proto3" json:"not_reporting,omitempty"`
+	Unknown       uint32                 `protobuf:"varint,6,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceSummary) Reset() {
+	*x = ServiceSummary{}
+	mi := &file_confgate_v1_config_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceSummary) ProtoMessage() {}
+
+func (x *ServiceSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceSummary.ProtoReflect.Descriptor instead.
+func (*ServiceSummary) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ServiceSummary) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *ServiceSummary) GetInSync() uint32 {
+	if x != nil {
+		return x.InSync
+	}
+	return 0
+}
+
+func (x *ServiceSummary) GetBehind() uint32 {
+	if x != nil {
+		return x.Behind
+	}
+	return 0
+}
+
+func (x *ServiceSummary) GetDiverged() uint32 {
+	if x != nil {
+		return x.Diverged
+	}
+	return 0
+}
+
+func (x *ServiceSummary) GetNotReporting() uint32 {
+	if x != nil {
+		return x.NotReporting
+	}
+	return 0
+}
+
+func (x *ServiceSummary) GetUnknown() uint32 {
+	if x != nil {
+		return x.Unknown
+	}
+	return 0
+}
+
+type GetFleetResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Clients  []*FleetClient         `protobuf:"bytes,1,rep,name=clients,proto3" json:"clients,omitempty"`
+	Services []*ServiceSummary      `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	// The gateway's cursor the states were computed at.
+	Cursor        []byte `protobuf:"bytes,3,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFleetResponse) Reset() {
+	*x = GetFleetResponse{}
+	mi := &file_confgate_v1_config_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFleetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFleetResponse) ProtoMessage() {}
+
+func (x *GetFleetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_confgate_v1_config_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFleetResponse.ProtoReflect.Descriptor instead.
+func (*GetFleetResponse) Descriptor() ([]byte, []int) {
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetFleetResponse) GetClients() []*FleetClient {
+	if x != nil {
+		return x.Clients
+	}
+	return nil
+}
+
+func (x *GetFleetResponse) GetServices() []*ServiceSummary {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *GetFleetResponse) GetCursor() []byte {
+	if x != nil {
+		return x.Cursor
+	}
+	return nil
+}
+
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Message:
@@ -545,7 +1193,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[7]
+	mi := &file_confgate_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +1205,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[7]
+	mi := &file_confgate_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +1218,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -656,7 +1304,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_confgate_v1_config_proto_msgTypes[8]
+	mi := &file_confgate_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +1316,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[8]
+	mi := &file_confgate_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +1329,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SnapshotChunk) GetEntries() []*Entry {
@@ -716,7 +1364,7 @@ type SnapshotEnd struct {
 
 func (x *SnapshotEnd) Reset() {
 	*x = SnapshotEnd{}
-	mi := &file_confgate_v1_config_proto_msgTypes[9]
+	mi := &file_confgate_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +1376,7 @@ func (x *SnapshotEnd) String() string {
 func (*SnapshotEnd) ProtoMessage() {}
 
 func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[9]
+	mi := &file_confgate_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +1389,7 @@ func (x *SnapshotEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotEnd.ProtoReflect.Descriptor instead.
 func (*SnapshotEnd) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SnapshotEnd) GetCursor() []byte {
@@ -794,7 +1442,7 @@ type Delta struct {
 
 func (x *Delta) Reset() {
 	*x = Delta{}
-	mi := &file_confgate_v1_config_proto_msgTypes[10]
+	mi := &file_confgate_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +1454,7 @@ func (x *Delta) String() string {
 func (*Delta) ProtoMessage() {}
 
 func (x *Delta) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[10]
+	mi := &file_confgate_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +1467,7 @@ func (x *Delta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delta.ProtoReflect.Descriptor instead.
 func (*Delta) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Delta) GetChanges() []*Change {
@@ -860,7 +1508,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_confgate_v1_config_proto_msgTypes[11]
+	mi := &file_confgate_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -872,7 +1520,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[11]
+	mi := &file_confgate_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -885,7 +1533,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Progress) GetCursor() []byte {
@@ -923,7 +1571,7 @@ type GetSnapshotRequest struct {
 
 func (x *GetSnapshotRequest) Reset() {
 	*x = GetSnapshotRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[12]
+	mi := &file_confgate_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +1583,7 @@ func (x *GetSnapshotRequest) String() string {
 func (*GetSnapshotRequest) ProtoMessage() {}
 
 func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[12]
+	mi := &file_confgate_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1596,7 @@ func (x *GetSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*GetSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetSnapshotRequest) GetSelector() *Selector {
@@ -978,7 +1626,7 @@ type GetSnapshotResponse struct {
 
 func (x *GetSnapshotResponse) Reset() {
 	*x = GetSnapshotResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[13]
+	mi := &file_confgate_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1638,7 @@ func (x *GetSnapshotResponse) String() string {
 func (*GetSnapshotResponse) ProtoMessage() {}
 
 func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[13]
+	mi := &file_confgate_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1651,7 @@ func (x *GetSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*GetSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetSnapshotResponse) GetMessage() isGetSnapshotResponse_Message {
@@ -1061,7 +1709,7 @@ type GetRequest struct {
 
 func (x *GetRequest) Reset() {
 	*x = GetRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[14]
+	mi := &file_confgate_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1721,7 @@ func (x *GetRequest) String() string {
 func (*GetRequest) ProtoMessage() {}
 
 func (x *GetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[14]
+	mi := &file_confgate_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1734,7 @@ func (x *GetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRequest.ProtoReflect.Descriptor instead.
 func (*GetRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRequest) GetKey() string {
@@ -1114,7 +1762,7 @@ type GetResponse struct {
 
 func (x *GetResponse) Reset() {
 	*x = GetResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[15]
+	mi := &file_confgate_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1774,7 @@ func (x *GetResponse) String() string {
 func (*GetResponse) ProtoMessage() {}
 
 func (x *GetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[15]
+	mi := &file_confgate_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1787,7 @@ func (x *GetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResponse.ProtoReflect.Descriptor instead.
 func (*GetResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetResponse) GetEntry() *Entry {
@@ -1175,7 +1823,7 @@ type Precondition struct {
 
 func (x *Precondition) Reset() {
 	*x = Precondition{}
-	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	mi := &file_confgate_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1187,7 +1835,7 @@ func (x *Precondition) String() string {
 func (*Precondition) ProtoMessage() {}
 
 func (x *Precondition) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[16]
+	mi := &file_confgate_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1200,7 +1848,7 @@ func (x *Precondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Precondition.ProtoReflect.Descriptor instead.
 func (*Precondition) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Precondition) GetCondition() isPrecondition_Condition {
@@ -1258,7 +1906,7 @@ type PreconditionFailure struct {
 
 func (x *PreconditionFailure) Reset() {
 	*x = PreconditionFailure{}
-	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	mi := &file_confgate_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1918,7 @@ func (x *PreconditionFailure) String() string {
 func (*PreconditionFailure) ProtoMessage() {}
 
 func (x *PreconditionFailure) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[17]
+	mi := &file_confgate_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1931,7 @@ func (x *PreconditionFailure) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreconditionFailure.ProtoReflect.Descriptor instead.
 func (*PreconditionFailure) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PreconditionFailure) GetKeys() []*KeyVersion {
@@ -1305,7 +1953,7 @@ type KeyVersion struct {
 
 func (x *KeyVersion) Reset() {
 	*x = KeyVersion{}
-	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	mi := &file_confgate_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1965,7 @@ func (x *KeyVersion) String() string {
 func (*KeyVersion) ProtoMessage() {}
 
 func (x *KeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[18]
+	mi := &file_confgate_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1978,7 @@ func (x *KeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyVersion.ProtoReflect.Descriptor instead.
 func (*KeyVersion) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KeyVersion) GetKey() string {
@@ -1372,7 +2020,7 @@ type PutRequest struct {
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[19]
+	mi := &file_confgate_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +2032,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[19]
+	mi := &file_confgate_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +2045,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutRequest) GetKey() string {
@@ -1464,7 +2112,7 @@ type PutResponse struct {
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[20]
+	mi := &file_confgate_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +2124,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[20]
+	mi := &file_confgate_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +2137,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutResponse) GetVersion() *Version {
@@ -1526,7 +2174,7 @@ type DeleteRequest struct {
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[21]
+	mi := &file_confgate_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1538,7 +2186,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[21]
+	mi := &file_confgate_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1551,7 +2199,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteRequest) GetKey() string {
@@ -1594,7 +2242,7 @@ type DeleteResponse struct {
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[22]
+	mi := &file_confgate_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1606,7 +2254,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[22]
+	mi := &file_confgate_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1619,7 +2267,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeleteResponse) GetVersion() *Version {
@@ -1659,7 +2307,7 @@ type Operation struct {
 
 func (x *Operation) Reset() {
 	*x = Operation{}
-	mi := &file_confgate_v1_config_proto_msgTypes[23]
+	mi := &file_confgate_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1671,7 +2319,7 @@ func (x *Operation) String() string {
 func (*Operation) ProtoMessage() {}
 
 func (x *Operation) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[23]
+	mi := &file_confgate_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,7 +2332,7 @@ func (x *Operation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Operation.ProtoReflect.Descriptor instead.
 func (*Operation) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Operation) GetKey() string {
@@ -1745,7 +2393,7 @@ type ApplyRequest struct {
 
 func (x *ApplyRequest) Reset() {
 	*x = ApplyRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[24]
+	mi := &file_confgate_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1757,7 +2405,7 @@ func (x *ApplyRequest) String() string {
 func (*ApplyRequest) ProtoMessage() {}
 
 func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[24]
+	mi := &file_confgate_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1770,7 +2418,7 @@ func (x *ApplyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ApplyRequest) GetOperations() []*Operation {
@@ -1816,7 +2464,7 @@ type ApplyResponse struct {
 
 func (x *ApplyResponse) Reset() {
 	*x = ApplyResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[25]
+	mi := &file_confgate_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1828,7 +2476,7 @@ func (x *ApplyResponse) String() string {
 func (*ApplyResponse) ProtoMessage() {}
 
 func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[25]
+	mi := &file_confgate_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1841,7 +2489,7 @@ func (x *ApplyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ApplyResponse) GetVersions() []*Version {
@@ -1880,7 +2528,7 @@ type DiffRequest struct {
 
 func (x *DiffRequest) Reset() {
 	*x = DiffRequest{}
-	mi := &file_confgate_v1_config_proto_msgTypes[26]
+	mi := &file_confgate_v1_config_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1892,7 +2540,7 @@ func (x *DiffRequest) String() string {
 func (*DiffRequest) ProtoMessage() {}
 
 func (x *DiffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[26]
+	mi := &file_confgate_v1_config_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1905,7 +2553,7 @@ func (x *DiffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffRequest.ProtoReflect.Descriptor instead.
 func (*DiffRequest) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DiffRequest) GetPrefix() string {
@@ -1944,7 +2592,7 @@ type DiffResponse struct {
 
 func (x *DiffResponse) Reset() {
 	*x = DiffResponse{}
-	mi := &file_confgate_v1_config_proto_msgTypes[27]
+	mi := &file_confgate_v1_config_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1956,7 +2604,7 @@ func (x *DiffResponse) String() string {
 func (*DiffResponse) ProtoMessage() {}
 
 func (x *DiffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[27]
+	mi := &file_confgate_v1_config_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1969,7 +2617,7 @@ func (x *DiffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiffResponse.ProtoReflect.Descriptor instead.
 func (*DiffResponse) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *DiffResponse) GetChanges() []*KeyDiff {
@@ -2013,7 +2661,7 @@ type KeyDiff struct {
 
 func (x *KeyDiff) Reset() {
 	*x = KeyDiff{}
-	mi := &file_confgate_v1_config_proto_msgTypes[28]
+	mi := &file_confgate_v1_config_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2025,7 +2673,7 @@ func (x *KeyDiff) String() string {
 func (*KeyDiff) ProtoMessage() {}
 
 func (x *KeyDiff) ProtoReflect() protoreflect.Message {
-	mi := &file_confgate_v1_config_proto_msgTypes[28]
+	mi := &file_confgate_v1_config_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2038,7 +2686,7 @@ func (x *KeyDiff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyDiff.ProtoReflect.Descriptor instead.
 func (*KeyDiff) Descriptor() ([]byte, []int) {
-	return file_confgate_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_confgate_v1_config_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *KeyDiff) GetKey() string {
@@ -2087,10 +2735,62 @@ const file_confgate_v1_config_proto_rawDesc = "" +
 	"\x06change\"L\n" +
 	"\bDeletion\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
-	"\aversion\x18\x02 \x01(\v2\x14.confgate.v1.VersionR\aversion\"j\n" +
+	"\aversion\x18\x02 \x01(\v2\x14.confgate.v1.VersionR\aversion\"\x9b\x01\n" +
 	"\x10SubscribeRequest\x121\n" +
 	"\bselector\x18\x01 \x01(\v2\x15.confgate.v1.SelectorR\bselector\x12#\n" +
-	"\rresume_cursor\x18\x02 \x01(\fR\fresumeCursor\"\x83\x02\n" +
+	"\rresume_cursor\x18\x02 \x01(\fR\fresumeCursor\x12/\n" +
+	"\x06client\x18\x03 \x01(\v2\x17.confgate.v1.ClientInfoR\x06client\"\xbb\x01\n" +
+	"\n" +
+	"ClientInfo\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12;\n" +
+	"\x06labels\x18\x03 \x03(\v2#.confgate.v1.ClientInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xea\x01\n" +
+	"\rReportRequest\x12/\n" +
+	"\x06client\x18\x01 \x01(\v2\x17.confgate.v1.ClientInfoR\x06client\x121\n" +
+	"\bselector\x18\x02 \x01(\v2\x15.confgate.v1.SelectorR\bselector\x12%\n" +
+	"\x0eapplied_cursor\x18\x03 \x01(\fR\rappliedCursor\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\x126\n" +
+	"\n" +
+	"rejections\x18\x05 \x03(\v2\x16.confgate.v1.RejectionR\n" +
+	"rejections\"e\n" +
+	"\tRejection\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\aversion\x18\x02 \x01(\v2\x14.confgate.v1.VersionR\aversion\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x10\n" +
+	"\x0eReportResponse\"h\n" +
+	"\x0fGetFleetRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x18\n" +
+	"\aservice\x18\x02 \x01(\tR\aservice\x12#\n" +
+	"\rbehind_cursor\x18\x03 \x01(\fR\fbehindCursor\"\xb8\x03\n" +
+	"\vFleetClient\x12/\n" +
+	"\x06client\x18\x01 \x01(\v2\x17.confgate.v1.ClientInfoR\x06client\x121\n" +
+	"\bselector\x18\x02 \x01(\v2\x15.confgate.v1.SelectorR\bselector\x12\x18\n" +
+	"\agateway\x18\x03 \x01(\tR\agateway\x125\n" +
+	"\x17connected_since_unix_ms\x18\x04 \x01(\x03R\x14connectedSinceUnixMs\x12-\n" +
+	"\x13last_report_unix_ms\x18\x05 \x01(\x03R\x10lastReportUnixMs\x12%\n" +
+	"\x0eapplied_cursor\x18\x06 \x01(\fR\rappliedCursor\x12\x16\n" +
+	"\x06digest\x18\a \x01(\fR\x06digest\x12-\n" +
+	"\x05state\x18\b \x01(\x0e2\x17.confgate.v1.FleetStateR\x05state\x12\x1f\n" +
+	"\vlag_records\x18\t \x01(\x03R\n" +
+	"lagRecords\x126\n" +
+	"\n" +
+	"rejections\x18\n" +
+	" \x03(\v2\x16.confgate.v1.RejectionR\n" +
+	"rejections\"\xb6\x01\n" +
+	"\x0eServiceSummary\x12\x18\n" +
+	"\aservice\x18\x01 \x01(\tR\aservice\x12\x17\n" +
+	"\ain_sync\x18\x02 \x01(\rR\x06inSync\x12\x16\n" +
+	"\x06behind\x18\x03 \x01(\rR\x06behind\x12\x1a\n" +
+	"\bdiverged\x18\x04 \x01(\rR\bdiverged\x12#\n" +
+	"\rnot_reporting\x18\x05 \x01(\rR\fnotReporting\x12\x18\n" +
+	"\aunknown\x18\x06 \x01(\rR\aunknown\"\x97\x01\n" +
+	"\x10GetFleetResponse\x122\n" +
+	"\aclients\x18\x01 \x03(\v2\x18.confgate.v1.FleetClientR\aclients\x127\n" +
+	"\bservices\x18\x02 \x03(\v2\x1b.confgate.v1.ServiceSummaryR\bservices\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\fR\x06cursor\"\x83\x02\n" +
 	"\x11SubscribeResponse\x12C\n" +
 	"\x0esnapshot_chunk\x18\x01 \x01(\v2\x1a.confgate.v1.SnapshotChunkH\x00R\rsnapshotChunk\x12=\n" +
 	"\fsnapshot_end\x18\x02 \x01(\v2\x18.confgate.v1.SnapshotEndH\x00R\vsnapshotEnd\x12*\n" +
@@ -2205,7 +2905,15 @@ const file_confgate_v1_config_proto_rawDesc = "" +
 	"\x1fSNAPSHOT_REASON_HISTORY_EXPIRED\x10\x02\x12!\n" +
 	"\x1dSNAPSHOT_REASON_TOPIC_CHANGED\x10\x03\x12#\n" +
 	"\x1fSNAPSHOT_REASON_SLOW_SUBSCRIBER\x10\x04\x12!\n" +
-	"\x1dSNAPSHOT_REASON_STATE_REBUILT\x10\x052\xe7\x03\n" +
+	"\x1dSNAPSHOT_REASON_STATE_REBUILT\x10\x05*\xac\x01\n" +
+	"\n" +
+	"FleetState\x12\x1b\n" +
+	"\x17FLEET_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13FLEET_STATE_IN_SYNC\x10\x01\x12\x16\n" +
+	"\x12FLEET_STATE_BEHIND\x10\x02\x12\x18\n" +
+	"\x14FLEET_STATE_DIVERGED\x10\x03\x12\x1d\n" +
+	"\x19FLEET_STATE_NOT_REPORTING\x10\x04\x12\x17\n" +
+	"\x13FLEET_STATE_UNKNOWN\x10\x052\xf3\x04\n" +
 	"\rConfigService\x12L\n" +
 	"\tSubscribe\x12\x1d.confgate.v1.SubscribeRequest\x1a\x1e.confgate.v1.SubscribeResponse0\x01\x12R\n" +
 	"\vGetSnapshot\x12\x1f.confgate.v1.GetSnapshotRequest\x1a .confgate.v1.GetSnapshotResponse0\x01\x128\n" +
@@ -2213,7 +2921,9 @@ const file_confgate_v1_config_proto_rawDesc = "" +
 	"\x03Put\x12\x17.confgate.v1.PutRequest\x1a\x18.confgate.v1.PutResponse\x12A\n" +
 	"\x06Delete\x12\x1a.confgate.v1.DeleteRequest\x1a\x1b.confgate.v1.DeleteResponse\x12>\n" +
 	"\x05Apply\x12\x19.confgate.v1.ApplyRequest\x1a\x1a.confgate.v1.ApplyResponse\x12=\n" +
-	"\x04Diff\x12\x18.confgate.v1.DiffRequest\x1a\x19.confgate.v1.DiffResponse0\x01Bi\n" +
+	"\x04Diff\x12\x18.confgate.v1.DiffRequest\x1a\x19.confgate.v1.DiffResponse0\x01\x12A\n" +
+	"\x06Report\x12\x1a.confgate.v1.ReportRequest\x1a\x1b.confgate.v1.ReportResponse\x12G\n" +
+	"\bGetFleet\x12\x1c.confgate.v1.GetFleetRequest\x1a\x1d.confgate.v1.GetFleetResponseBi\n" +
 	"\x0fcom.confgate.v1B\vConfigProtoP\x01Z9github.com/confgate/confgate/proto/confgate/v1;confgatev1\xaa\x02\vConfgate.V1b\x06proto3"
 
 var (
@@ -2228,92 +2938,118 @@ func file_confgate_v1_config_proto_rawDescGZIP() []byte {
 	return file_confgate_v1_config_proto_rawDescData
 }
 
-var file_confgate_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_confgate_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_confgate_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_confgate_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_confgate_v1_config_proto_goTypes = []any{
 	(SnapshotReason)(0),         // 0: confgate.v1.SnapshotReason
-	(*Version)(nil),             // 1: confgate.v1.Version
-	(*Header)(nil),              // 2: confgate.v1.Header
-	(*Entry)(nil),               // 3: confgate.v1.Entry
-	(*Selector)(nil),            // 4: confgate.v1.Selector
-	(*Change)(nil),              // 5: confgate.v1.Change
-	(*Deletion)(nil),            // 6: confgate.v1.Deletion
-	(*SubscribeRequest)(nil),    // 7: confgate.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 8: confgate.v1.SubscribeResponse
-	(*SnapshotChunk)(nil),       // 9: confgate.v1.SnapshotChunk
-	(*SnapshotEnd)(nil),         // 10: confgate.v1.SnapshotEnd
-	(*Delta)(nil),               // 11: confgate.v1.Delta
-	(*Progress)(nil),            // 12: confgate.v1.Progress
-	(*GetSnapshotRequest)(nil),  // 13: confgate.v1.GetSnapshotRequest
-	(*GetSnapshotResponse)(nil), // 14: confgate.v1.GetSnapshotResponse
-	(*GetRequest)(nil),          // 15: confgate.v1.GetRequest
-	(*GetResponse)(nil),         // 16: confgate.v1.GetResponse
-	(*Precondition)(nil),        // 17: confgate.v1.Precondition
-	(*PreconditionFailure)(nil), // 18: confgate.v1.PreconditionFailure
-	(*KeyVersion)(nil),          // 19: confgate.v1.KeyVersion
-	(*PutRequest)(nil),          // 20: confgate.v1.PutRequest
-	(*PutResponse)(nil),         // 21: confgate.v1.PutResponse
-	(*DeleteRequest)(nil),       // 22: confgate.v1.DeleteRequest
-	(*DeleteResponse)(nil),      // 23: confgate.v1.DeleteResponse
-	(*Operation)(nil),           // 24: confgate.v1.Operation
-	(*ApplyRequest)(nil),        // 25: confgate.v1.ApplyRequest
-	(*ApplyResponse)(nil),       // 26: confgate.v1.ApplyResponse
-	(*DiffRequest)(nil),         // 27: confgate.v1.DiffRequest
-	(*DiffResponse)(nil),        // 28: confgate.v1.DiffResponse
-	(*KeyDiff)(nil),             // 29: confgate.v1.KeyDiff
+	(FleetState)(0),             // 1: confgate.v1.FleetState
+	(*Version)(nil),             // 2: confgate.v1.Version
+	(*Header)(nil),              // 3: confgate.v1.Header
+	(*Entry)(nil),               // 4: confgate.v1.Entry
+	(*Selector)(nil),            // 5: confgate.v1.Selector
+	(*Change)(nil),              // 6: confgate.v1.Change
+	(*Deletion)(nil),            // 7: confgate.v1.Deletion
+	(*SubscribeRequest)(nil),    // 8: confgate.v1.SubscribeRequest
+	(*ClientInfo)(nil),          // 9: confgate.v1.ClientInfo
+	(*ReportRequest)(nil),       // 10: confgate.v1.ReportRequest
+	(*Rejection)(nil),           // 11: confgate.v1.Rejection
+	(*ReportResponse)(nil),      // 12: confgate.v1.ReportResponse
+	(*GetFleetRequest)(nil),     // 13: confgate.v1.GetFleetRequest
+	(*FleetClient)(nil),         // 14: confgate.v1.FleetClient
+	(*ServiceSummary)(nil),      // 15: confgate.v1.ServiceSummary
+	(*GetFleetResponse)(nil),    // 16: confgate.v1.GetFleetResponse
+	(*SubscribeResponse)(nil),   // 17: confgate.v1.SubscribeResponse
+	(*SnapshotChunk)(nil),       // 18: confgate.v1.SnapshotChunk
+	(*SnapshotEnd)(nil),         // 19: confgate.v1.SnapshotEnd
+	(*Delta)(nil),               // 20: confgate.v1.Delta
+	(*Progress)(nil),            // 21: confgate.v1.Progress
+	(*GetSnapshotRequest)(nil),  // 22: confgate.v1.GetSnapshotRequest
+	(*GetSnapshotResponse)(nil), // 23: confgate.v1.GetSnapshotResponse
+	(*GetRequest)(nil),          // 24: confgate.v1.GetRequest
+	(*GetResponse)(nil),         // 25: confgate.v1.GetResponse
+	(*Precondition)(nil),        // 26: confgate.v1.Precondition
+	(*PreconditionFailure)(nil), // 27: confgate.v1.PreconditionFailure
+	(*KeyVersion)(nil),          // 28: confgate.v1.KeyVersion
+	(*PutRequest)(nil),          // 29: confgate.v1.PutRequest
+	(*PutResponse)(nil),         // 30: confgate.v1.PutResponse
+	(*DeleteRequest)(nil),       // 31: confgate.v1.DeleteRequest
+	(*DeleteResponse)(nil),      // 32: confgate.v1.DeleteResponse
+	(*Operation)(nil),           // 33: confgate.v1.Operation
+	(*ApplyRequest)(nil),        // 34: confgate.v1.ApplyRequest
+	(*ApplyResponse)(nil),       // 35: confgate.v1.ApplyResponse
+	(*DiffRequest)(nil),         // 36: confgate.v1.DiffRequest
+	(*DiffResponse)(nil),        // 37: confgate.v1.DiffResponse
+	(*KeyDiff)(nil),             // 38: confgate.v1.KeyDiff
+	nil,                         // 39: confgate.v1.ClientInfo.LabelsEntry
 }
 var file_confgate_v1_config_proto_depIdxs = []int32{
-	1,  // 0: confgate.v1.Entry.version:type_name -> confgate.v1.Version
-	2,  // 1: confgate.v1.Entry.headers:type_name -> confgate.v1.Header
-	3,  // 2: confgate.v1.Change.put:type_name -> confgate.v1.Entry
-	6,  // 3: confgate.v1.Change.delete:type_name -> confgate.v1.Deletion
-	1,  // 4: confgate.v1.Deletion.version:type_name -> confgate.v1.Version
-	4,  // 5: confgate.v1.SubscribeRequest.selector:type_name -> confgate.v1.Selector
-	9,  // 6: confgate.v1.SubscribeResponse.snapshot_chunk:type_name -> confgate.v1.SnapshotChunk
-	10, // 7: confgate.v1.SubscribeResponse.snapshot_end:type_name -> confgate.v1.SnapshotEnd
-	11, // 8: confgate.v1.SubscribeResponse.delta:type_name -> confgate.v1.Delta
-	12, // 9: confgate.v1.SubscribeResponse.progress:type_name -> confgate.v1.Progress
-	3,  // 10: confgate.v1.SnapshotChunk.entries:type_name -> confgate.v1.Entry
-	0,  // 11: confgate.v1.SnapshotEnd.reason:type_name -> confgate.v1.SnapshotReason
-	5,  // 12: confgate.v1.Delta.changes:type_name -> confgate.v1.Change
-	4,  // 13: confgate.v1.GetSnapshotRequest.selector:type_name -> confgate.v1.Selector
-	9,  // 14: confgate.v1.GetSnapshotResponse.chunk:type_name -> confgate.v1.SnapshotChunk
-	10, // 15: confgate.v1.GetSnapshotResponse.end:type_name -> confgate.v1.SnapshotEnd
-	3,  // 16: confgate.v1.GetResponse.entry:type_name -> confgate.v1.Entry
-	1,  // 17: confgate.v1.Precondition.version:type_name -> confgate.v1.Version
-	19, // 18: confgate.v1.PreconditionFailure.keys:type_name -> confgate.v1.KeyVersion
-	1,  // 19: confgate.v1.KeyVersion.version:type_name -> confgate.v1.Version
-	2,  // 20: confgate.v1.PutRequest.headers:type_name -> confgate.v1.Header
-	17, // 21: confgate.v1.PutRequest.precondition:type_name -> confgate.v1.Precondition
-	1,  // 22: confgate.v1.PutResponse.version:type_name -> confgate.v1.Version
-	17, // 23: confgate.v1.DeleteRequest.precondition:type_name -> confgate.v1.Precondition
-	1,  // 24: confgate.v1.DeleteResponse.version:type_name -> confgate.v1.Version
-	2,  // 25: confgate.v1.Operation.headers:type_name -> confgate.v1.Header
-	17, // 26: confgate.v1.Operation.precondition:type_name -> confgate.v1.Precondition
-	24, // 27: confgate.v1.ApplyRequest.operations:type_name -> confgate.v1.Operation
-	1,  // 28: confgate.v1.ApplyResponse.versions:type_name -> confgate.v1.Version
-	29, // 29: confgate.v1.DiffResponse.changes:type_name -> confgate.v1.KeyDiff
-	3,  // 30: confgate.v1.KeyDiff.before:type_name -> confgate.v1.Entry
-	3,  // 31: confgate.v1.KeyDiff.after:type_name -> confgate.v1.Entry
-	7,  // 32: confgate.v1.ConfigService.Subscribe:input_type -> confgate.v1.SubscribeRequest
-	13, // 33: confgate.v1.ConfigService.GetSnapshot:input_type -> confgate.v1.GetSnapshotRequest
-	15, // 34: confgate.v1.ConfigService.Get:input_type -> confgate.v1.GetRequest
-	20, // 35: confgate.v1.ConfigService.Put:input_type -> confgate.v1.PutRequest
-	22, // 36: confgate.v1.ConfigService.Delete:input_type -> confgate.v1.DeleteRequest
-	25, // 37: confgate.v1.ConfigService.Apply:input_type -> confgate.v1.ApplyRequest
-	27, // 38: confgate.v1.ConfigService.Diff:input_type -> confgate.v1.DiffRequest
-	8,  // 39: confgate.v1.ConfigService.Subscribe:output_type -> confgate.v1.SubscribeResponse
-	14, // 40: confgate.v1.ConfigService.GetSnapshot:output_type -> confgate.v1.GetSnapshotResponse
-	16, // 41: confgate.v1.ConfigService.Get:output_type -> confgate.v1.GetResponse
-	21, // 42: confgate.v1.ConfigService.Put:output_type -> confgate.v1.PutResponse
-	23, // 43: confgate.v1.ConfigService.Delete:output_type -> confgate.v1.DeleteResponse
-	26, // 44: confgate.v1.ConfigService.Apply:output_type -> confgate.v1.ApplyResponse
-	28, // 45: confgate.v1.ConfigService.Diff:output_type -> confgate.v1.DiffResponse
-	39, // [39:46] is the sub-list for method output_type
-	32, // [32:39] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	2,  // 0: confgate.v1.Entry.version:type_name -> confgate.v1.Version
+	3,  // 1: confgate.v1.Entry.headers:type_name -> confgate.v1.Header
+	4,  // 2: confgate.v1.Change.put:type_name -> confgate.v1.Entry
+	7,  // 3: confgate.v1.Change.delete:type_name -> confgate.v1.Deletion
+	2,  // 4: confgate.v1.Deletion.version:type_name -> confgate.v1.Version
+	5,  // 5: confgate.v1.SubscribeRequest.selector:type_name -> confgate.v1.Selector
+	9,  // 6: confgate.v1.SubscribeRequest.client:type_name -> confgate.v1.ClientInfo
+	39, // 7: confgate.v1.ClientInfo.labels:type_name -> confgate.v1.ClientInfo.LabelsEntry
+	9,  // 8: confgate.v1.ReportRequest.client:type_name -> confgate.v1.ClientInfo
+	5,  // 9: confgate.v1.ReportRequest.selector:type_name -> confgate.v1.Selector
+	11, // 10: confgate.v1.ReportRequest.rejections:type_name -> confgate.v1.Rejection
+	2,  // 11: confgate.v1.Rejection.version:type_name -> confgate.v1.Version
+	9,  // 12: confgate.v1.FleetClient.client:type_name -> confgate.v1.ClientInfo
+	5,  // 13: confgate.v1.FleetClient.selector:type_name -> confgate.v1.Selector
+	1,  // 14: confgate.v1.FleetClient.state:type_name -> confgate.v1.FleetState
+	11, // 15: confgate.v1.FleetClient.rejections:type_name -> confgate.v1.Rejection
+	14, // 16: confgate.v1.GetFleetResponse.clients:type_name -> confgate.v1.FleetClient
+	15, // 17: confgate.v1.GetFleetResponse.services:type_name -> confgate.v1.ServiceSummary
+	18, // 18: confgate.v1.SubscribeResponse.snapshot_chunk:type_name -> confgate.v1.SnapshotChunk
+	19, // 19: confgate.v1.SubscribeResponse.snapshot_end:type_name -> confgate.v1.SnapshotEnd
+	20, // 20: confgate.v1.SubscribeResponse.delta:type_name -> confgate.v1.Delta
+	21, // 21: confgate.v1.SubscribeResponse.progress:type_name -> confgate.v1.Progress
+	4,  // 22: confgate.v1.SnapshotChunk.entries:type_name -> confgate.v1.Entry
+	0,  // 23: confgate.v1.SnapshotEnd.reason:type_name -> confgate.v1.SnapshotReason
+	6,  // 24: confgate.v1.Delta.changes:type_name -> confgate.v1.Change
+	5,  // 25: confgate.v1.GetSnapshotRequest.selector:type_name -> confgate.v1.Selector
+	18, // 26: confgate.v1.GetSnapshotResponse.chunk:type_name -> confgate.v1.SnapshotChunk
+	19, // 27: confgate.v1.GetSnapshotResponse.end:type_name -> confgate.v1.SnapshotEnd
+	4,  // 28: confgate.v1.GetResponse.entry:type_name -> confgate.v1.Entry
+	2,  // 29: confgate.v1.Precondition.version:type_name -> confgate.v1.Version
+	28, // 30: confgate.v1.PreconditionFailure.keys:type_name -> confgate.v1.KeyVersion
+	2,  // 31: confgate.v1.KeyVersion.version:type_name -> confgate.v1.Version
+	3,  // 32: confgate.v1.PutRequest.headers:type_name -> confgate.v1.Header
+	26, // 33: confgate.v1.PutRequest.precondition:type_name -> confgate.v1.Precondition
+	2,  // 34: confgate.v1.PutResponse.version:type_name -> confgate.v1.Version
+	26, // 35: confgate.v1.DeleteRequest.precondition:type_name -> confgate.v1.Precondition
+	2,  // 36: confgate.v1.DeleteResponse.version:type_name -> confgate.v1.Version
+	3,  // 37: confgate.v1.Operation.headers:type_name -> confgate.v1.Header
+	26, // 38: confgate.v1.Operation.precondition:type_name -> confgate.v1.Precondition
+	33, // 39: confgate.v1.ApplyRequest.operations:type_name -> confgate.v1.Operation
+	2,  // 40: confgate.v1.ApplyResponse.versions:type_name -> confgate.v1.Version
+	38, // 41: confgate.v1.DiffResponse.changes:type_name -> confgate.v1.KeyDiff
+	4,  // 42: confgate.v1.KeyDiff.before:type_name -> confgate.v1.Entry
+	4,  // 43: confgate.v1.KeyDiff.after:type_name -> confgate.v1.Entry
+	8,  // 44: confgate.v1.ConfigService.Subscribe:input_type -> confgate.v1.SubscribeRequest
+	22, // 45: confgate.v1.ConfigService.GetSnapshot:input_type -> confgate.v1.GetSnapshotRequest
+	24, // 46: confgate.v1.ConfigService.Get:input_type -> confgate.v1.GetRequest
+	29, // 47: confgate.v1.ConfigService.Put:input_type -> confgate.v1.PutRequest
+	31, // 48: confgate.v1.ConfigService.Delete:input_type -> confgate.v1.DeleteRequest
+	34, // 49: confgate.v1.ConfigService.Apply:input_type -> confgate.v1.ApplyRequest
+	36, // 50: confgate.v1.ConfigService.Diff:input_type -> confgate.v1.DiffRequest
+	10, // 51: confgate.v1.ConfigService.Report:input_type -> confgate.v1.ReportRequest
+	13, // 52: confgate.v1.ConfigService.GetFleet:input_type -> confgate.v1.GetFleetRequest
+	17, // 53: confgate.v1.ConfigService.Subscribe:output_type -> confgate.v1.SubscribeResponse
+	23, // 54: confgate.v1.ConfigService.GetSnapshot:output_type -> confgate.v1.GetSnapshotResponse
+	25, // 55: confgate.v1.ConfigService.Get:output_type -> confgate.v1.GetResponse
+	30, // 56: confgate.v1.ConfigService.Put:output_type -> confgate.v1.PutResponse
+	32, // 57: confgate.v1.ConfigService.Delete:output_type -> confgate.v1.DeleteResponse
+	35, // 58: confgate.v1.ConfigService.Apply:output_type -> confgate.v1.ApplyResponse
+	37, // 59: confgate.v1.ConfigService.Diff:output_type -> confgate.v1.DiffResponse
+	12, // 60: confgate.v1.ConfigService.Report:output_type -> confgate.v1.ReportResponse
+	16, // 61: confgate.v1.ConfigService.GetFleet:output_type -> confgate.v1.GetFleetResponse
+	53, // [53:62] is the sub-list for method output_type
+	44, // [44:53] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_confgate_v1_config_proto_init() }
@@ -2325,17 +3061,17 @@ func file_confgate_v1_config_proto_init() {
 		(*Change_Put)(nil),
 		(*Change_Delete)(nil),
 	}
-	file_confgate_v1_config_proto_msgTypes[7].OneofWrappers = []any{
+	file_confgate_v1_config_proto_msgTypes[15].OneofWrappers = []any{
 		(*SubscribeResponse_SnapshotChunk)(nil),
 		(*SubscribeResponse_SnapshotEnd)(nil),
 		(*SubscribeResponse_Delta)(nil),
 		(*SubscribeResponse_Progress)(nil),
 	}
-	file_confgate_v1_config_proto_msgTypes[13].OneofWrappers = []any{
+	file_confgate_v1_config_proto_msgTypes[21].OneofWrappers = []any{
 		(*GetSnapshotResponse_Chunk)(nil),
 		(*GetSnapshotResponse_End)(nil),
 	}
-	file_confgate_v1_config_proto_msgTypes[16].OneofWrappers = []any{
+	file_confgate_v1_config_proto_msgTypes[24].OneofWrappers = []any{
 		(*Precondition_Absent)(nil),
 		(*Precondition_Version)(nil),
 	}
@@ -2344,8 +3080,8 @@ func file_confgate_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_confgate_v1_config_proto_rawDesc), len(file_confgate_v1_config_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   29,
+			NumEnums:      2,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

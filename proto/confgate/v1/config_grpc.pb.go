@@ -30,6 +30,8 @@ const (
 	ConfigService_Delete_FullMethodName      = "/confgate.v1.ConfigService/Delete"
 	ConfigService_Apply_FullMethodName       = "/confgate.v1.ConfigService/Apply"
 	ConfigService_Diff_FullMethodName        = "/confgate.v1.ConfigService/Diff"
+	ConfigService_Report_FullMethodName      = "/confgate.v1.ConfigService/Report"
+	ConfigService_GetFleet_FullMethodName    = "/confgate.v1.ConfigService/GetFleet"
 )
 
 // ConfigServiceClient is the client API for ConfigService service.
@@ -61,6 +63,15 @@ type ConfigServiceClient interface {
 	// as the gateway's change history holds them: OUT_OF_RANGE, naming the
 	// oldest cursor it can answer from, when it does not.
 	Diff(ctx context.Context, in *DiffRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[DiffResponse], error)
+	// Report tells the gateway what a subscribed client has applied: its
+	// cursor and its view's digest, and the values its application
+	// rejected. Clients send one at most every few seconds, and at once
+	// after a change. Every gateway publishes its clients' latest reports to
+	// the fleet topic, so every gateway knows the whole fleet.
+	Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error)
+	// GetFleet lists the clients of the whole fleet, as every gateway knows
+	// it from the fleet topic, with their state against the config.
+	GetFleet(ctx context.Context, in *GetFleetRequest, opts ...grpc.CallOption) (*GetFleetResponse, error)
 }
 
 type configServiceClient struct {
@@ -168,6 +179,26 @@ func (c *configServiceClient) Diff(ctx context.Context, in *DiffRequest, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_DiffClient = grpc.ServerStreamingClient[DiffResponse]
 
+func (c *configServiceClient) Report(ctx context.Context, in *ReportRequest, opts ...grpc.CallOption) (*ReportResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportResponse)
+	err := c.cc.Invoke(ctx, ConfigService_Report_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *configServiceClient) GetFleet(ctx context.Context, in *GetFleetRequest, opts ...grpc.CallOption) (*GetFleetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFleetResponse)
+	err := c.cc.Invoke(ctx, ConfigService_GetFleet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConfigServiceServer is the server API for ConfigService service.
 // All implementations must embed UnimplementedConfigServiceServer
 // for forward compatibility.
@@ -197,6 +228,15 @@ type ConfigServiceServer interface {
 	// as the gateway's change history holds them: OUT_OF_RANGE, naming the
 	// oldest cursor it can answer from, when it does not.
 	Diff(*DiffRequest, grpc.ServerStreamingServer[DiffResponse]) error
+	// Report tells the gateway what a subscribed client has applied: its
+	// cursor and its view's digest, and the values its application
+	// rejected. Clients send one at most every few seconds, and at once
+	// after a change. Every gateway publishes its clients' latest reports to
+	// the fleet topic, so every gateway knows the whole fleet.
+	Report(context.Context, *ReportRequest) (*ReportResponse, error)
+	// GetFleet lists the clients of the whole fleet, as every gateway knows
+	// it from the fleet topic, with their state against the config.
+	GetFleet(context.Context, *GetFleetRequest) (*GetFleetResponse, error)
 	mustEmbedUnimplementedConfigServiceServer()
 }
 
@@ -227,6 +267,12 @@ func (UnimplementedConfigServiceServer) Apply(context.Context, *ApplyRequest) (*
 }
 func (UnimplementedConfigServiceServer) Diff(*DiffRequest, grpc.ServerStreamingServer[DiffResponse]) error {
 	return status.Error(codes.Unimplemented, "method Diff not implemented")
+}
+func (UnimplementedConfigServiceServer) Report(context.Context, *ReportRequest) (*ReportResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Report not implemented")
+}
+func (UnimplementedConfigServiceServer) GetFleet(context.Context, *GetFleetRequest) (*GetFleetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFleet not implemented")
 }
 func (UnimplementedConfigServiceServer) mustEmbedUnimplementedConfigServiceServer() {}
 func (UnimplementedConfigServiceServer) testEmbeddedByValue()                       {}
@@ -354,6 +400,42 @@ func _ConfigService_Diff_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ConfigService_DiffServer = grpc.ServerStreamingServer[DiffResponse]
 
+func _ConfigService_Report_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).Report(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_Report_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).Report(ctx, req.(*ReportRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConfigService_GetFleet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFleetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConfigServiceServer).GetFleet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConfigService_GetFleet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConfigServiceServer).GetFleet(ctx, req.(*GetFleetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConfigService_ServiceDesc is the grpc.ServiceDesc for ConfigService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -376,6 +458,14 @@ var ConfigService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Apply",
 			Handler:    _ConfigService_Apply_Handler,
+		},
+		{
+			MethodName: "Report",
+			Handler:    _ConfigService_Report_Handler,
+		},
+		{
+			MethodName: "GetFleet",
+			Handler:    _ConfigService_GetFleet_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

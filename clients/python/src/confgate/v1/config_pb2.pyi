@@ -15,12 +15,27 @@ class SnapshotReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SNAPSHOT_REASON_TOPIC_CHANGED: _ClassVar[SnapshotReason]
     SNAPSHOT_REASON_SLOW_SUBSCRIBER: _ClassVar[SnapshotReason]
     SNAPSHOT_REASON_STATE_REBUILT: _ClassVar[SnapshotReason]
+
+class FleetState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FLEET_STATE_UNSPECIFIED: _ClassVar[FleetState]
+    FLEET_STATE_IN_SYNC: _ClassVar[FleetState]
+    FLEET_STATE_BEHIND: _ClassVar[FleetState]
+    FLEET_STATE_DIVERGED: _ClassVar[FleetState]
+    FLEET_STATE_NOT_REPORTING: _ClassVar[FleetState]
+    FLEET_STATE_UNKNOWN: _ClassVar[FleetState]
 SNAPSHOT_REASON_UNSPECIFIED: SnapshotReason
 SNAPSHOT_REASON_INITIAL: SnapshotReason
 SNAPSHOT_REASON_HISTORY_EXPIRED: SnapshotReason
 SNAPSHOT_REASON_TOPIC_CHANGED: SnapshotReason
 SNAPSHOT_REASON_SLOW_SUBSCRIBER: SnapshotReason
 SNAPSHOT_REASON_STATE_REBUILT: SnapshotReason
+FLEET_STATE_UNSPECIFIED: FleetState
+FLEET_STATE_IN_SYNC: FleetState
+FLEET_STATE_BEHIND: FleetState
+FLEET_STATE_DIVERGED: FleetState
+FLEET_STATE_NOT_REPORTING: FleetState
+FLEET_STATE_UNKNOWN: FleetState
 
 class Version(_message.Message):
     __slots__ = ("partition", "offset")
@@ -75,12 +90,119 @@ class Deletion(_message.Message):
     def __init__(self, key: _Optional[str] = ..., version: _Optional[_Union[Version, _Mapping]] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
-    __slots__ = ("selector", "resume_cursor")
+    __slots__ = ("selector", "resume_cursor", "client")
     SELECTOR_FIELD_NUMBER: _ClassVar[int]
     RESUME_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     selector: Selector
     resume_cursor: bytes
-    def __init__(self, selector: _Optional[_Union[Selector, _Mapping]] = ..., resume_cursor: _Optional[bytes] = ...) -> None: ...
+    client: ClientInfo
+    def __init__(self, selector: _Optional[_Union[Selector, _Mapping]] = ..., resume_cursor: _Optional[bytes] = ..., client: _Optional[_Union[ClientInfo, _Mapping]] = ...) -> None: ...
+
+class ClientInfo(_message.Message):
+    __slots__ = ("client_id", "service", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    service: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, client_id: _Optional[str] = ..., service: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ReportRequest(_message.Message):
+    __slots__ = ("client", "selector", "applied_cursor", "digest", "rejections")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    client: ClientInfo
+    selector: Selector
+    applied_cursor: bytes
+    digest: bytes
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, client: _Optional[_Union[ClientInfo, _Mapping]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., applied_cursor: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class Rejection(_message.Message):
+    __slots__ = ("key", "version", "reason")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    version: Version
+    reason: str
+    def __init__(self, key: _Optional[str] = ..., version: _Optional[_Union[Version, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReportResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetFleetRequest(_message.Message):
+    __slots__ = ("prefix", "service", "behind_cursor")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    BEHIND_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    service: str
+    behind_cursor: bytes
+    def __init__(self, prefix: _Optional[str] = ..., service: _Optional[str] = ..., behind_cursor: _Optional[bytes] = ...) -> None: ...
+
+class FleetClient(_message.Message):
+    __slots__ = ("client", "selector", "gateway", "connected_since_unix_ms", "last_report_unix_ms", "applied_cursor", "digest", "state", "lag_records", "rejections")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_SINCE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_REPORT_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAG_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    REJECTIONS_FIELD_NUMBER: _ClassVar[int]
+    client: ClientInfo
+    selector: Selector
+    gateway: str
+    connected_since_unix_ms: int
+    last_report_unix_ms: int
+    applied_cursor: bytes
+    digest: bytes
+    state: FleetState
+    lag_records: int
+    rejections: _containers.RepeatedCompositeFieldContainer[Rejection]
+    def __init__(self, client: _Optional[_Union[ClientInfo, _Mapping]] = ..., selector: _Optional[_Union[Selector, _Mapping]] = ..., gateway: _Optional[str] = ..., connected_since_unix_ms: _Optional[int] = ..., last_report_unix_ms: _Optional[int] = ..., applied_cursor: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., state: _Optional[_Union[FleetState, str]] = ..., lag_records: _Optional[int] = ..., rejections: _Optional[_Iterable[_Union[Rejection, _Mapping]]] = ...) -> None: ...
+
+class ServiceSummary(_message.Message):
+    __slots__ = ("service", "in_sync", "behind", "diverged", "not_reporting", "unknown")
+    SERVICE_FIELD_NUMBER: _ClassVar[int]
+    IN_SYNC_FIELD_NUMBER: _ClassVar[int]
+    BEHIND_FIELD_NUMBER: _ClassVar[int]
+    DIVERGED_FIELD_NUMBER: _ClassVar[int]
+    NOT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    service: str
+    in_sync: int
+    behind: int
+    diverged: int
+    not_reporting: int
+    unknown: int
+    def __init__(self, service: _Optional[str] = ..., in_sync: _Optional[int] = ..., behind: _Optional[int] = ..., diverged: _Optional[int] = ..., not_reporting: _Optional[int] = ..., unknown: _Optional[int] = ...) -> None: ...
+
+class GetFleetResponse(_message.Message):
+    __slots__ = ("clients", "services", "cursor")
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    SERVICES_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    clients: _containers.RepeatedCompositeFieldContainer[FleetClient]
+    services: _containers.RepeatedCompositeFieldContainer[ServiceSummary]
+    cursor: bytes
+    def __init__(self, clients: _Optional[_Iterable[_Union[FleetClient, _Mapping]]] = ..., services: _Optional[_Iterable[_Union[ServiceSummary, _Mapping]]] = ..., cursor: _Optional[bytes] = ...) -> None: ...
 
 class SubscribeResponse(_message.Message):
     __slots__ = ("snapshot_chunk", "snapshot_end", "delta", "progress")

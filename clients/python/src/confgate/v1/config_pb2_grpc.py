@@ -71,6 +71,16 @@ class ConfigServiceStub:
                 request_serializer=confgate_dot_v1_dot_config__pb2.DiffRequest.SerializeToString,
                 response_deserializer=confgate_dot_v1_dot_config__pb2.DiffResponse.FromString,
                 _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/confgate.v1.ConfigService/Report',
+                request_serializer=confgate_dot_v1_dot_config__pb2.ReportRequest.SerializeToString,
+                response_deserializer=confgate_dot_v1_dot_config__pb2.ReportResponse.FromString,
+                _registered_method=True)
+        self.GetFleet = channel.unary_unary(
+                '/confgate.v1.ConfigService/GetFleet',
+                request_serializer=confgate_dot_v1_dot_config__pb2.GetFleetRequest.SerializeToString,
+                response_deserializer=confgate_dot_v1_dot_config__pb2.GetFleetResponse.FromString,
+                _registered_method=True)
 
 
 class ConfigServiceServicer:
@@ -135,6 +145,25 @@ class ConfigServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Report(self, request, context):
+        """Report tells the gateway what a subscribed client has applied: its
+        cursor and its view's digest, and the values its application
+        rejected. Clients send one at most every few seconds, and at once
+        after a change. Every gateway publishes its clients' latest reports to
+        the fleet topic, so every gateway knows the whole fleet.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFleet(self, request, context):
+        """GetFleet lists the clients of the whole fleet, as every gateway knows
+        it from the fleet topic, with their state against the config.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConfigServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -172,6 +201,16 @@ def add_ConfigServiceServicer_to_server(servicer, server):
                     servicer.Diff,
                     request_deserializer=confgate_dot_v1_dot_config__pb2.DiffRequest.FromString,
                     response_serializer=confgate_dot_v1_dot_config__pb2.DiffResponse.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=confgate_dot_v1_dot_config__pb2.ReportRequest.FromString,
+                    response_serializer=confgate_dot_v1_dot_config__pb2.ReportResponse.SerializeToString,
+            ),
+            'GetFleet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFleet,
+                    request_deserializer=confgate_dot_v1_dot_config__pb2.GetFleetRequest.FromString,
+                    response_serializer=confgate_dot_v1_dot_config__pb2.GetFleetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -365,6 +404,60 @@ class ConfigService:
             '/confgate.v1.ConfigService/Diff',
             confgate_dot_v1_dot_config__pb2.DiffRequest.SerializeToString,
             confgate_dot_v1_dot_config__pb2.DiffResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confgate.v1.ConfigService/Report',
+            confgate_dot_v1_dot_config__pb2.ReportRequest.SerializeToString,
+            confgate_dot_v1_dot_config__pb2.ReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFleet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/confgate.v1.ConfigService/GetFleet',
+            confgate_dot_v1_dot_config__pb2.GetFleetRequest.SerializeToString,
+            confgate_dot_v1_dot_config__pb2.GetFleetResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -95,6 +95,78 @@ export function snapshotReasonToJSON(object: SnapshotReason): string {
   }
 }
 
+/** FleetState is a client's state against the config. */
+export enum FleetState {
+  FLEET_STATE_UNSPECIFIED = 0,
+  /**
+   * FLEET_STATE_IN_SYNC - Its applied cursor is the head's (nothing it selects changed since)
+   * and its digest matches the state there.
+   */
+  FLEET_STATE_IN_SYNC = 1,
+  /**
+   * FLEET_STATE_BEHIND - Its digest matches the state at its cursor, but changes it selects
+   * came after it.
+   */
+  FLEET_STATE_BEHIND = 2,
+  /** FLEET_STATE_DIVERGED - Its digest differs from the state at its cursor for its selector. */
+  FLEET_STATE_DIVERGED = 3,
+  /** FLEET_STATE_NOT_REPORTING - Connected but no report (an old client), or its reports stopped. */
+  FLEET_STATE_NOT_REPORTING = 4,
+  /**
+   * FLEET_STATE_UNKNOWN - Its cursor is older than the gateway's change history, so its digest
+   * cannot be checked: it is behind.
+   */
+  FLEET_STATE_UNKNOWN = 5,
+  UNRECOGNIZED = -1,
+}
+
+export function fleetStateFromJSON(object: any): FleetState {
+  switch (object) {
+    case 0:
+    case "FLEET_STATE_UNSPECIFIED":
+      return FleetState.FLEET_STATE_UNSPECIFIED;
+    case 1:
+    case "FLEET_STATE_IN_SYNC":
+      return FleetState.FLEET_STATE_IN_SYNC;
+    case 2:
+    case "FLEET_STATE_BEHIND":
+      return FleetState.FLEET_STATE_BEHIND;
+    case 3:
+    case "FLEET_STATE_DIVERGED":
+      return FleetState.FLEET_STATE_DIVERGED;
+    case 4:
+    case "FLEET_STATE_NOT_REPORTING":
+      return FleetState.FLEET_STATE_NOT_REPORTING;
+    case 5:
+    case "FLEET_STATE_UNKNOWN":
+      return FleetState.FLEET_STATE_UNKNOWN;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return FleetState.UNRECOGNIZED;
+  }
+}
+
+export function fleetStateToJSON(object: FleetState): string {
+  switch (object) {
+    case FleetState.FLEET_STATE_UNSPECIFIED:
+      return "FLEET_STATE_UNSPECIFIED";
+    case FleetState.FLEET_STATE_IN_SYNC:
+      return "FLEET_STATE_IN_SYNC";
+    case FleetState.FLEET_STATE_BEHIND:
+      return "FLEET_STATE_BEHIND";
+    case FleetState.FLEET_STATE_DIVERGED:
+      return "FLEET_STATE_DIVERGED";
+    case FleetState.FLEET_STATE_NOT_REPORTING:
+      return "FLEET_STATE_NOT_REPORTING";
+    case FleetState.FLEET_STATE_UNKNOWN:
+      return "FLEET_STATE_UNKNOWN";
+    case FleetState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /**
  * Version is the Kafka position of the record that set an entry. Versions of
  * one key only grow: a key always lives in one partition.
@@ -172,6 +244,106 @@ export interface SubscribeRequest {
    * Empty: start with a snapshot.
    */
   resumeCursor: Buffer;
+  /**
+   * Who is subscribing, for the fleet view. Optional: a client that does
+   * not say appears as not reporting.
+   */
+  client: ClientInfo | undefined;
+}
+
+/** ClientInfo identifies a client process to the fleet view. */
+export interface ClientInfo {
+  /**
+   * Stable for the life of the process (the shipped clients generate one
+   * when not given). Up to 128 printable ASCII characters.
+   */
+  clientId: string;
+  /** The service the process belongs to, e.g. "payments". */
+  service: string;
+  /**
+   * Free labels such as version, zone, host. At most 16, keys and values
+   * up to 128 bytes.
+   */
+  labels: { [key: string]: string };
+}
+
+export interface ClientInfo_LabelsEntry {
+  key: string;
+  value: string;
+}
+
+export interface ReportRequest {
+  client:
+    | ClientInfo
+    | undefined;
+  /** The selector of the view this report is about. */
+  selector:
+    | Selector
+    | undefined;
+  /** The cursor the client has applied (its view's cursor). */
+  appliedCursor: Buffer;
+  /**
+   * The digest of the client's view at applied_cursor (SnapshotEnd.digest's
+   * definition).
+   */
+  digest: Buffer;
+  /**
+   * Values the client's application refused (like an xDS NACK), latest
+   * per key; empty when it refuses none.
+   */
+  rejections: Rejection[];
+}
+
+/** Rejection is a value an application refused to use. */
+export interface Rejection {
+  key: string;
+  version: Version | undefined;
+  reason: string;
+}
+
+export interface ReportResponse {
+}
+
+export interface GetFleetRequest {
+  /** Only clients whose selector covers keys under this prefix ("" all). */
+  prefix: string;
+  /** Only clients of this service ("" all). */
+  service: string;
+  /** Only clients whose applied cursor does not cover this cursor. */
+  behindCursor: Buffer;
+}
+
+export interface FleetClient {
+  client: ClientInfo | undefined;
+  selector:
+    | Selector
+    | undefined;
+  /** The gateway it reports through (its name). */
+  gateway: string;
+  connectedSinceUnixMs: bigint;
+  lastReportUnixMs: bigint;
+  appliedCursor: Buffer;
+  digest: Buffer;
+  state: FleetState;
+  /** Records of the topic past its applied cursor, summed over partitions. */
+  lagRecords: bigint;
+  rejections: Rejection[];
+}
+
+export interface ServiceSummary {
+  service: string;
+  inSync: number;
+  behind: number;
+  diverged: number;
+  notReporting: number;
+  unknown: number;
+}
+
+export interface GetFleetResponse {
+  clients: FleetClient[];
+  services: ServiceSummary[];
+  /** The gateway's cursor the states were computed at. */
+  cursor: Buffer;
 }
 
 export interface SubscribeResponse {
@@ -1012,7 +1184,7 @@ export const Deletion: MessageFns<Deletion> = {
 };
 
 function createBaseSubscribeRequest(): SubscribeRequest {
-  return { selector: undefined, resumeCursor: Buffer.alloc(0) };
+  return { selector: undefined, resumeCursor: Buffer.alloc(0), client: undefined };
 }
 
 export const SubscribeRequest: MessageFns<SubscribeRequest> = {
@@ -1022,6 +1194,9 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
     }
     if (message.resumeCursor.length !== 0) {
       writer.uint32(18).bytes(message.resumeCursor);
+    }
+    if (message.client !== undefined) {
+      ClientInfo.encode(message.client, writer.uint32(26).fork()).join();
     }
     return writer;
   },
@@ -1055,6 +1230,14 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
             message.resumeCursor = Buffer.from(reader.bytes());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.client = ClientInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1075,6 +1258,7 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
         : isSet(object.resume_cursor)
         ? Buffer.from(bytesFromBase64(object.resume_cursor))
         : Buffer.alloc(0),
+      client: isSet(object.client) ? ClientInfo.fromJSON(object.client) : undefined,
     };
   },
 
@@ -1085,6 +1269,9 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
     }
     if (message.resumeCursor.length !== 0) {
       obj.resumeCursor = base64FromBytes(message.resumeCursor);
+    }
+    if (message.client !== undefined) {
+      obj.client = ClientInfo.toJSON(message.client);
     }
     return obj;
   },
@@ -1098,6 +1285,1159 @@ export const SubscribeRequest: MessageFns<SubscribeRequest> = {
       ? Selector.fromPartial(object.selector)
       : undefined;
     message.resumeCursor = object.resumeCursor ?? Buffer.alloc(0);
+    message.client = (object.client !== undefined && object.client !== null)
+      ? ClientInfo.fromPartial(object.client)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseClientInfo(): ClientInfo {
+  return { clientId: "", service: "", labels: {} };
+}
+
+export const ClientInfo: MessageFns<ClientInfo> = {
+  encode(message: ClientInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.clientId !== "") {
+      writer.uint32(10).string(message.clientId);
+    }
+    if (message.service !== "") {
+      writer.uint32(18).string(message.service);
+    }
+    globalThis.Object.entries(message.labels).forEach(([key, value]: [string, string]) => {
+      ClientInfo_LabelsEntry.encode({ key: key as any, value }, writer.uint32(26).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clientId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            const entry3 = ClientInfo_LabelsEntry.decode(reader, reader.uint32());
+            if (entry3.value !== undefined) {
+              message.labels[entry3.key] = entry3.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientInfo {
+    return {
+      clientId: isSet(object.clientId)
+        ? globalThis.String(object.clientId)
+        : isSet(object.client_id)
+        ? globalThis.String(object.client_id)
+        : "",
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      labels: isObject(object.labels)
+        ? (globalThis.Object.entries(object.labels) as [string, any][]).reduce(
+          (acc: { [key: string]: string }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: globalThis.String(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: ClientInfo): unknown {
+    const obj: any = {};
+    if (message.clientId !== "") {
+      obj.clientId = message.clientId;
+    }
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.labels) {
+      const entries = globalThis.Object.entries(message.labels) as [string, string][];
+      if (entries.length > 0) {
+        obj.labels = {};
+        entries.forEach(([k, v]) => {
+          obj.labels[k] = v;
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClientInfo>, I>>(base?: I): ClientInfo {
+    return ClientInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClientInfo>, I>>(object: I): ClientInfo {
+    const message = createBaseClientInfo();
+    message.clientId = object.clientId ?? "";
+    message.service = object.service ?? "";
+    message.labels = (globalThis.Object.entries(object.labels ?? {}) as [string, string][]).reduce(
+      (acc: { [key: string]: string }, [key, value]: [string, string]) => {
+        if (value !== undefined) {
+          acc[key] = globalThis.String(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseClientInfo_LabelsEntry(): ClientInfo_LabelsEntry {
+  return { key: "", value: "" };
+}
+
+export const ClientInfo_LabelsEntry: MessageFns<ClientInfo_LabelsEntry> = {
+  encode(message: ClientInfo_LabelsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== "") {
+      writer.uint32(18).string(message.value);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClientInfo_LabelsEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClientInfo_LabelsEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClientInfo_LabelsEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? globalThis.String(object.value) : "",
+    };
+  },
+
+  toJSON(message: ClientInfo_LabelsEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== "") {
+      obj.value = message.value;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClientInfo_LabelsEntry>, I>>(base?: I): ClientInfo_LabelsEntry {
+    return ClientInfo_LabelsEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClientInfo_LabelsEntry>, I>>(object: I): ClientInfo_LabelsEntry {
+    const message = createBaseClientInfo_LabelsEntry();
+    message.key = object.key ?? "";
+    message.value = object.value ?? "";
+    return message;
+  },
+};
+
+function createBaseReportRequest(): ReportRequest {
+  return {
+    client: undefined,
+    selector: undefined,
+    appliedCursor: Buffer.alloc(0),
+    digest: Buffer.alloc(0),
+    rejections: [],
+  };
+}
+
+export const ReportRequest: MessageFns<ReportRequest> = {
+  encode(message: ReportRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.client !== undefined) {
+      ClientInfo.encode(message.client, writer.uint32(10).fork()).join();
+    }
+    if (message.selector !== undefined) {
+      Selector.encode(message.selector, writer.uint32(18).fork()).join();
+    }
+    if (message.appliedCursor.length !== 0) {
+      writer.uint32(26).bytes(message.appliedCursor);
+    }
+    if (message.digest.length !== 0) {
+      writer.uint32(34).bytes(message.digest);
+    }
+    for (const v of message.rejections) {
+      Rejection.encode(v!, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.client = ClientInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.selector = Selector.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.appliedCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.digest = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.rejections.push(Rejection.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReportRequest {
+    return {
+      client: isSet(object.client) ? ClientInfo.fromJSON(object.client) : undefined,
+      selector: isSet(object.selector) ? Selector.fromJSON(object.selector) : undefined,
+      appliedCursor: isSet(object.appliedCursor)
+        ? Buffer.from(bytesFromBase64(object.appliedCursor))
+        : isSet(object.applied_cursor)
+        ? Buffer.from(bytesFromBase64(object.applied_cursor))
+        : Buffer.alloc(0),
+      digest: isSet(object.digest) ? Buffer.from(bytesFromBase64(object.digest)) : Buffer.alloc(0),
+      rejections: globalThis.Array.isArray(object?.rejections)
+        ? object.rejections.map((e: any) => Rejection.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReportRequest): unknown {
+    const obj: any = {};
+    if (message.client !== undefined) {
+      obj.client = ClientInfo.toJSON(message.client);
+    }
+    if (message.selector !== undefined) {
+      obj.selector = Selector.toJSON(message.selector);
+    }
+    if (message.appliedCursor.length !== 0) {
+      obj.appliedCursor = base64FromBytes(message.appliedCursor);
+    }
+    if (message.digest.length !== 0) {
+      obj.digest = base64FromBytes(message.digest);
+    }
+    if (message.rejections?.length) {
+      obj.rejections = message.rejections.map((e) => Rejection.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportRequest>, I>>(base?: I): ReportRequest {
+    return ReportRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportRequest>, I>>(object: I): ReportRequest {
+    const message = createBaseReportRequest();
+    message.client = (object.client !== undefined && object.client !== null)
+      ? ClientInfo.fromPartial(object.client)
+      : undefined;
+    message.selector = (object.selector !== undefined && object.selector !== null)
+      ? Selector.fromPartial(object.selector)
+      : undefined;
+    message.appliedCursor = object.appliedCursor ?? Buffer.alloc(0);
+    message.digest = object.digest ?? Buffer.alloc(0);
+    message.rejections = object.rejections?.map((e) => Rejection.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseRejection(): Rejection {
+  return { key: "", version: undefined, reason: "" };
+}
+
+export const Rejection: MessageFns<Rejection> = {
+  encode(message: Rejection, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.version !== undefined) {
+      Version.encode(message.version, writer.uint32(18).fork()).join();
+    }
+    if (message.reason !== "") {
+      writer.uint32(26).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Rejection {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRejection();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.version = Version.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Rejection {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      version: isSet(object.version) ? Version.fromJSON(object.version) : undefined,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: Rejection): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.version !== undefined) {
+      obj.version = Version.toJSON(message.version);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Rejection>, I>>(base?: I): Rejection {
+    return Rejection.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Rejection>, I>>(object: I): Rejection {
+    const message = createBaseRejection();
+    message.key = object.key ?? "";
+    message.version = (object.version !== undefined && object.version !== null)
+      ? Version.fromPartial(object.version)
+      : undefined;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseReportResponse(): ReportResponse {
+  return {};
+}
+
+export const ReportResponse: MessageFns<ReportResponse> = {
+  encode(_: ReportResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReportResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReportResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReportResponse {
+    return {};
+  },
+
+  toJSON(_: ReportResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReportResponse>, I>>(base?: I): ReportResponse {
+    return ReportResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReportResponse>, I>>(_: I): ReportResponse {
+    const message = createBaseReportResponse();
+    return message;
+  },
+};
+
+function createBaseGetFleetRequest(): GetFleetRequest {
+  return { prefix: "", service: "", behindCursor: Buffer.alloc(0) };
+}
+
+export const GetFleetRequest: MessageFns<GetFleetRequest> = {
+  encode(message: GetFleetRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.prefix !== "") {
+      writer.uint32(10).string(message.prefix);
+    }
+    if (message.service !== "") {
+      writer.uint32(18).string(message.service);
+    }
+    if (message.behindCursor.length !== 0) {
+      writer.uint32(26).bytes(message.behindCursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFleetRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFleetRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.prefix = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.behindCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFleetRequest {
+    return {
+      prefix: isSet(object.prefix) ? globalThis.String(object.prefix) : "",
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      behindCursor: isSet(object.behindCursor)
+        ? Buffer.from(bytesFromBase64(object.behindCursor))
+        : isSet(object.behind_cursor)
+        ? Buffer.from(bytesFromBase64(object.behind_cursor))
+        : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: GetFleetRequest): unknown {
+    const obj: any = {};
+    if (message.prefix !== "") {
+      obj.prefix = message.prefix;
+    }
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.behindCursor.length !== 0) {
+      obj.behindCursor = base64FromBytes(message.behindCursor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFleetRequest>, I>>(base?: I): GetFleetRequest {
+    return GetFleetRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFleetRequest>, I>>(object: I): GetFleetRequest {
+    const message = createBaseGetFleetRequest();
+    message.prefix = object.prefix ?? "";
+    message.service = object.service ?? "";
+    message.behindCursor = object.behindCursor ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseFleetClient(): FleetClient {
+  return {
+    client: undefined,
+    selector: undefined,
+    gateway: "",
+    connectedSinceUnixMs: 0n,
+    lastReportUnixMs: 0n,
+    appliedCursor: Buffer.alloc(0),
+    digest: Buffer.alloc(0),
+    state: 0,
+    lagRecords: 0n,
+    rejections: [],
+  };
+}
+
+export const FleetClient: MessageFns<FleetClient> = {
+  encode(message: FleetClient, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.client !== undefined) {
+      ClientInfo.encode(message.client, writer.uint32(10).fork()).join();
+    }
+    if (message.selector !== undefined) {
+      Selector.encode(message.selector, writer.uint32(18).fork()).join();
+    }
+    if (message.gateway !== "") {
+      writer.uint32(26).string(message.gateway);
+    }
+    if (message.connectedSinceUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.connectedSinceUnixMs) !== message.connectedSinceUnixMs) {
+        throw new globalThis.Error("value provided for field message.connectedSinceUnixMs of type int64 too large");
+      }
+      writer.uint32(32).int64(message.connectedSinceUnixMs);
+    }
+    if (message.lastReportUnixMs !== 0n) {
+      if (BigInt.asIntN(64, message.lastReportUnixMs) !== message.lastReportUnixMs) {
+        throw new globalThis.Error("value provided for field message.lastReportUnixMs of type int64 too large");
+      }
+      writer.uint32(40).int64(message.lastReportUnixMs);
+    }
+    if (message.appliedCursor.length !== 0) {
+      writer.uint32(50).bytes(message.appliedCursor);
+    }
+    if (message.digest.length !== 0) {
+      writer.uint32(58).bytes(message.digest);
+    }
+    if (message.state !== 0) {
+      writer.uint32(64).int32(message.state);
+    }
+    if (message.lagRecords !== 0n) {
+      if (BigInt.asIntN(64, message.lagRecords) !== message.lagRecords) {
+        throw new globalThis.Error("value provided for field message.lagRecords of type int64 too large");
+      }
+      writer.uint32(72).int64(message.lagRecords);
+    }
+    for (const v of message.rejections) {
+      Rejection.encode(v!, writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FleetClient {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFleetClient();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.client = ClientInfo.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.selector = Selector.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.gateway = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.connectedSinceUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.lastReportUnixMs = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.appliedCursor = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.digest = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.lagRecords = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.rejections.push(Rejection.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FleetClient {
+    return {
+      client: isSet(object.client) ? ClientInfo.fromJSON(object.client) : undefined,
+      selector: isSet(object.selector) ? Selector.fromJSON(object.selector) : undefined,
+      gateway: isSet(object.gateway) ? globalThis.String(object.gateway) : "",
+      connectedSinceUnixMs: isSet(object.connectedSinceUnixMs)
+        ? BigInt(object.connectedSinceUnixMs)
+        : isSet(object.connected_since_unix_ms)
+        ? BigInt(object.connected_since_unix_ms)
+        : 0n,
+      lastReportUnixMs: isSet(object.lastReportUnixMs)
+        ? BigInt(object.lastReportUnixMs)
+        : isSet(object.last_report_unix_ms)
+        ? BigInt(object.last_report_unix_ms)
+        : 0n,
+      appliedCursor: isSet(object.appliedCursor)
+        ? Buffer.from(bytesFromBase64(object.appliedCursor))
+        : isSet(object.applied_cursor)
+        ? Buffer.from(bytesFromBase64(object.applied_cursor))
+        : Buffer.alloc(0),
+      digest: isSet(object.digest) ? Buffer.from(bytesFromBase64(object.digest)) : Buffer.alloc(0),
+      state: isSet(object.state) ? fleetStateFromJSON(object.state) : 0,
+      lagRecords: isSet(object.lagRecords)
+        ? BigInt(object.lagRecords)
+        : isSet(object.lag_records)
+        ? BigInt(object.lag_records)
+        : 0n,
+      rejections: globalThis.Array.isArray(object?.rejections)
+        ? object.rejections.map((e: any) => Rejection.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: FleetClient): unknown {
+    const obj: any = {};
+    if (message.client !== undefined) {
+      obj.client = ClientInfo.toJSON(message.client);
+    }
+    if (message.selector !== undefined) {
+      obj.selector = Selector.toJSON(message.selector);
+    }
+    if (message.gateway !== "") {
+      obj.gateway = message.gateway;
+    }
+    if (message.connectedSinceUnixMs !== 0n) {
+      obj.connectedSinceUnixMs = message.connectedSinceUnixMs.toString();
+    }
+    if (message.lastReportUnixMs !== 0n) {
+      obj.lastReportUnixMs = message.lastReportUnixMs.toString();
+    }
+    if (message.appliedCursor.length !== 0) {
+      obj.appliedCursor = base64FromBytes(message.appliedCursor);
+    }
+    if (message.digest.length !== 0) {
+      obj.digest = base64FromBytes(message.digest);
+    }
+    if (message.state !== 0) {
+      obj.state = fleetStateToJSON(message.state);
+    }
+    if (message.lagRecords !== 0n) {
+      obj.lagRecords = message.lagRecords.toString();
+    }
+    if (message.rejections?.length) {
+      obj.rejections = message.rejections.map((e) => Rejection.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FleetClient>, I>>(base?: I): FleetClient {
+    return FleetClient.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FleetClient>, I>>(object: I): FleetClient {
+    const message = createBaseFleetClient();
+    message.client = (object.client !== undefined && object.client !== null)
+      ? ClientInfo.fromPartial(object.client)
+      : undefined;
+    message.selector = (object.selector !== undefined && object.selector !== null)
+      ? Selector.fromPartial(object.selector)
+      : undefined;
+    message.gateway = object.gateway ?? "";
+    message.connectedSinceUnixMs = (object.connectedSinceUnixMs !== undefined && object.connectedSinceUnixMs !== null)
+      ? BigInt(object.connectedSinceUnixMs)
+      : 0n;
+    message.lastReportUnixMs = (object.lastReportUnixMs !== undefined && object.lastReportUnixMs !== null)
+      ? BigInt(object.lastReportUnixMs)
+      : 0n;
+    message.appliedCursor = object.appliedCursor ?? Buffer.alloc(0);
+    message.digest = object.digest ?? Buffer.alloc(0);
+    message.state = object.state ?? 0;
+    message.lagRecords = (object.lagRecords !== undefined && object.lagRecords !== null)
+      ? BigInt(object.lagRecords)
+      : 0n;
+    message.rejections = object.rejections?.map((e) => Rejection.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseServiceSummary(): ServiceSummary {
+  return { service: "", inSync: 0, behind: 0, diverged: 0, notReporting: 0, unknown: 0 };
+}
+
+export const ServiceSummary: MessageFns<ServiceSummary> = {
+  encode(message: ServiceSummary, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.service !== "") {
+      writer.uint32(10).string(message.service);
+    }
+    if (message.inSync !== 0) {
+      writer.uint32(16).uint32(message.inSync);
+    }
+    if (message.behind !== 0) {
+      writer.uint32(24).uint32(message.behind);
+    }
+    if (message.diverged !== 0) {
+      writer.uint32(32).uint32(message.diverged);
+    }
+    if (message.notReporting !== 0) {
+      writer.uint32(40).uint32(message.notReporting);
+    }
+    if (message.unknown !== 0) {
+      writer.uint32(48).uint32(message.unknown);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ServiceSummary {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseServiceSummary();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.service = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.inSync = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.behind = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.diverged = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.notReporting = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.unknown = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ServiceSummary {
+    return {
+      service: isSet(object.service) ? globalThis.String(object.service) : "",
+      inSync: isSet(object.inSync)
+        ? globalThis.Number(object.inSync)
+        : isSet(object.in_sync)
+        ? globalThis.Number(object.in_sync)
+        : 0,
+      behind: isSet(object.behind) ? globalThis.Number(object.behind) : 0,
+      diverged: isSet(object.diverged) ? globalThis.Number(object.diverged) : 0,
+      notReporting: isSet(object.notReporting)
+        ? globalThis.Number(object.notReporting)
+        : isSet(object.not_reporting)
+        ? globalThis.Number(object.not_reporting)
+        : 0,
+      unknown: isSet(object.unknown) ? globalThis.Number(object.unknown) : 0,
+    };
+  },
+
+  toJSON(message: ServiceSummary): unknown {
+    const obj: any = {};
+    if (message.service !== "") {
+      obj.service = message.service;
+    }
+    if (message.inSync !== 0) {
+      obj.inSync = Math.round(message.inSync);
+    }
+    if (message.behind !== 0) {
+      obj.behind = Math.round(message.behind);
+    }
+    if (message.diverged !== 0) {
+      obj.diverged = Math.round(message.diverged);
+    }
+    if (message.notReporting !== 0) {
+      obj.notReporting = Math.round(message.notReporting);
+    }
+    if (message.unknown !== 0) {
+      obj.unknown = Math.round(message.unknown);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ServiceSummary>, I>>(base?: I): ServiceSummary {
+    return ServiceSummary.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ServiceSummary>, I>>(object: I): ServiceSummary {
+    const message = createBaseServiceSummary();
+    message.service = object.service ?? "";
+    message.inSync = object.inSync ?? 0;
+    message.behind = object.behind ?? 0;
+    message.diverged = object.diverged ?? 0;
+    message.notReporting = object.notReporting ?? 0;
+    message.unknown = object.unknown ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetFleetResponse(): GetFleetResponse {
+  return { clients: [], services: [], cursor: Buffer.alloc(0) };
+}
+
+export const GetFleetResponse: MessageFns<GetFleetResponse> = {
+  encode(message: GetFleetResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.clients) {
+      FleetClient.encode(v!, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.services) {
+      ServiceSummary.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.cursor.length !== 0) {
+      writer.uint32(26).bytes(message.cursor);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetFleetResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetFleetResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.clients.push(FleetClient.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.services.push(ServiceSummary.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.cursor = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetFleetResponse {
+    return {
+      clients: globalThis.Array.isArray(object?.clients) ? object.clients.map((e: any) => FleetClient.fromJSON(e)) : [],
+      services: globalThis.Array.isArray(object?.services)
+        ? object.services.map((e: any) => ServiceSummary.fromJSON(e))
+        : [],
+      cursor: isSet(object.cursor) ? Buffer.from(bytesFromBase64(object.cursor)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: GetFleetResponse): unknown {
+    const obj: any = {};
+    if (message.clients?.length) {
+      obj.clients = message.clients.map((e) => FleetClient.toJSON(e));
+    }
+    if (message.services?.length) {
+      obj.services = message.services.map((e) => ServiceSummary.toJSON(e));
+    }
+    if (message.cursor.length !== 0) {
+      obj.cursor = base64FromBytes(message.cursor);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetFleetResponse>, I>>(base?: I): GetFleetResponse {
+    return GetFleetResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetFleetResponse>, I>>(object: I): GetFleetResponse {
+    const message = createBaseGetFleetResponse();
+    message.clients = object.clients?.map((e) => FleetClient.fromPartial(e)) || [];
+    message.services = object.services?.map((e) => ServiceSummary.fromPartial(e)) || [];
+    message.cursor = object.cursor ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -3633,6 +4973,35 @@ export const ConfigServiceService = {
     responseSerialize: (value: DiffResponse): Buffer => Buffer.from(DiffResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DiffResponse => DiffResponse.decode(value),
   },
+  /**
+   * Report tells the gateway what a subscribed client has applied: its
+   * cursor and its view's digest, and the values its application
+   * rejected. Clients send one at most every few seconds, and at once
+   * after a change. Every gateway publishes its clients' latest reports to
+   * the fleet topic, so every gateway knows the whole fleet.
+   */
+  report: {
+    path: "/confgate.v1.ConfigService/Report" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReportRequest): Buffer => Buffer.from(ReportRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReportRequest => ReportRequest.decode(value),
+    responseSerialize: (value: ReportResponse): Buffer => Buffer.from(ReportResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReportResponse => ReportResponse.decode(value),
+  },
+  /**
+   * GetFleet lists the clients of the whole fleet, as every gateway knows
+   * it from the fleet topic, with their state against the config.
+   */
+  getFleet: {
+    path: "/confgate.v1.ConfigService/GetFleet" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetFleetRequest): Buffer => Buffer.from(GetFleetRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetFleetRequest => GetFleetRequest.decode(value),
+    responseSerialize: (value: GetFleetResponse): Buffer => Buffer.from(GetFleetResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetFleetResponse => GetFleetResponse.decode(value),
+  },
 } as const;
 
 export interface ConfigServiceServer extends UntypedServiceImplementation {
@@ -3668,6 +5037,19 @@ export interface ConfigServiceServer extends UntypedServiceImplementation {
    * oldest cursor it can answer from, when it does not.
    */
   diff: handleServerStreamingCall<DiffRequest, DiffResponse>;
+  /**
+   * Report tells the gateway what a subscribed client has applied: its
+   * cursor and its view's digest, and the values its application
+   * rejected. Clients send one at most every few seconds, and at once
+   * after a change. Every gateway publishes its clients' latest reports to
+   * the fleet topic, so every gateway knows the whole fleet.
+   */
+  report: handleUnaryCall<ReportRequest, ReportResponse>;
+  /**
+   * GetFleet lists the clients of the whole fleet, as every gateway knows
+   * it from the fleet topic, with their state against the config.
+   */
+  getFleet: handleUnaryCall<GetFleetRequest, GetFleetResponse>;
 }
 
 export interface ConfigServiceClient extends Client {
@@ -3764,6 +5146,47 @@ export interface ConfigServiceClient extends Client {
    */
   diff(request: DiffRequest, options?: Partial<CallOptions>): ClientReadableStream<DiffResponse>;
   diff(request: DiffRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<DiffResponse>;
+  /**
+   * Report tells the gateway what a subscribed client has applied: its
+   * cursor and its view's digest, and the values its application
+   * rejected. Clients send one at most every few seconds, and at once
+   * after a change. Every gateway publishes its clients' latest reports to
+   * the fleet topic, so every gateway knows the whole fleet.
+   */
+  report(
+    request: ReportRequest,
+    callback: (error: ServiceError | null, response: ReportResponse) => void,
+  ): ClientUnaryCall;
+  report(
+    request: ReportRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReportResponse) => void,
+  ): ClientUnaryCall;
+  report(
+    request: ReportRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReportResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * GetFleet lists the clients of the whole fleet, as every gateway knows
+   * it from the fleet topic, with their state against the config.
+   */
+  getFleet(
+    request: GetFleetRequest,
+    callback: (error: ServiceError | null, response: GetFleetResponse) => void,
+  ): ClientUnaryCall;
+  getFleet(
+    request: GetFleetRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetFleetResponse) => void,
+  ): ClientUnaryCall;
+  getFleet(
+    request: GetFleetRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetFleetResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ConfigServiceClient = makeGenericClientConstructor(
@@ -3795,6 +5218,10 @@ export type DeepPartial<T> = T extends bigint ? string | number | bigint
 type KeysOfUnion<T> = T extends T ? keyof T : never;
 export type Exact<P, I extends P> = P extends Builtin ? P
   : P & { [K in keyof P]: Exact<P[K], I[K]> } & { [K in Exclude<keyof I, KeysOfUnion<P>>]: never };
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
+}
 
 function isSet(value: any): boolean {
   return value !== null && value !== undefined;
