@@ -23,6 +23,19 @@ const (
 	DefaultStateFileInterval = time.Second
 	DefaultKeepaliveTime     = 20 * time.Second
 	DefaultKeepaliveTimeout  = 10 * time.Second
+	DefaultReportInterval    = 5 * time.Second
+)
+
+// Bounds of Config.ClientID, Service and Labels (those of ClientInfo in
+// the protocol), of the rejections a view keeps, and of a rejection's
+// reason.
+const (
+	maxClientIDBytes   = 128
+	maxServiceBytes    = 128
+	maxLabels          = 16
+	maxLabelBytes      = 128 // a label's key, and its value
+	maxRejections      = 100
+	maxRejectionReason = 1024
 )
 
 // maxRecvMsgSize bounds one received message. Gateways keep snapshot chunks
@@ -185,6 +198,49 @@ type Config struct {
 	// give up on errors they deem permanent; Status.LastError keeps the
 	// last one for everyone else.
 	OnStreamEnd func(StreamEnd)
+
+	// ClientID identifies this process in the fleet view (confgate fleet,
+	// GetFleet): sent with every Subscribe and every report. Up to 128
+	// printable ASCII characters, without spaces. Default (""): one is
+	// generated when the View is made (16 random bytes, hex) and kept for
+	// the life of the View, across reconnects; a restarted process, or a
+	// second View, gets another. Set it to something stable (a pod name)
+	// to recognise a process across restarts; two live Views should not
+	// share one.
+	ClientID string
+
+	// Service is the service this process belongs to, e.g. "payments",
+	// for the fleet view's per-service summaries. Up to 128 bytes of
+	// UTF-8. Optional.
+	Service string
+
+	// Labels are free labels of this process for the fleet view (version,
+	// zone, host). At most 16; keys (not empty) and values up to 128
+	// bytes of UTF-8 each. The map is copied at Subscribe.
+	Labels map[string]string
+
+	// ReportInterval is how often the view reports what it has applied to
+	// the gateway of its stream (the Report call: its cursor, its Digest,
+	// the values rejected with View.Reject), so the fleet view can tell a
+	// client in sync from one behind or diverged. A view also reports at
+	// once after it applied a snapshot or delta, after a reconnect and
+	// after Reject or Accept, but never more often than every
+	// ReportInterval/5, so a burst of changes costs one or two reports.
+	// Reports go over the stream's connection, one at a time; one that
+	// fails is logged at debug level and the next tick tries again. A
+	// gateway that does not know Report (an older version) answers
+	// UNIMPLEMENTED: the view then stops reporting until it reconnects,
+	// without logging more than a debug line. Default:
+	// DefaultReportInterval (5s). A negative value turns reporting off
+	// (Subscribe still sends ClientID, Service and Labels).
+	ReportInterval time.Duration
+
+	// ReportDigestHook is for tests only: when set, it is called with the
+	// view's digest before every report and its result is reported
+	// instead, so a test can make a client look diverged to the fleet view.
+	// It does not change View.Digest or anything the view checks. Leave it
+	// nil in production code.
+	ReportDigestHook func(digest []byte) []byte
 }
 
 // StreamEnd is a stream that ended, passed to Config.OnStreamEnd.
@@ -234,6 +290,11 @@ type settings struct {
 	resume            *cursor.Cursor
 	keepAddrOrder     bool
 	onStreamEnd       func(StreamEnd)
+	clientID          string
+	service           string
+	labels            map[string]string
+	reportInterval    time.Duration // <= 0: no reports
+	reportDigestHook  func([]byte) []byte
 }
 
 func (c Config) settings() (settings, error) {
@@ -263,6 +324,9 @@ func (c Config) settings() (settings, error) {
 		stateFileDuty:     stateFileDuty,
 		keepAddrOrder:     c.KeepAddrOrder,
 		onStreamEnd:       c.OnStreamEnd,
+	}
+	if err := c.identity(&s); err != nil {
+		return settings{}, err
 	}
 	if s.resume, err = c.resumeCursor(); err != nil {
 		return settings{}, err

@@ -35,6 +35,20 @@
 // A file that fails any check (checksum, format version, selector, entry
 // count, digest) is ignored as a whole with a warning.
 //
+// A view also tells the gateways what it holds, for the fleet view
+// (confgate fleet, GetFleet): every Subscribe carries Config.ClientID
+// (generated when not set), Service and Labels, and the view reports its
+// cursor and digest through the gateway of its stream at once after a
+// snapshot or delta (at most every ReportInterval/5) and every
+// ReportInterval otherwise. A gateway too old to take reports answers
+// UNIMPLEMENTED; the view then stops reporting to it and carries on. The
+// application says which values it refuses, like an xDS NACK, and the
+// fleet view shows them:
+//
+//	v.Reject("payments/limits", "schema: max_rps must be positive")
+//	// ... reported until the key changes, or until
+//	v.Accept("payments/limits")
+//
 // What it must never do:
 //   - Go backwards. A change whose version is not newer than what the view
 //     holds for its key is ignored, and a gateway that sends a cursor behind

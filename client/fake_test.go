@@ -7,12 +7,14 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/peer"
 
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/digest"
@@ -62,23 +64,50 @@ type stream = grpc.ServerStreamingServer[confgatev1.SubscribeResponse]
 type script func(call int, req *confgatev1.SubscribeRequest, ss stream) error
 
 // fakeGateway is a scripted ConfigService on 127.0.0.1 that records the
-// Subscribe requests it receives.
+// Subscribe and Report requests it receives.
 type fakeGateway struct {
 	confgatev1.UnimplementedConfigServiceServer
 	addr   string
 	script script
+	// answerReport answers Report call n (0-based), once recorded; nil:
+	// UNIMPLEMENTED, as a gateway from before Report.
+	answerReport func(n int, req *confgatev1.ReportRequest) error
 
-	mu   sync.Mutex
-	reqs []*confgatev1.SubscribeRequest
+	mu      sync.Mutex
+	reqs    []*confgatev1.SubscribeRequest
+	peers   []string // the client address of each Subscribe call
+	reports []reportCall
+}
+
+// reportCall is one Report call a fake gateway received.
+type reportCall struct {
+	req  *confgatev1.ReportRequest
+	at   time.Time
+	peer string // the client address: the connection it came on
 }
 
 func startGateway(t *testing.T, sc script) *fakeGateway {
+	t.Helper()
+	return serveGateway(t, &fakeGateway{script: sc})
+}
+
+// startReportingGateway is startGateway with Report answered by answer
+// (nil: OK).
+func startReportingGateway(t *testing.T, sc script, answer func(n int, req *confgatev1.ReportRequest) error) *fakeGateway {
+	t.Helper()
+	if answer == nil {
+		answer = func(int, *confgatev1.ReportRequest) error { return nil }
+	}
+	return serveGateway(t, &fakeGateway{script: sc, answerReport: answer})
+}
+
+func serveGateway(t *testing.T, g *fakeGateway) *fakeGateway {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &fakeGateway{addr: lis.Addr().String(), script: sc}
+	g.addr = lis.Addr().String()
 	srv := grpc.NewServer()
 	confgatev1.RegisterConfigServiceServer(srv, g)
 	served := make(chan struct{})
@@ -97,8 +126,64 @@ func (g *fakeGateway) Subscribe(req *confgatev1.SubscribeRequest, ss stream) err
 	g.mu.Lock()
 	call := len(g.reqs)
 	g.reqs = append(g.reqs, req)
+	g.peers = append(g.peers, peerAddr(ss.Context()))
 	g.mu.Unlock()
 	return g.script(call, req, ss)
+}
+
+func (g *fakeGateway) Report(ctx context.Context, req *confgatev1.ReportRequest) (*confgatev1.ReportResponse, error) {
+	g.mu.Lock()
+	n := len(g.reports)
+	g.reports = append(g.reports, reportCall{req: req, at: time.Now(), peer: peerAddr(ctx)})
+	g.mu.Unlock()
+	if g.answerReport == nil {
+		return g.UnimplementedConfigServiceServer.Report(ctx, req)
+	}
+	if err := g.answerReport(n, req); err != nil {
+		return nil, err
+	}
+	return &confgatev1.ReportResponse{}, nil
+}
+
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+// reportCalls returns the Report calls received so far.
+func (g *fakeGateway) reportCalls() []reportCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.reports)
+}
+
+// subscribePeer returns the client address of Subscribe call n.
+func (g *fakeGateway) subscribePeer(t *testing.T, n int) string {
+	t.Helper()
+	g.request(t, n)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.peers[n]
+}
+
+// waitReport waits for a Report call that satisfies cond and returns the
+// first one, with the number of calls up to and including it.
+func (g *fakeGateway) waitReport(t *testing.T, what string, cond func(*confgatev1.ReportRequest) bool) (reportCall, int) {
+	t.Helper()
+	var found reportCall
+	var n int
+	eventually(t, "a report with "+what, func() bool {
+		for i, rc := range g.reportCalls() {
+			if cond(rc.req) {
+				found, n = rc, i+1
+				return true
+			}
+		}
+		return false
+	})
+	return found, n
 }
 
 func (g *fakeGateway) calls() int {

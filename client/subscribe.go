@@ -46,6 +46,9 @@ func subscribe(ctx context.Context, cfg Config, tweak func(*settings)) (*View, e
 		synced: make(chan struct{}),
 		done:   make(chan struct{}),
 	}
+	if s.reportInterval > 0 {
+		v.kick = make(chan struct{}, 1)
+	}
 	r := newReplica()
 	if s.resume != nil {
 		// Synced without being live: the cursor is resumed from and
@@ -154,7 +157,10 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	req := &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: v.s.selector.Prefixes()}}
+	req := &confgatev1.SubscribeRequest{
+		Selector: &confgatev1.Selector{Prefixes: v.s.selector.Prefixes()},
+		Client:   v.s.clientInfo(),
+	}
 	if resumed {
 		req.ResumeCursor = r.cur.Encode()
 	}
@@ -165,12 +171,27 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 	}
 	sess := &session{resumed: resumed}
 	v.streams++
+	if v.kick != nil {
+		// Reports go over this stream's connection, so the gateway that
+		// serves the client is the one that hears from it. The reporter
+		// stops before cc closes (deferred above).
+		reporting := make(chan struct{})
+		go func() {
+			defer close(reporting)
+			v.reporter(ctx, cc, addr)
+		}()
+		defer func() {
+			cancel()
+			<-reporting
+		}()
+	}
 	for {
 		m, err := sc.Recv()
 		if err != nil {
 			return delivered, err
 		}
-		if !delivered {
+		first := !delivered
+		if first {
 			delivered = true
 			v.setStatus(func(st *connState) { st.connected = true })
 			v.s.log.Info("connected to gateway", "addr", addr, "resumed", resumed)
@@ -183,6 +204,11 @@ func (v *View) stream(ctx context.Context, addr string, r *replica, resumed bool
 			v.s.observe(Observation{Stream: v.streams, Addr: addr, ResumeCursor: req.ResumeCursor, Message: m})
 		}
 		v.applied(ctx, r, res)
+		// Report at once to a new gateway, and after a snapshot or delta
+		// (a progress message moves the cursor only: the next tick tells).
+		if first || res.changed || res.moved && res.progress == nil {
+			v.kickReport()
+		}
 	}
 }
 

@@ -147,9 +147,15 @@ type View struct {
 	// saved is what the state file holds; only loadStateFile (before the
 	// goroutines start) and then the writer goroutine touch it.
 	saved savedState
+	// kick asks the reporter of the current stream for a report (capacity
+	// 1); nil when reporting is off.
+	kick chan struct{}
 
 	mu sync.Mutex // guards the fields below; never held while calling out
 	st connState
+	// rejections are the values the application refused (Reject), by key.
+	rejections map[string]*rejection
+	rejectSeq  uint64
 }
 
 // connState is what Status reports, plus what it is derived from.
