@@ -84,6 +84,8 @@ const (
 	methodDelete      = confgatev1.ConfigService_Delete_FullMethodName
 	methodApply       = confgatev1.ConfigService_Apply_FullMethodName
 	methodDiff        = confgatev1.ConfigService_Diff_FullMethodName
+	methodReport      = confgatev1.ConfigService_Report_FullMethodName
+	methodGetFleet    = confgatev1.ConfigService_GetFleet_FullMethodName
 )
 
 type principalKey struct{}

@@ -125,6 +125,15 @@ type Config struct {
 	// name.
 	Name string
 
+	// Fleet is the fleet view (fleet.Fleet): clients' identities and
+	// reports are published to it, GetFleet reads it. nil: Report and
+	// GetFleet answer UNIMPLEMENTED.
+	Fleet FleetView
+	// FleetReportInterval is how often clients report while nothing
+	// changes; a client silent for three intervals is "not reporting".
+	// Default 5s, the shipped clients' interval.
+	FleetReportInterval time.Duration
+
 	// TLS, when set, serves gRPC over TLS with it (certificates, client
 	// certificate checks); nil serves plaintext.
 	TLS *tls.Config
@@ -153,6 +162,7 @@ func Defaults() Config {
 		ChunkBytes:            1 << 20,
 		ConnReadBufferBytes:   4 << 10,
 		ProgressInterval:      5 * time.Second,
+		FleetReportInterval:   5 * time.Second,
 		WaitTimeout:           5 * time.Second,
 		MaxPendingBatches:     256,
 		MaxCoalescedBytes:     3 << 20,
@@ -196,6 +206,7 @@ func (c *Config) withDefaults() (Config, error) {
 		return out, errors.New("gateway: chunk size must stay under 3 MiB so messages fit gRPC's 4 MiB default limit")
 	}
 	orDefault(&out.ProgressInterval, d.ProgressInterval)
+	orDefault(&out.FleetReportInterval, d.FleetReportInterval)
 	orDefault(&out.WaitTimeout, d.WaitTimeout)
 	orDefault(&out.MaxPendingBatches, d.MaxPendingBatches)
 	orDefault(&out.MaxCoalescedBytes, d.MaxCoalescedBytes)

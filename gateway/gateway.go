@@ -44,6 +44,7 @@ type Source interface {
 	Commit(ctx context.Context, c store.Commit) (store.CommitResult, error)
 	Diff(prefix string, from, to cursor.Cursor) ([]store.KeyDiff, cursor.Cursor, error)
 	SchemaProblems() (values, schemas map[string]string)
+	DigestsAt(sel keyspace.Selector, cursors []cursor.Cursor) ([]store.SelectedAt, []bool)
 }
 
 var _ Source = (*store.Store)(nil)
@@ -70,6 +71,8 @@ type Gateway struct {
 	// buildSlots is the gateway-wide semaphore of snapshot chunk builds
 	// (MaxSnapshotBuilds).
 	buildSlots chan struct{}
+
+	fleetClients fleetClients
 
 	buildMu sync.Mutex
 	builds  map[string]*snapBuild

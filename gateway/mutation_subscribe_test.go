@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"google.golang.org/grpc/codes"
@@ -91,6 +92,9 @@ func (f *memSource) Diff(string, cursor.Cursor, cursor.Cursor) ([]store.KeyDiff,
 	return nil, cursor.Cursor{}, store.ErrNotReady
 }
 func (f *memSource) SchemaProblems() (map[string]string, map[string]string) { return nil, nil }
+func (f *memSource) DigestsAt(_ keyspace.Selector, c []cursor.Cursor) ([]store.SelectedAt, []bool) {
+	return make([]store.SelectedAt, len(c)), make([]bool, len(c))
+}
 
 var mutTopic = cursor.TopicID{9}
 

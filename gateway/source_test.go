@@ -9,6 +9,7 @@ import (
 
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
@@ -64,6 +65,9 @@ func (f *fakeSource) Diff(string, cursor.Cursor, cursor.Cursor) ([]store.KeyDiff
 	return nil, cursor.Cursor{}, store.ErrNotReady
 }
 func (f *fakeSource) SchemaProblems() (map[string]string, map[string]string) { return nil, nil }
+func (f *fakeSource) DigestsAt(_ keyspace.Selector, c []cursor.Cursor) ([]store.SelectedAt, []bool) {
+	return make([]store.SelectedAt, len(c)), make([]bool, len(c))
+}
 
 // A client resuming on a gateway whose batches were cut differently than
 // where its cursor came from must never receive a cursor behind its own,

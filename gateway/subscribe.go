@@ -59,11 +59,15 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 		}
 		resume = &c
 	}
+	if err := checkClientInfo("client", req.GetClient()); err != nil {
+		return err
+	}
 	if !g.src.Ready() {
 		return errNotReady
 	}
 	g.m.subscribeStreams.Inc()
 	defer g.m.subscribeStreams.Dec()
+	defer g.clientStream(req.GetClient(), sel)()
 	grp := g.groups.acquire(sel)
 	defer g.groups.release(grp, g.m)
 

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"syscall"
 
+	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +33,12 @@ type Config struct {
 	AdminListen string
 	// AdminListener, when set, is the admin listener to serve on.
 	AdminListener net.Listener
+	// Fleet, when set, runs the fleet view (package fleet) beside the
+	// store: the gateway publishes its clients to the fleet topic and
+	// answers Report and GetFleet. Its brokers, client options, topic
+	// (fleet.TopicName), partitions and gateway name default to the
+	// store's and the gateway's.
+	Fleet *fleet.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registry receives the metrics of both halves; nil makes one with the
@@ -78,6 +86,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if gc.Logger == nil {
 		gc.Logger = log
 	}
+	var fl *fleet.Fleet
+	if cfg.Fleet != nil {
+		if fl, err = newFleet(*cfg.Fleet, sc, gc, log, reg); err != nil {
+			st.Close()
+			return nil, err
+		}
+		gc.Fleet = fl
+	}
 	gc.Source, gc.Registerer, gc.Gatherer = st, reg, reg
 	gw, err := gateway.New(gc)
 	if err != nil {
@@ -115,6 +131,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.adminAddr = adm.Addr().String()
 	}
 
+	fleetDone := make(chan struct{})
+	go func() {
+		defer close(fleetDone)
+		if fl != nil {
+			if err := fl.Run(stCtx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("fleet view stopped", "err", err)
+			}
+		}
+	}()
 	storeErr := make(chan error, 1)
 	go func() {
 		err := st.Run(stCtx)
@@ -129,6 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		stopGW()
 		stopStore()
 		err := <-storeErr
+		<-fleetDone
 		st.Close()
 		switch {
 		case err != nil && !errors.Is(err, context.Canceled):
@@ -198,4 +224,40 @@ func listenTCP(what, addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("listen on %s (%s): %w%s", addr, what, err, hint)
 	}
 	return lis, nil
+}
+
+// newFleet fills what a fleet configuration leaves out from the store's and
+// the gateway's.
+func newFleet(fc fleet.Config, sc store.Config, gc gateway.Config, log *slog.Logger, reg prometheus.Registerer) (*fleet.Fleet, error) {
+	if len(fc.Brokers) == 0 {
+		fc.Brokers, fc.ClientOpts = sc.Brokers, sc.ClientOpts
+	}
+	if fc.Topic == "" {
+		fc.Topic = fleet.TopicName(sc.Topic)
+	}
+	if fc.Partitions == 0 {
+		fc.Partitions = sc.Partitions
+	}
+	if fc.ReplicationFactor == 0 {
+		fc.ReplicationFactor = sc.ReplicationFactor
+	}
+	if fc.Gateway == "" {
+		fc.Gateway = gc.Name
+	}
+	if fc.Gateway == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return nil, fmt.Errorf("node: fleet: no gateway name and no host name: %w", err)
+		}
+		fc.Gateway = h
+	}
+	if fc.Logger == nil {
+		fc.Logger = log.With("component", "fleet")
+	}
+	fc.Registerer = reg
+	f, err := fleet.New(fc)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	return f, nil
 }

@@ -104,7 +104,7 @@ func runDev(cmd *cobra.Command, g *globals, o *devOptions) error {
 		"kafka", strings.Join(sc.Brokers, ","))
 
 	ctx := cmd.Context()
-	n, err := startNode(ctx, log, sc, gc, o.server.listen, o.server.adminListen)
+	n, err := startNode(ctx, log, sc, gc, o.server.fleetConfig(), o.server.listen, o.server.adminListen)
 	if err != nil {
 		return err
 	}

@@ -187,6 +187,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error
 		newApplyCmd(g),
 		newValidateCmd(g),
 		newDiffCmd(g),
+		newFleetCmd(g),
 		newRollbackCmd(g),
 		newSnapshotCmd(g),
 		newWatchCmd(g),
@@ -245,6 +246,16 @@ func (g *globals) callContext(ctx context.Context) (context.Context, context.Can
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, g.timeout)
+}
+
+// maxArgs is cobra.MaximumNArgs with a usage line in the error.
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usagef(cmd, "want at most %d argument(s), got %d: usage: %s", n, len(args), cmd.UseLine())
+		}
+		return nil
+	}
 }
 
 // exactArgs is cobra.ExactArgs with a usage line in the error.

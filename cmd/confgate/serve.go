@@ -81,7 +81,7 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 				defer g.env.reload.Store(nil)
 			}
 			ctx := cmd.Context()
-			n, err := startNode(ctx, g.log, sc, gc, f.listen, f.adminListen)
+			n, err := startNode(ctx, g.log, sc, gc, f.fleetConfig(), f.listen, f.adminListen)
 			if err != nil {
 				return err
 			}

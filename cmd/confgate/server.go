@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
 	cgnode "github.com/confgate/confgate/node"
 	"github.com/confgate/confgate/store"
@@ -44,6 +45,9 @@ type serverFlags struct {
 	recentRequestIDBytes   int64
 	setHoldTimeout         time.Duration
 	setHoldBytes           int64
+	fleet                  bool
+	fleetGrace             time.Duration
+	fleetReportInterval    time.Duration
 
 	chunkBytes            int64
 	cacheBytes            int64
@@ -104,6 +108,9 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	f.recentRequestIDBytes = sd.RecentRequestIDBytes
 	fs.Var(byteSize{&f.recentRequestIDBytes}, "recent-request-id-bytes", "memory bound of the remembered request IDs")
 	fs.DurationVar(&f.setHoldTimeout, "set-hold-timeout", sd.SetHoldTimeout, "how long an incomplete change set (only a foreign producer writes one) may hold back its partitions before its records are applied as they are")
+	fs.BoolVar(&f.fleet, "fleet", false, "keep the fleet view: publish this gateway's clients (identity, applied cursor, digest, rejections) to the compacted topic TOPIC.fleet, created like the config topic, read every gateway's from it, and answer Report and GetFleet (confgate fleet)")
+	fs.DurationVar(&f.fleetReportInterval, "fleet-report-interval", gd.FleetReportInterval, "the clients' report interval (the shipped clients' default): a connected client silent for three of them is not reporting")
+	fs.DurationVar(&f.fleetGrace, "fleet-grace", time.Minute, "how long a client gone from this gateway stays in the fleet view before it is removed (a client that moved to another gateway stays, as that gateway's)")
 	f.setHoldBytes = sd.SetHoldBytes
 	fs.Var(byteSize{&f.setHoldBytes}, "set-hold-bytes", "memory bound of records held back for incomplete change sets")
 
@@ -226,7 +233,17 @@ func (f *serverFlags) gatewayConfig(log *slog.Logger) (gateway.Config, error) {
 		MaxStreamsPerPrincipal: f.maxStreamsPrincipal,
 		MaxWritesPerSecond:     f.maxWritesPerSecond,
 		Name:                   f.gatewayName,
+		FleetReportInterval:    f.fleetReportInterval,
 	}, nil
+}
+
+// fleetConfig is the fleet view's configuration, nil when --fleet is off;
+// the node fills in what the store and gateway already say.
+func (f *serverFlags) fleetConfig() *fleet.Config {
+	if !f.fleet {
+		return nil
+	}
+	return &fleet.Config{Grace: f.fleetGrace}
 }
 
 // node is a running store and gateway (package node), with the
@@ -240,7 +257,7 @@ type node struct {
 
 // startNode listens (errors name the flags), then starts the node: see
 // node.Start for the lifecycle and shutdown order.
-func startNode(ctx context.Context, log *slog.Logger, sc store.Config, gc gateway.Config, listen, adminListen string) (*node, error) {
+func startNode(ctx context.Context, log *slog.Logger, sc store.Config, gc gateway.Config, fc *fleet.Config, listen, adminListen string) (*node, error) {
 	lis, err := listenTCP("--listen", listen)
 	if err != nil {
 		return nil, err
@@ -252,7 +269,7 @@ func startNode(ctx context.Context, log *slog.Logger, sc store.Config, gc gatewa
 			return nil, err
 		}
 	}
-	n, err := cgnode.Start(ctx, cgnode.Config{Store: sc, Gateway: gc, Listener: lis, AdminListener: adm, Logger: log})
+	n, err := cgnode.Start(ctx, cgnode.Config{Store: sc, Gateway: gc, Fleet: fc, Listener: lis, AdminListener: adm, Logger: log})
 	if err != nil {
 		lis.Close()
 		if adm != nil {

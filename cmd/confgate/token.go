@@ -90,7 +90,7 @@ func (f *clientToken) credentials(addrs []string, tlsOn bool) (credentials.PerRP
 
 // clientVerbs are the verbs that call a gateway, and so send a token.
 var clientVerbs = map[string]bool{"get": true, "put": true, "delete": true, "watch": true, "snapshot": true,
-	"apply": true, "validate": true, "diff": true, "rollback": true}
+	"apply": true, "validate": true, "diff": true, "rollback": true, "fleet": true}
 
 func newTokenCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{

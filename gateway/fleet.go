@@ -1,0 +1,363 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/confgate/confgate/fleet"
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/confgate/confgate/store"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// FleetView is the fleet topic as a gateway uses it (fleet.Fleet): it
+// publishes its own clients and reads everyone's.
+type FleetView interface {
+	Connected(clientID string, r fleet.Record)
+	Report(r fleet.Record)
+	Disconnected(clientID string)
+	Snapshot() []fleet.Record
+}
+
+// Bounds of what a client says about itself.
+const (
+	maxClientIDBytes   = 128
+	maxServiceBytes    = 128
+	maxLabels          = 16
+	maxLabelBytes      = 128
+	maxRejections      = 100
+	maxRejectionReason = 1024
+)
+
+// fleetClients counts each client's open streams on this gateway, so the
+// fleet hears of it when its first opens and its last closes.
+type fleetClients struct {
+	mu      sync.Mutex
+	streams map[string]int
+	// diverged remembers the clients already logged as diverged, with
+	// the digest they reported, so each is logged once.
+	diverged map[string][]byte
+}
+
+// checkClientInfo validates what a client says about itself.
+func checkClientInfo(field string, ci *confgatev1.ClientInfo) error {
+	if ci == nil {
+		return nil
+	}
+	if err := store.CheckRequestID(ci.GetClientId()); err != nil || len(ci.GetClientId()) > maxClientIDBytes {
+		return invalidArg(field+".client_id", fmt.Sprintf("%q: use up to %d printable ASCII characters without spaces", clip(ci.GetClientId()), maxClientIDBytes))
+	}
+	if len(ci.GetService()) > maxServiceBytes || !visibleText(ci.GetService()) {
+		return invalidArg(field+".service", fmt.Sprintf("use up to %d bytes of visible text", maxServiceBytes))
+	}
+	if len(ci.GetLabels()) > maxLabels {
+		return invalidArg(field+".labels", fmt.Sprintf("%d labels, more than %d", len(ci.GetLabels()), maxLabels))
+	}
+	for k, v := range ci.GetLabels() {
+		if k == "" || len(k) > maxLabelBytes || len(v) > maxLabelBytes || !visibleText(k) || !visibleText(v) {
+			return invalidArg(field+".labels", fmt.Sprintf("label %q: keys (non-empty) and values are up to %d bytes of visible text", clip(k), maxLabelBytes))
+		}
+	}
+	return nil
+}
+
+// visibleText reports whether s is UTF-8 without control, invisible or
+// formatting characters (the key rules' characters).
+func visibleText(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if keyspace.Hidden(r) {
+			return false
+		}
+	}
+	return true
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// fleetRecord is what a client said, as the fleet topic holds it.
+func fleetRecord(ci *confgatev1.ClientInfo, sel keyspace.Selector) fleet.Record {
+	r := fleet.Record{ClientID: ci.GetClientId(), Service: ci.GetService(), Selector: sel.Prefixes()}
+	if len(ci.GetLabels()) > 0 {
+		r.Labels = make(map[string]string, len(ci.GetLabels()))
+		for k, v := range ci.GetLabels() {
+			r.Labels[k] = v
+		}
+	}
+	return r
+}
+
+// clientStream tells the fleet that a client's stream opened; the
+// returned func, called when it closes, tells it the stream closed.
+func (g *Gateway) clientStream(ci *confgatev1.ClientInfo, sel keyspace.Selector) func() {
+	if g.cfg.Fleet == nil || ci.GetClientId() == "" {
+		return func() {}
+	}
+	id := ci.GetClientId()
+	fc := &g.fleetClients
+	fc.mu.Lock()
+	if fc.streams == nil {
+		fc.streams = map[string]int{}
+	}
+	fc.streams[id]++
+	first := fc.streams[id] == 1
+	fc.mu.Unlock()
+	if first {
+		r := fleetRecord(ci, sel)
+		r.ConnectedSince = time.Now()
+		r.Connected = true
+		g.cfg.Fleet.Connected(id, r)
+	}
+	return func() {
+		fc.mu.Lock()
+		fc.streams[id]--
+		last := fc.streams[id] == 0
+		if last {
+			delete(fc.streams, id)
+		}
+		fc.mu.Unlock()
+		if last {
+			g.cfg.Fleet.Disconnected(id)
+		}
+	}
+}
+
+// Report records what a client applied.
+func (g *Gateway) Report(ctx context.Context, req *confgatev1.ReportRequest) (*confgatev1.ReportResponse, error) {
+	if g.cfg.Fleet == nil {
+		return nil, status.Error(codes.Unimplemented, "this gateway keeps no fleet view (--fleet=false)")
+	}
+	ci := req.GetClient()
+	if ci.GetClientId() == "" {
+		return nil, invalidArg("client.client_id", "required: the ID the client subscribed with")
+	}
+	if err := checkClientInfo("client", ci); err != nil {
+		return nil, err
+	}
+	sel, err := g.parseSelector(req.GetSelector())
+	if err != nil {
+		return nil, err
+	}
+	guard, err := g.authorizeRead(ctx, methodReport, sel)
+	if err != nil {
+		return nil, err
+	}
+	guard.stop()
+	if len(req.GetAppliedCursor()) > 0 {
+		if _, err := parseCursor("applied_cursor", req.GetAppliedCursor()); err != nil {
+			return nil, err
+		}
+	}
+	if n := len(req.GetDigest()); n != 0 && n != 16 {
+		return nil, invalidArg("digest", fmt.Sprintf("is %d bytes, want 16 (SnapshotEnd.digest)", n))
+	}
+	if n := len(req.GetRejections()); n > maxRejections {
+		return nil, invalidArg("rejections", fmt.Sprintf("%d, more than %d: report the latest per key", n, maxRejections))
+	}
+	r := fleetRecord(ci, sel)
+	r.Connected = true
+	r.LastReport = time.Now()
+	r.AppliedCursor = bytes.Clone(req.GetAppliedCursor())
+	r.Digest = bytes.Clone(req.GetDigest())
+	for i, rj := range req.GetRejections() {
+		if err := keyspace.ValidateKey(rj.GetKey()); err != nil {
+			return nil, invalidArg(fmt.Sprintf("rejections[%d].key", i), err.Error())
+		}
+		if len(rj.GetReason()) > maxRejectionReason || !visibleText(rj.GetReason()) {
+			return nil, invalidArg(fmt.Sprintf("rejections[%d].reason", i), fmt.Sprintf("up to %d bytes of visible text", maxRejectionReason))
+		}
+		r.Rejections = append(r.Rejections, fleet.Rejection{Key: rj.GetKey(), Partition: rj.GetVersion().GetPartition(), Offset: rj.GetVersion().GetOffset(), Reason: rj.GetReason()})
+	}
+	g.cfg.Fleet.Report(r)
+	return &confgatev1.ReportResponse{}, nil
+}
+
+// GetFleet lists the fleet with each client's state.
+func (g *Gateway) GetFleet(ctx context.Context, req *confgatev1.GetFleetRequest) (*confgatev1.GetFleetResponse, error) {
+	if g.cfg.Fleet == nil {
+		return nil, status.Error(codes.Unimplemented, "this gateway keeps no fleet view (--fleet=false)")
+	}
+	if req.GetPrefix() != "" {
+		if err := keyspace.ValidatePrefix(req.GetPrefix()); err != nil {
+			return nil, invalidArg("prefix", err.Error())
+		}
+	}
+	sel, _ := keyspace.NewSelector([]string{req.GetPrefix()})
+	guard, err := g.authorizeRead(ctx, methodGetFleet, sel)
+	if err != nil {
+		return nil, err
+	}
+	guard.stop()
+	var behind *cursor.Cursor
+	if len(req.GetBehindCursor()) > 0 {
+		c, err := parseCursor("behind_cursor", req.GetBehindCursor())
+		if err != nil {
+			return nil, err
+		}
+		behind = &c
+	}
+	if !g.src.Ready() {
+		return nil, errNotReady
+	}
+	return g.fleetView(req.GetPrefix(), req.GetService(), behind), nil
+}
+
+// fleetView computes every connected client's state against this
+// gateway's config state.
+func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *confgatev1.GetFleetResponse {
+	recs := g.cfg.Fleet.Snapshot()
+	head := g.src.Status().Cursor
+	out := &confgatev1.GetFleetResponse{Cursor: head.Encode()}
+	// One digest computation per distinct selector, for all its cursors.
+	type job struct {
+		sel  keyspace.Selector
+		idx  []int
+		curs []cursor.Cursor
+	}
+	jobs := map[string]*job{}
+	states := make([]confgatev1.FleetState, len(recs))
+	curs := make([]cursor.Cursor, len(recs))
+	stale := time.Now().Add(-3 * g.cfg.FleetReportInterval)
+	keep := make([]bool, len(recs))
+	for i, r := range recs {
+		if !r.Connected || (service != "" && r.Service != service) {
+			continue
+		}
+		sel, err := keyspace.NewSelector(r.Selector)
+		if err != nil {
+			continue
+		}
+		if prefix != "" && !selects(sel, prefix) {
+			continue
+		}
+		c, err := cursor.Decode(r.AppliedCursor)
+		if behind != nil && err == nil && c.Covers(*behind) {
+			continue
+		}
+		keep[i] = true
+		curs[i] = c
+		switch {
+		case len(r.AppliedCursor) == 0 || len(r.Digest) == 0 || r.LastReport.Before(stale):
+			states[i] = confgatev1.FleetState_FLEET_STATE_NOT_REPORTING
+			continue
+		case err != nil:
+			states[i] = confgatev1.FleetState_FLEET_STATE_UNKNOWN
+			continue
+		}
+		j := jobs[sel.Key()]
+		if j == nil {
+			j = &job{sel: sel}
+			jobs[sel.Key()] = j
+		}
+		j.idx = append(j.idx, i)
+		j.curs = append(j.curs, c)
+	}
+	for _, j := range jobs {
+		at, ok := g.src.DigestsAt(j.sel, j.curs)
+		for k, i := range j.idx {
+			switch {
+			case !ok[k]:
+				states[i] = confgatev1.FleetState_FLEET_STATE_UNKNOWN
+			case !bytes.Equal(at[k].Digest, recs[i].Digest):
+				states[i] = confgatev1.FleetState_FLEET_STATE_DIVERGED
+				g.logDiverged(recs[i], at[k].Digest)
+			case at[k].ChangedSince:
+				states[i] = confgatev1.FleetState_FLEET_STATE_BEHIND
+			default:
+				states[i] = confgatev1.FleetState_FLEET_STATE_IN_SYNC
+			}
+		}
+	}
+	sums := map[string]*confgatev1.ServiceSummary{}
+	for i, r := range recs {
+		if !keep[i] {
+			continue
+		}
+		fc := &confgatev1.FleetClient{
+			Client:               &confgatev1.ClientInfo{ClientId: r.ClientID, Service: r.Service, Labels: r.Labels},
+			Selector:             &confgatev1.Selector{Prefixes: r.Selector},
+			Gateway:              r.Gateway,
+			ConnectedSinceUnixMs: r.ConnectedSince.UnixMilli(),
+			AppliedCursor:        r.AppliedCursor,
+			Digest:               r.Digest,
+			State:                states[i],
+		}
+		if !r.LastReport.IsZero() {
+			fc.LastReportUnixMs = r.LastReport.UnixMilli()
+		}
+		if curs[i].Topic == head.Topic {
+			for p, off := range head.Offsets {
+				fc.LagRecords += max(0, off-curs[i].Offset(int32(p)))
+			}
+		}
+		for _, rj := range r.Rejections {
+			fc.Rejections = append(fc.Rejections, &confgatev1.Rejection{Key: rj.Key, Version: &confgatev1.Version{Partition: rj.Partition, Offset: rj.Offset}, Reason: rj.Reason})
+		}
+		out.Clients = append(out.Clients, fc)
+		s := sums[r.Service]
+		if s == nil {
+			s = &confgatev1.ServiceSummary{Service: r.Service}
+			sums[r.Service] = s
+		}
+		switch states[i] {
+		case confgatev1.FleetState_FLEET_STATE_IN_SYNC:
+			s.InSync++
+		case confgatev1.FleetState_FLEET_STATE_BEHIND:
+			s.Behind++
+		case confgatev1.FleetState_FLEET_STATE_DIVERGED:
+			s.Diverged++
+		case confgatev1.FleetState_FLEET_STATE_NOT_REPORTING:
+			s.NotReporting++
+		default:
+			s.Unknown++
+		}
+	}
+	for _, s := range sums {
+		out.Services = append(out.Services, s)
+	}
+	sort.Slice(out.Services, func(a, b int) bool { return out.Services[a].Service < out.Services[b].Service })
+	return out
+}
+
+// selects reports whether sel selects some key under prefix.
+func selects(sel keyspace.Selector, prefix string) bool {
+	if sel.All() {
+		return true
+	}
+	for _, p := range sel.Prefixes() {
+		if len(p) <= len(prefix) && prefix[:len(p)] == p || len(prefix) < len(p) && p[:len(prefix)] == prefix {
+			return true
+		}
+	}
+	return false
+}
+
+// logDiverged logs a diverged client once per reported digest.
+func (g *Gateway) logDiverged(r fleet.Record, want []byte) {
+	fc := &g.fleetClients
+	fc.mu.Lock()
+	if fc.diverged == nil || len(fc.diverged) > 10000 {
+		fc.diverged = map[string][]byte{}
+	}
+	seen := bytes.Equal(fc.diverged[r.ClientID], r.Digest)
+	fc.diverged[r.ClientID] = bytes.Clone(r.Digest)
+	fc.mu.Unlock()
+	if !seen {
+		g.log.Warn("a client's view differs from the config at its cursor", "client_id", r.ClientID, "service", r.Service, "gateway", r.Gateway, "cursor", fmt.Sprintf("%x", r.AppliedCursor), "client_digest", fmt.Sprintf("%x", r.Digest), "config_digest", fmt.Sprintf("%x", want))
+	}
+}
