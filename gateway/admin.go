@@ -113,6 +113,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 		values, schemas := g.src.SchemaProblems()
 		write(w, http.StatusOK, debugStateJSON{state(), values, schemas})
 	})))
+	mux.Handle("GET /debug/fleet", g.adminAuth(http.HandlerFunc(g.serveFleet)))
 	if g.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", g.adminAuth(promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
