@@ -2,6 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"slices"
 	"sync"
 	"testing"
@@ -153,6 +156,24 @@ func TestFleetStates(t *testing.T) {
 	}
 	if resp, err := c.GetFleet(ctx, &confgatev1.GetFleetRequest{Prefix: "other/"}); err != nil || len(resp.GetClients()) != 0 {
 		t.Fatalf("prefix other/ lists %v %v", resp.GetClients(), err)
+	}
+	// The same as JSON on the admin listener.
+	hr, err := http.Get("http://" + g.Admin + "/debug/fleet?service=payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	var fj struct {
+		Clients []struct {
+			State  string `json:"state"`
+			Client struct {
+				ClientID string `json:"client_id"`
+			} `json:"client"`
+		} `json:"clients"`
+	}
+	if err := json.Unmarshal(body, &fj); err != nil || len(fj.Clients) != 1 || fj.Clients[0].Client.ClientID != "c-1" || fj.Clients[0].State != "FLEET_STATE_DIVERGED" {
+		t.Fatalf("/debug/fleet: %s (%v)", body, err)
 	}
 	// The stream ends: the client is no longer listed.
 	scancel()
