@@ -44,6 +44,32 @@ func TestFleetCommand(t *testing.T) {
 	if out := c.ok("fleet", "checkout/"); !strings.Contains(out, "# 0 clients") {
 		t.Fatalf("fleet checkout/: %s", out)
 	}
+	// --wait-fleet: the client applies the write and reports it.
+	r := c.run("put", "payments/db/timeout", "9s", "--wait-fleet", "100%", "--wait-fleet-timeout", "10s")
+	if r.code != 0 || !strings.Contains(r.stderr, "1 of 1 clients whose selector covers payments/db/timeout applied the write (100%)") {
+		t.Fatalf("put --wait-fleet 100%%: exit %d, stderr %q", r.code, r.stderr)
+	}
+	// A client that does not report keeps 100% from being reached: the
+	// put fails at the timeout, naming it.
+	quiet, err := client.Subscribe(ctx, client.Config{Addrs: []string{c.addr}, Prefixes: []string{"payments/db/"},
+		ClientID: "pay-quiet", Service: "payments", ReportInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer quiet.Close()
+	testkit.Eventually(t, 10*time.Second, "the quiet client listed", func() bool {
+		return strings.Contains(c.ok("fleet"), "pay-quiet not_reporting")
+	})
+	r = c.run("put", "payments/db/timeout", "8s", "--wait-fleet", "100%", "--wait-fleet-timeout", "4s")
+	if r.code == 0 || !strings.Contains(r.stderr, "1 of 2 clients applied it") || !strings.Contains(r.stderr, "pay-quiet") {
+		t.Fatalf("put --wait-fleet 100%% with a quiet client: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := c.run("put", "payments/db/timeout", "8s", "--wait-fleet", "50%"); r.code != 0 {
+		t.Fatalf("put --wait-fleet 50%%: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := c.run("put", "payments/db/timeout", "8s", "--wait-fleet", "150%"); r.code == 0 || !strings.Contains(r.stderr, "at most 100%") {
+		t.Fatalf("put --wait-fleet 150%%: exit %d, stderr %q", r.code, r.stderr)
+	}
 	// A rejection shows.
 	v.Reject("payments/db/timeout", "unparseable for this version")
 	testkit.Eventually(t, 10*time.Second, "the rejection in confgate fleet", func() bool {

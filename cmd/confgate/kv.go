@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"github.com/confgate/confgate/client"
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -134,6 +137,10 @@ watch --from to read the write back from any gateway.
 			if req.Precondition, req.RequestId, err = wf.resolve(cmd); err != nil {
 				return err
 			}
+			share, err := wf.fleetShare(cmd)
+			if err != nil {
+				return err
+			}
 			for _, h := range headers {
 				k, v, ok := strings.Cut(h, "=")
 				if !ok || k == "" {
@@ -160,7 +167,10 @@ watch --from to read the write back from any gateway.
 			if err != nil {
 				return g.writeError(err, failed, "")
 			}
-			return printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate())
+			if err := printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate()); err != nil {
+				return err
+			}
+			return wf.awaitFleet(cmd, g, key, resp.GetCursor(), share)
 		},
 	}
 	f := cmd.Flags()
@@ -192,6 +202,10 @@ Prints the tombstone's version and a cursor that includes it
 			if req.Precondition, req.RequestId, err = wf.resolve(cmd); err != nil {
 				return err
 			}
+			share, err := wf.fleetShare(cmd)
+			if err != nil {
+				return err
+			}
 			ctx, cancel := g.callContext(cmd.Context())
 			defer cancel()
 			var (
@@ -209,7 +223,10 @@ Prints the tombstone's version and a cursor that includes it
 			if err != nil {
 				return g.writeError(err, failed, "")
 			}
-			return printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate())
+			if err := printWriteResult(g, key, req.RequestId, resp.GetVersion(), resp.GetCursor(), resp.GetDuplicate()); err != nil {
+				return err
+			}
+			return wf.awaitFleet(cmd, g, key, resp.GetCursor(), share)
 		},
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "answer only once the gateway has applied the delete")
@@ -238,15 +255,60 @@ error.`
 
 // writeFlags are the precondition and request ID flags of put and delete.
 type writeFlags struct {
-	ifAbsent  bool
-	ifVersion string
-	requestID string
+	ifAbsent         bool
+	ifVersion        string
+	requestID        string
+	waitFleet        string
+	waitFleetTimeout time.Duration
 }
 
 func (w *writeFlags) register(f *pflag.FlagSet, what string) {
 	f.BoolVar(&w.ifAbsent, "if-absent", false, "precondition: "+what+" only if the key is absent (never written, or deleted)")
 	f.StringVar(&w.ifVersion, "if-version", "", "precondition: "+what+" only if the key is live at exactly this version, PARTITION:OFFSET (as put and get -o json print it)")
 	f.StringVar(&w.requestID, "request-id", "", "the write's request ID, to retry it safely (default: 32 random hex digits)")
+	f.StringVar(&w.waitFleet, "wait-fleet", "", "after the "+what+", wait until this share of the connected clients whose selector covers the key (as the fleet view knows them, see confgate fleet) have applied it, e.g. 95%; fails at --wait-fleet-timeout naming those that had not")
+	f.DurationVar(&w.waitFleetTimeout, "wait-fleet-timeout", 30*time.Second, "bound of --wait-fleet")
+}
+
+// fleetShare parses --wait-fleet ("95%" or "0.95"); 0 when not given.
+func (w *writeFlags) fleetShare(cmd *cobra.Command) (float64, error) {
+	if w.waitFleet == "" {
+		return 0, nil
+	}
+	s, pct := strings.CutSuffix(w.waitFleet, "%")
+	v, err := strconv.ParseFloat(s, 64)
+	if pct {
+		v /= 100
+	}
+	if err != nil || v <= 0 || v > 1 {
+		return 0, usagef(cmd, "--wait-fleet %q: want a share such as 95%% or 0.95, more than 0 and at most 100%%", w.waitFleet)
+	}
+	return v, nil
+}
+
+// awaitFleet waits, after a write, for the share of the fleet that must
+// have applied it, and says how far it got.
+func (w *writeFlags) awaitFleet(cmd *cobra.Command, g *globals, key string, written []byte, share float64) error {
+	if share == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), w.waitFleetTimeout)
+	defer cancel()
+	var prog client.FleetProgress
+	err := g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
+		var err error
+		prog, err = client.WaitFleet(ctx, c, key, written, share, 0)
+		return err
+	})
+	pct := 100.0
+	if prog.Total > 0 {
+		pct = 100 * float64(prog.Applied) / float64(prog.Total)
+	}
+	if err != nil {
+		return fmt.Errorf("--wait-fleet %s: %w", w.waitFleet, err)
+	}
+	fmt.Fprintf(g.env.Stderr, "confgate: %d of %d clients whose selector covers %s applied the write (%.0f%%)\n", prog.Applied, prog.Total, key, pct)
+	return nil
 }
 
 // resolve checks the flags and returns the precondition (nil for none)

@@ -243,7 +243,9 @@ func (f *serverFlags) fleetConfig() *fleet.Config {
 	if !f.fleet {
 		return nil
 	}
-	return &fleet.Config{Grace: f.fleetGrace}
+	// A changed report goes out within a second (--wait-fleet waits on
+	// it); unchanged ones are rewritten every report interval.
+	return &fleet.Config{Grace: f.fleetGrace, MinInterval: time.Second, Heartbeat: max(time.Second, f.fleetReportInterval)}
 }
 
 // node is a running store and gateway (package node), with the
