@@ -2,8 +2,11 @@ package gateway
 
 import (
 	"net/http"
+	"sort"
 
 	"github.com/confgate/confgate/internal/cursor"
+	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -38,4 +41,51 @@ func (g *Gateway) serveFleet(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
+}
+
+// maxFleetServices bounds the services the fleet metric names (services
+// are what clients say they are): the largest by clients, the rest summed
+// under "other".
+const maxFleetServices = 50
+
+var fleetClientsDesc = prometheus.NewDesc("confgate_gateway_fleet_clients",
+	"Connected clients of the whole fleet (fleet view) by service and state (in_sync, behind, diverged, not_reporting, unknown), computed at scrape; the 50 largest services, the rest as service=\"other\".",
+	[]string{"service", "state"}, nil)
+
+// fleetCollector computes the fleet's states when scraped.
+type fleetCollector struct{ g *Gateway }
+
+func (fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- fleetClientsDesc }
+
+func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	if !c.g.src.Ready() {
+		return
+	}
+	sums := c.g.fleetView("", "", nil).GetServices()
+	sort.Slice(sums, func(a, b int) bool { return total(sums[a]) > total(sums[b]) })
+	other := &confgatev1.ServiceSummary{Service: "other"}
+	for i, s := range sums {
+		if i >= maxFleetServices {
+			other.InSync += s.GetInSync()
+			other.Behind += s.GetBehind()
+			other.Diverged += s.GetDiverged()
+			other.NotReporting += s.GetNotReporting()
+			other.Unknown += s.GetUnknown()
+			continue
+		}
+		emitService(ch, s)
+	}
+	if len(sums) > maxFleetServices {
+		emitService(ch, other)
+	}
+}
+
+func total(s *confgatev1.ServiceSummary) uint32 {
+	return s.GetInSync() + s.GetBehind() + s.GetDiverged() + s.GetNotReporting() + s.GetUnknown()
+}
+
+func emitService(ch chan<- prometheus.Metric, s *confgatev1.ServiceSummary) {
+	for state, n := range map[string]uint32{"in_sync": s.GetInSync(), "behind": s.GetBehind(), "diverged": s.GetDiverged(), "not_reporting": s.GetNotReporting(), "unknown": s.GetUnknown()} {
+		ch <- prometheus.MustNewConstMetric(fleetClientsDesc, prometheus.GaugeValue, float64(n), s.GetService(), state)
+	}
 }

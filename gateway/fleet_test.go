@@ -175,6 +175,9 @@ func TestFleetStates(t *testing.T) {
 	if err := json.Unmarshal(body, &fj); err != nil || len(fj.Clients) != 1 || fj.Clients[0].Client.ClientID != "c-1" || fj.Clients[0].State != "FLEET_STATE_DIVERGED" {
 		t.Fatalf("/debug/fleet: %s (%v)", body, err)
 	}
+	if n := testkit.Metric(t, g, "confgate_gateway_fleet_clients", "diverged"); n != 1 {
+		t.Fatalf("confgate_gateway_fleet_clients{state=diverged} = %v", n)
+	}
 	// The stream ends: the client is no longer listed.
 	scancel()
 	testkit.Eventually(t, 5*time.Second, "the client unregistered", func() bool {

@@ -123,6 +123,11 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.lim = newLimits(c, g.m, g.log)
 	g.plim = newPrincipalLimits(c)
+	if c.Fleet != nil && c.Registerer != nil {
+		if err := c.Registerer.Register(fleetCollector{g}); err != nil {
+			return nil, fmt.Errorf("gateway: fleet metrics: %w", err)
+		}
+	}
 	g.setHealth(c.Source.Status().Ready)
 	return g, nil
 }
