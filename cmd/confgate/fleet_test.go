@@ -70,6 +70,13 @@ func TestFleetCommand(t *testing.T) {
 	if r := c.run("put", "payments/db/timeout", "8s", "--wait-fleet", "150%"); r.code == 0 || !strings.Contains(r.stderr, "at most 100%") {
 		t.Fatalf("put --wait-fleet 150%%: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// confgate watch reports too, as its --service.
+	w := c.start("watch", "payments/", "--client-id", "ops-watch", "--label", "who=alice")
+	testkit.Eventually(t, 10*time.Second, "the watch in confgate fleet", func() bool {
+		out := c.ok("fleet", "--service", "confgate-watch")
+		return strings.Contains(out, "confgate-watch ops-watch in_sync") && strings.Contains(out, "who=alice")
+	})
+	w.cancel()
 	// A rejection shows.
 	v.Reject("payments/db/timeout", "unparseable for this version")
 	testkit.Eventually(t, 10*time.Second, "the rejection in confgate fleet", func() bool {

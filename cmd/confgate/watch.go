@@ -85,6 +85,9 @@ with status 2.`,
 	f.IntVar(&w.count, "count", 0, "stop after this many entry events (snapshot entries count); 0 means no limit")
 	f.DurationVar(&duration, "duration", 0, "stop after this long; 0 means no limit")
 	f.BoolVar(&w.progress, "progress", false, "also show the gateway's periodic progress messages (cursor, lag, staleness)")
+	f.StringVar(&w.clientID, "client-id", "", "how the watch names itself to the fleet view (default: generated for this run)")
+	f.StringVar(&w.service, "service", "confgate-watch", "the service the watch reports as to the fleet view (confgate fleet)")
+	f.StringToStringVar(&w.labels, "label", nil, "a label key=value the watch reports to the fleet view; repeat for several")
 	return cmd
 }
 
@@ -102,6 +105,9 @@ type watcher struct {
 	from     string // --from, text form; "" starts with a snapshot
 	count    int
 	progress bool
+	// Who the watch is to the fleet view (client.Config's fields).
+	clientID, service string
+	labels            map[string]string
 
 	// The fields below are used by the view's callbacks (observe,
 	// streamEnded), which it calls one at a time from its goroutine; run
@@ -187,6 +193,9 @@ func (w *watcher) config(addrs []string) client.Config {
 		Observe:       w.observe,
 		OnStreamEnd:   w.streamEnded,
 		Logger:        log,
+		ClientID:      w.clientID,
+		Service:       w.service,
+		Labels:        w.labels,
 	}
 }
 
