@@ -108,7 +108,7 @@ func (f *serverFlags) register(fs *pflag.FlagSet) {
 	f.recentRequestIDBytes = sd.RecentRequestIDBytes
 	fs.Var(byteSize{&f.recentRequestIDBytes}, "recent-request-id-bytes", "memory bound of the remembered request IDs")
 	fs.DurationVar(&f.setHoldTimeout, "set-hold-timeout", sd.SetHoldTimeout, "how long an incomplete change set (only a foreign producer writes one) may hold back its partitions before its records are applied as they are")
-	fs.BoolVar(&f.fleet, "fleet", false, "keep the fleet view: publish this gateway's clients (identity, applied cursor, digest, rejections) to the compacted topic TOPIC.fleet, created like the config topic, read every gateway's from it, and answer Report and GetFleet (confgate fleet)")
+	fs.BoolVar(&f.fleet, "fleet", true, "keep the fleet view (--fleet=false turns it off): publish this gateway's clients (identity, applied cursor, digest, rejections) to the compacted topic TOPIC.fleet, created like the config topic, read every gateway's from it, and answer Report and GetFleet (confgate fleet)")
 	fs.DurationVar(&f.fleetReportInterval, "fleet-report-interval", gd.FleetReportInterval, "the clients' report interval (the shipped clients' default): a connected client silent for three of them is not reporting")
 	fs.DurationVar(&f.fleetGrace, "fleet-grace", time.Minute, "how long a client gone from this gateway stays in the fleet view before it is removed (a client that moved to another gateway stays, as that gateway's)")
 	f.setHoldBytes = sd.SetHoldBytes
