@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -87,5 +89,22 @@ func total(s *confgatev1.ServiceSummary) uint32 {
 func emitService(ch chan<- prometheus.Metric, s *confgatev1.ServiceSummary) {
 	for state, n := range map[string]uint32{"in_sync": s.GetInSync(), "behind": s.GetBehind(), "diverged": s.GetDiverged(), "not_reporting": s.GetNotReporting(), "unknown": s.GetUnknown()} {
 		ch <- prometheus.MustNewConstMetric(fleetClientsDesc, prometheus.GaugeValue, float64(n), s.GetService(), state)
+	}
+}
+
+// watchFleet computes the fleet's states every two report intervals, so a
+// diverged client is logged (once per digest) whether or not anyone asks.
+func (g *Gateway) watchFleet(ctx context.Context) {
+	t := time.NewTicker(2 * g.cfg.FleetReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if g.src.Ready() {
+				g.fleetView("", "", nil)
+			}
+		}
 	}
 }

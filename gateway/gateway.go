@@ -210,6 +210,13 @@ func (g *Gateway) Serve(ctx context.Context, lis net.Listener, admin net.Listene
 			g.cfg.Policy.Run(rctx)
 		}()
 	}
+	if g.cfg.Fleet != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.watchFleet(rctx)
+		}()
+	}
 
 	var err error
 	select {
