@@ -25,6 +25,7 @@ export { Digest, entryHash, ready as digestReady } from "./digest";
 export { type KeyVersion, PreconditionFailedError, type Version } from "./errors";
 export { normalizeSelector } from "./keyspace";
 export { ProtocolViolation } from "./replica";
+export { DEFAULT_REPORT_INTERVAL_MS } from "./report";
 export {
   type Logger,
   StreamEnded,

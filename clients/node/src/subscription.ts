@@ -12,15 +12,25 @@
 // - it never shows a half-applied state: a snapshot replaces the view only at
 //   its SnapshotEnd, once its entry count and digest check out; a delta is
 //   applied whole (Node runs it in one tick);
-// - it keeps the last-known-good state while no gateway answers.
+// - it keeps the last-known-good state while no gateway answers;
+// - it tells the gateways what it holds, for the fleet view: every Subscribe
+//   carries the client's identity, and the view reports its cursor and
+//   digest through the gateway of its stream (client/report.go).
 
-import { type ClientReadableStream, status as Code } from "@grpc/grpc-js";
+import { type ClientReadableStream, type ClientUnaryCall, Metadata, status as Code } from "@grpc/grpc-js";
 import { ready as digestReady } from "./digest";
-import { ConfigServiceClient, SubscribeRequest, type SubscribeResponse } from "./gen/confgate/v1/config";
+import {
+  type ClientInfo,
+  ConfigServiceClient,
+  ReportRequest,
+  SubscribeRequest,
+  type SubscribeResponse,
+} from "./gen/confgate/v1/config";
 import { type ConnectionOptions, channelArgs, checkAddrs, grpcCode } from "./grpc";
 import type { ChannelCredentials, ClientOptions } from "@grpc/grpc-js";
 import { compareKeys, normalizeSelector } from "./keyspace";
 import { ProtocolViolation, Replica, type Result, Session } from "./replica";
+import { Rejections, cleanReason, clientIdentity, reportInterval, selects, wellFormed } from "./report";
 import type { Entry, Event, Status } from "./types";
 
 export const DEFAULT_BACKOFF_MIN_MS = 100;
@@ -49,11 +59,32 @@ export interface SubscriptionOptions extends ConnectionOptions {
   /** Receives connection changes and protocol violations. Default: nothing
    * below warn, console.warn for warnings. */
   logger?: Logger;
+  /** Identifies this process in the fleet view (confgate fleet, GetFleet),
+   * sent with every Subscribe and every report. Up to 128 printable ASCII
+   * characters without spaces. Default: one generated per Subscription (16
+   * random bytes, hex), kept across reconnects (see the clientId getter). */
+  clientId?: string;
+  /** The service this process belongs to, e.g. "payments"; up to 128 bytes
+   * of UTF-8. */
+  service?: string;
+  /** Free labels (version, zone, host): at most 16, keys not empty, keys and
+   * values up to 128 bytes of UTF-8. Copied. */
+  labels?: Record<string, string>;
+  /** Ms between two reports of the view's cursor and digest (the Report
+   * call) to the gateway of its stream. The view also reports at once after
+   * a snapshot or delta, a reconnect, reject() or accept(), but at most
+   * every reportIntervalMs/5. One report at a time; a gateway that answers
+   * UNIMPLEMENTED (no fleet view) gets no more reports until the next
+   * reconnect. Default (undefined or 0): 5000; negative: no reports
+   * (Subscribe still carries the identity). */
+  reportIntervalMs?: number;
 }
 
 export interface Logger {
   info(msg: string): void;
   warn(msg: string): void;
+  /** Optional: failed reports, a gateway that takes none. */
+  debug?(msg: string): void;
 }
 
 const defaultLogger: Logger = { info: () => {}, warn: (m) => console.warn(`confgate: ${m}`) };
@@ -105,11 +136,20 @@ export class Subscription {
   private running = true;
 
   private readonly channel: [ChannelCredentials, ClientOptions];
+  private readonly client: ClientInfo;
+  private readonly reportInterval: number;
+  private readonly rejections = new Rejections();
+  // A report is asked for; kept across streams, like the Go client's kick
+  // channel. kickWaiter wakes the reporter of the current stream.
+  private kicked = false;
+  private kickWaiter?: () => void;
 
   constructor(private readonly opts: SubscriptionOptions) {
     this.addrs = checkAddrs(opts.addrs);
     this.channel = channelArgs(opts, this.addrs);
     this.selector = normalizeSelector(opts.prefixes ?? []);
+    this.client = clientIdentity(opts.clientId, opts.service, opts.labels);
+    this.reportInterval = reportInterval(opts.reportIntervalMs);
     let min = opts.backoffMinMs ?? 0;
     let max = opts.backoffMaxMs ?? 0;
     if (min < 0 || max < 0) throw new Error("backoffMinMs and backoffMaxMs must not be negative");
@@ -171,6 +211,35 @@ export class Subscription {
   /** The normalized selector. */
   get prefixes(): string[] {
     return [...this.selector];
+  }
+
+  /** The client ID sent to the gateways: the one given, or the one
+   * generated for this Subscription. */
+  get clientId(): string {
+    return this.client.clientId;
+  }
+
+  /**
+   * Records that the application refuses the current value of key, like an
+   * xDS NACK: the version the view holds now, or the key's absence, with a
+   * reason for operators. It is sent with every report (one soon after the
+   * call) and shows in the fleet view until the key changes in the view (a
+   * newer version, a deletion, or a snapshot that replaced it) or
+   * accept(key) clears it. A second reject of a key replaces the first; the
+   * 100 most recently rejected keys are kept. A reason over 1 KiB is cut. A
+   * key outside the selector is ignored. The view still serves the rejected
+   * value.
+   */
+  reject(key: string, reason: string): void {
+    if (typeof key !== "string" || key === "" || !wellFormed(key) || !selects(this.selector, key)) return;
+    this.rejections.reject(key, this.replica.entries.get(key), cleanReason(reason));
+    this.kickReport();
+  }
+
+  /** Clears a rejection of key made with reject(). A key without a
+   * rejection is ignored. */
+  accept(key: string): void {
+    if (this.rejections.accept(key)) this.kickReport();
   }
 
   /** False once the subscription stopped (close(), or a permanent error). */
@@ -312,24 +381,31 @@ export class Subscription {
     const req = SubscribeRequest.fromPartial({
       selector: { prefixes: this.selector },
       resumeCursor: resumed ? this.replica.cursor!.encode() : Buffer.alloc(0),
+      client: this.clientInfo(),
     });
     const call = client.subscribe(req);
     this.call = call;
     const sess = new Session(resumed);
     let delivered = false;
+    // Reports go over this stream's channel, so the gateway that serves the
+    // client is the one that hears from it. The reporter stops before the
+    // channel closes.
+    const reporter = this.reportInterval > 0 ? new Reporter(this, client, addr) : undefined;
     return new Promise((resolve) => {
       let finished = false;
       const finish = (err: Error) => {
         if (finished) return;
         finished = true;
         this.call = undefined;
+        reporter?.stop();
         call.cancel();
         client.close();
         resolve({ delivered, err });
       };
       call.on("data", (m: SubscribeResponse) => {
         if (finished) return;
-        if (!delivered) {
+        const first = !delivered;
+        if (first) {
           delivered = true;
           this.st.connected = true;
           this.log.info(`connected to gateway ${addr} (resumed: ${resumed})`);
@@ -342,11 +418,63 @@ export class Subscription {
           return;
         }
         this.applied(res);
+        // Report at once to a new gateway, and after a snapshot or delta (a
+        // progress message moves the cursor only: the next tick tells).
+        if (first || res.changed || (res.moved && !res.progress)) this.kickReport();
         if (this.closing) finish(new SubscriptionClosed());
       });
       call.on("error", (e: Error) => finish(e));
       call.on("end", () => finish(new StreamEnded(addr)));
     });
+  }
+
+  private clientInfo(): ClientInfo {
+    return { ...this.client, labels: { ...this.client.labels } };
+  }
+
+  /** Asks the reporter of the current stream for a report soon
+   * (reportIntervalMs/5 after the last one at the latest). */
+  private kickReport(): void {
+    if (this.reportInterval <= 0) return;
+    this.kicked = true;
+    this.kickWaiter?.();
+  }
+
+  /** @internal Whether a report was asked for since the last call; clears
+   * the request. */
+  consumeKick(): boolean {
+    const k = this.kicked;
+    this.kicked = false;
+    return k;
+  }
+
+  /** @internal f is called at the next kick (the reporter waiting). */
+  onKick(f?: () => void): void {
+    this.kickWaiter = f;
+  }
+
+  /** @internal The report of the view as it is now, undefined before the
+   * first snapshot; drops the rejections of keys that changed. */
+  buildReport(): ReportRequest | undefined {
+    const c = this.replica.cursor;
+    if (!c) return undefined;
+    return ReportRequest.fromPartial({
+      client: this.clientInfo(),
+      selector: { prefixes: [...this.selector] },
+      appliedCursor: c.encode(),
+      digest: this.replica.digest.toBytes(),
+      rejections: this.rejections.current(this.replica.entries),
+    });
+  }
+
+  /** @internal */
+  get reportEvery(): number {
+    return this.reportInterval;
+  }
+
+  /** @internal */
+  get logger(): Logger {
+    return this.log;
   }
 
   private applied(res: Result): void {
@@ -371,6 +499,104 @@ export class Subscription {
       } catch (e) {
         this.log.warn(`onChange threw; continuing: ${(e as Error)?.stack ?? e}`);
       }
+    }
+  }
+}
+
+/**
+ * Sends a Subscription's reports through one stream's client until the stream
+ * ends or the gateway answers UNIMPLEMENTED, one at a time: at once when
+ * asked (kickReport) but at least reportIntervalMs/5 after the previous
+ * one, and reportIntervalMs after the previous one otherwise. Nothing is
+ * reported before the view has a cursor. A port of View.reporter in
+ * client/report.go.
+ */
+class Reporter {
+  private stopped = false;
+  private wake?: () => void;
+  private inflight?: ClientUnaryCall;
+
+  constructor(
+    private readonly sub: Subscription,
+    private readonly client: ConfigServiceClient,
+    private readonly addr: string,
+  ) {
+    void this.run().catch((e) => {
+      // A bug: reporting stops, the subscription carries on.
+      this.sub.logger.warn(`reporter failed; not reporting until the next reconnect: ${(e as Error)?.stack ?? e}`);
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.inflight?.cancel();
+    this.wake?.();
+  }
+
+  /** Resolves "stop", "kick" or "timer", whichever comes first. */
+  private wait(ms: number): Promise<"stop" | "kick" | "timer"> {
+    if (this.stopped) return Promise.resolve("stop");
+    if (this.sub.consumeKick()) return Promise.resolve("kick");
+    return new Promise((resolve) => {
+      const done = (why: "stop" | "kick" | "timer") => {
+        clearTimeout(t);
+        this.wake = undefined;
+        this.sub.onKick(undefined);
+        resolve(why);
+      };
+      const t = setTimeout(() => done("timer"), ms);
+      this.wake = () => done("stop");
+      this.sub.onKick(() => {
+        this.sub.consumeKick();
+        done("kick");
+      });
+    });
+  }
+
+  private send(req: ReportRequest, timeoutMs: number): Promise<Error | null> {
+    return new Promise((resolve) => {
+      this.inflight = this.client.report(req, new Metadata(), { deadline: Date.now() + timeoutMs }, (err) => {
+        this.inflight = undefined;
+        resolve(err);
+      });
+    });
+  }
+
+  private async run(): Promise<void> {
+    const interval = this.sub.reportEvery;
+    const gap = interval / 5;
+    const timeout = Math.max(interval, 1000);
+    let last: number | undefined; // start of the last report
+    let next = Date.now() + interval;
+    let asked = false;
+    for (;;) {
+      const now = Date.now();
+      let wait = next - now;
+      if (asked) wait = Math.min(wait, (last === undefined ? now : last + gap) - now);
+      const why = await this.wait(Math.max(wait, 0));
+      if (why === "stop") return;
+      if (why === "kick") {
+        asked = true;
+        continue;
+      }
+      if (this.stopped) return;
+      asked = false;
+      const req = this.sub.buildReport();
+      if (!req) {
+        // No cursor to report yet; the snapshot will ask.
+        next = Date.now() + interval;
+        continue;
+      }
+      last = Date.now();
+      next = last + interval;
+      const err = await this.send(req, timeout);
+      if (!err) continue;
+      if (this.stopped) return;
+      if (grpcCode(err) === Code.UNIMPLEMENTED) {
+        this.sub.logger.debug?.(`gateway ${this.addr} does not take reports; not reporting until the next reconnect: ${err.message}`);
+        return;
+      }
+      this.sub.logger.debug?.(`report to ${this.addr} failed; retrying at the next tick (in ${interval} ms): ${err.message}`);
     }
   }
 }

@@ -456,3 +456,47 @@ test("apply is all or nothing", async () => {
   assert.deepEqual(r2.versions, r.versions);
   assert.deepEqual((await client.snapshot([prefix], { minCursor: r2.cursor })).entries, snap.entries);
 });
+
+test("reports to a gateway without a fleet view stop quietly; the subscription carries on", async () => {
+  // The test gateway keeps no fleet view: Report answers UNIMPLEMENTED.
+  const raw = new pb.ConfigServiceClient(addr, grpc.credentials.createInsecure());
+  const err = await new Promise((resolve) =>
+    raw.report(pb.ReportRequest.fromPartial({ client: { clientId: "probe" } }), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e) => resolve(e)),
+  );
+  raw.close();
+  assert.equal(err?.code, grpc.status.UNIMPLEMENTED);
+
+  const prefix = newPrefix();
+  await seed(prefix, 3);
+  const events = [];
+  const logs = { info: [], warn: [], debug: [] };
+  const sub = open([addr], [prefix], events, {
+    clientId: "node-fleet-test",
+    service: "tests",
+    labels: { lang: "node" },
+    reportIntervalMs: 200,
+    logger: { info: (m) => logs.info.push(m), warn: (m) => logs.warn.push(m), debug: (m) => logs.debug.push(m) },
+  });
+  try {
+    await sub.waitSynced(20_000);
+    await eventually("the refused report", () => logs.debug.some((m) => m.includes("does not take reports")));
+    sub.reject(`${prefix}k000`, "refused by the test");
+    let w;
+    for (let i = 0; i < 3; i++) {
+      w = await client.put(`${prefix}later${i}`, String(i), { waitApplied: true });
+      await eventually(`delta ${i}`, () => events.length >= 2 + i);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await eventually("the view to reach the last put", () => confgate.Cursor.parse(sub.cursor).covers(confgate.Cursor.parse(w.cursor)));
+    assert.equal(sub.size, 6);
+    assert.equal(sub.get(`${prefix}later2`).value.toString(), "2");
+    const st = sub.status();
+    assert.ok(st.connected && sub.isRunning);
+    assert.equal(st.reconnects, 0);
+    assert.equal(st.lastError, undefined);
+    assert.equal(logs.debug.filter((m) => m.includes("does not take reports")).length, 1); // once per stream
+    assert.deepEqual(logs.warn, []);
+  } finally {
+    await sub.close();
+  }
+});

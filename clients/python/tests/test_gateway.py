@@ -409,3 +409,31 @@ def test_apply_is_all_or_nothing(client: confgate.Client, prefix: str) -> None:
     r2 = client.apply(ops, request_id=rid)
     assert r2.duplicate and r2.versions == r.versions
     assert client.snapshot([prefix], min_cursor=r2.cursor).entries == snap.entries
+
+
+def test_reports_to_a_gateway_without_fleet_view_stop_quietly(client: confgate.Client, addr: str,
+                                                             prefix: str, caplog) -> None:
+    # The test gateway keeps no fleet view: Report answers UNIMPLEMENTED.
+    with grpc.insecure_channel(addr) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            pb_grpc.ConfigServiceStub(ch).Report(pb.ReportRequest(client=pb.ClientInfo(client_id="probe")), timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    seed(client, prefix, 3)
+    events = Events()
+    caplog.set_level("DEBUG", logger="confgate")
+    with open_subscription([addr], [prefix], events, client_id="py-fleet-test", service="tests",
+                           labels={"lang": "python"}, report_interval=0.2) as sub:
+        sub.wait_synced(timeout=TIMEOUT)
+        wait_for("the refused report", lambda: "does not take reports" in caplog.text)
+        sub.reject(f"{prefix}k000", "refused by the test")
+        for i in range(3):
+            w = client.put(f"{prefix}later{i}", str(i), wait_applied=True)
+            events.wait(f"delta {i}", 2 + i)
+            time.sleep(0.1)
+        wait_for("the view to reach the last put", lambda: confgate.Cursor.parse(sub.cursor).covers(
+            confgate.Cursor.parse(w.cursor)))
+        assert len(sub) == 6 and sub.get(f"{prefix}later2").value == b"2"
+        st = sub.status()
+        assert st.connected and st.reconnects == 0 and st.last_error is None and sub.running
+        assert caplog.text.count("does not take reports") == 1  # once per stream, at debug level
+        assert not [r for r in caplog.records if r.name == "confgate" and r.levelno >= 30]

@@ -15,6 +15,7 @@ from ._cursor import Cursor
 from ._digest import Digest, entry_hash
 from ._errors import ConfgateError, PreconditionFailed
 from ._replica import ProtocolViolation
+from ._report import DEFAULT_REPORT_INTERVAL
 from ._types import (DELETE, PUT, RESET, SNAPSHOT, ApplyResult, Delete, Entry, Event, Header, Put, Snapshot, Status,
                      Version, WriteResult)
 from .client import Client
@@ -27,6 +28,7 @@ __all__ = [
     "Client",
     "ConfgateError",
     "Cursor",
+    "DEFAULT_REPORT_INTERVAL",
     "DELETE",
     "Delete",
     "Digest",

@@ -12,7 +12,10 @@ always-readable view of the selected entries. A port of the Go client
 - it never shows a half-applied state: a snapshot replaces the view only at
   its SnapshotEnd, once its entry count and digest check out; a delta is
   applied whole;
-- it keeps the last-known-good state while no gateway answers.
+- it keeps the last-known-good state while no gateway answers;
+- it tells the gateways what it holds, for the fleet view: every Subscribe
+  carries the client's identity, and the view reports its cursor and digest
+  through the gateway of its stream (client/report.go).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 
@@ -30,6 +33,8 @@ from ._cursor import Cursor
 from ._errors import ConfgateError
 from ._keyspace import normalize_selector
 from ._replica import ProtocolViolation, Replica, Result, Session
+from ._report import DEFAULT_REPORT_INTERVAL, Rejections, clean_reason, client_identity, selects, valid_key
+from ._report import report_interval as _report_interval
 from ._types import Entry, Event, Status
 from .v1 import config_pb2 as pb
 from .v1 import config_pb2_grpc as pb_grpc
@@ -87,6 +92,23 @@ class Subscription:
         insecure_token: send the token over plaintext to gateways that are
             not on this host. By default a token needs credentials (TLS),
             except to loopback addresses; ValueError otherwise.
+        client_id: identifies this process in the fleet view (confgate
+            fleet, GetFleet), sent with every Subscribe and every report. Up
+            to 128 printable ASCII characters without spaces. Default: one
+            generated per Subscription (16 random bytes, hex), kept across
+            reconnects (see the client_id property).
+        service: the service this process belongs to, e.g. "payments"; up
+            to 128 bytes of UTF-8.
+        labels: free labels (version, zone, host): at most 16, keys not
+            empty, keys and values up to 128 bytes of UTF-8. Copied.
+        report_interval: seconds between two reports of the view's cursor
+            and digest (the Report call) to the gateway of its stream. The
+            view also reports at once after a snapshot or delta, a
+            reconnect, reject() or accept(), but at most every
+            report_interval/5. One report at a time; a gateway that answers
+            UNIMPLEMENTED (no fleet view) gets no more reports until the next
+            reconnect. None or 0: 5 s; negative: no reports (Subscribe still
+            carries the identity).
     """
 
     def __init__(
@@ -104,8 +126,14 @@ class Subscription:
         token: Optional[str] = None,
         token_file: Optional[str] = None,
         insecure_token: bool = False,
+        client_id: Optional[str] = None,
+        service: str = "",
+        labels: Optional[Mapping[str, str]] = None,
+        report_interval: Optional[float] = DEFAULT_REPORT_INTERVAL,
     ) -> None:
         self._addrs = check_addrs(addrs)
+        self._client_id, self._service, self._labels = client_identity(client_id, service, labels)
+        self._report_interval = _report_interval(report_interval)
         self._token = token_source(self._addrs, credentials, token, token_file, insecure_token)
         self._prefixes = normalize_selector(prefixes)
         if backoff_min < 0 or backoff_max < 0:
@@ -138,6 +166,11 @@ class Subscription:
         self._done = False
         self._closing = threading.Event()
         self._call: Optional[grpc.Future] = None
+        self._rejections = Rejections()  # guarded by _lock
+        # A report is asked for (kick); guarded by _report_cond. Kept across
+        # streams, like the Go client's kick channel.
+        self._report_cond = threading.Condition(threading.Lock())
+        self._kicked = False
 
         self._thread = threading.Thread(target=self._run, name="confgate-subscription", daemon=True)
         self._thread.start()
@@ -189,6 +222,37 @@ class Subscription:
     def prefixes(self) -> List[str]:
         """The normalized selector."""
         return list(self._prefixes)
+
+    @property
+    def client_id(self) -> str:
+        """The client ID sent to the gateways: the one given, or the one
+        generated for this Subscription."""
+        return self._client_id
+
+    def reject(self, key: str, reason: str) -> None:
+        """Records that the application refuses the current value of key,
+        like an xDS NACK: the version the view holds now, or the key's
+        absence, with a reason for operators. It is sent with every report
+        (one soon after the call) and shows in the fleet view until the key
+        changes in the view (a newer version, a deletion, or a snapshot that
+        replaced it) or accept(key) clears it. A second reject of a key
+        replaces the first; the 100 most recently rejected keys are kept. A
+        reason over 1 KiB is cut. A key outside the selector is ignored.
+        The view still serves the rejected value."""
+        if not valid_key(key) or not selects(self._prefixes, key):
+            return
+        reason = clean_reason(reason)
+        with self._lock:
+            self._rejections.reject(key, self._replica.entries.get(key), reason)
+        self._kick_report()
+
+    def accept(self, key: str) -> None:
+        """Clears a rejection of key made with reject(). A key without a
+        rejection is ignored."""
+        with self._lock:
+            ok = self._rejections.accept(key)
+        if ok:
+            self._kick_report()
 
     def status(self) -> Status:
         with self._lock:
@@ -316,7 +380,7 @@ class Subscription:
         """Runs one Subscribe stream until it fails; returns whether a message
         was applied, and the error that ended it."""
         delivered = False
-        req = pb.SubscribeRequest(selector=pb.Selector(prefixes=self._prefixes))
+        req = pb.SubscribeRequest(selector=pb.Selector(prefixes=self._prefixes), client=self._client_info())
         with self._lock:
             if resumed:
                 assert self._replica.cursor is not None
@@ -325,16 +389,24 @@ class Subscription:
             channel = open_channel(addr, self._credentials, self._options, self._token)
         except Exception as e:  # a bad target
             return False, e
+        reporter: Optional[_Reporter] = None
         try:
-            call = pb_grpc.ConfigServiceStub(channel).Subscribe(req)
+            stub = pb_grpc.ConfigServiceStub(channel)
+            call = stub.Subscribe(req)
             with self._lock:
                 if self._closing.is_set():
                     call.cancel()
                 self._call = call
+            if self._report_interval > 0:
+                # Reports go over this stream's channel, so the gateway that
+                # serves the client is the one that hears from it. The
+                # reporter stops before the channel closes.
+                reporter = _Reporter(self, stub, addr)
             sess = Session(resumed=resumed)
             try:
                 for m in call:
-                    if not delivered:
+                    first = not delivered
+                    if first:
                         delivered = True
                         with self._lock:
                             self._connected = True
@@ -342,6 +414,11 @@ class Subscription:
                     with self._cond:
                         res = self._replica.handle(sess, m)
                         self._applied(res)
+                    # Report at once to a new gateway, and after a snapshot
+                    # or delta (a progress message moves the cursor only:
+                    # the next tick tells).
+                    if first or res.changed or (res.moved and res.progress is None):
+                        self._kick_report()
                     self._deliver(res)
                     if self._closing.is_set():
                         return delivered, SubscriptionClosed("subscription closed")
@@ -352,9 +429,38 @@ class Subscription:
                 return delivered, e
             return delivered, StreamEnded(f"gateway {addr} closed the stream")
         finally:
+            if reporter is not None:
+                reporter.stop()
             with self._lock:
                 self._call = None
             channel.close()
+
+    def _client_info(self) -> "pb.ClientInfo":
+        return pb.ClientInfo(client_id=self._client_id, service=self._service, labels=self._labels)
+
+    def _kick_report(self) -> None:
+        """Asks the reporter of the current stream for a report soon
+        (report_interval/5 after the last one at the latest)."""
+        if self._report_interval <= 0:
+            return
+        with self._report_cond:
+            self._kicked = True
+            self._report_cond.notify_all()
+
+    def _report(self) -> Optional["pb.ReportRequest"]:
+        """The report of the view as it is now, None before the first
+        snapshot; drops the rejections of keys that changed."""
+        with self._lock:
+            c = self._replica.cursor
+            if c is None:
+                return None
+            return pb.ReportRequest(
+                client=self._client_info(),
+                selector=pb.Selector(prefixes=self._prefixes),
+                applied_cursor=c.encode(),
+                digest=self._replica.digest.to_bytes(),
+                rejections=self._rejections.current(self._replica.entries),
+            )
 
     def _applied(self, res: Result) -> None:
         """Updates the status after a handled message. Holds the lock."""
@@ -380,6 +486,92 @@ class Subscription:
             except Exception:
                 log.exception("on_change callback raised; continuing")
 
+
+class _Reporter:
+    """Sends a Subscription's reports through one stream's stub until the
+    stream ends or the gateway answers UNIMPLEMENTED, one at a time: at once
+    when asked (_kick_report) but at least report_interval/5 after the
+    previous one, and report_interval after the previous one otherwise.
+    Nothing is reported before the view has a cursor. A port of
+    View.reporter in client/report.go."""
+
+    def __init__(self, sub: "Subscription", stub: pb_grpc.ConfigServiceStub, addr: str) -> None:
+        self._sub = sub
+        self._stub = stub
+        self._addr = addr
+        self._stopped = False  # guarded by sub._report_cond
+        self._future: Optional[grpc.Future] = None  # the report in flight
+        self._thread = threading.Thread(target=self._run, name="confgate-reporter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stops the reporter, cancelling a report in flight, and waits for it."""
+        cond = self._sub._report_cond
+        with cond:
+            self._stopped = True
+            fut = self._future
+            cond.notify_all()
+        if fut is not None:
+            fut.cancel()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _run(self) -> None:
+        sub = self._sub
+        cond = sub._report_cond
+        interval = sub._report_interval
+        gap = interval / 5
+        timeout = max(interval, 1.0)
+        last: Optional[float] = None  # start of the last report
+        nxt = time.monotonic() + interval
+        asked = False
+        try:
+            while True:
+                with cond:
+                    while True:
+                        if self._stopped:
+                            return
+                        if sub._kicked:
+                            sub._kicked = False
+                            asked = True
+                        now = time.monotonic()
+                        wait = nxt - now
+                        if asked:
+                            wait = min(wait, (now if last is None else last + gap) - now)
+                        if wait <= 0:
+                            break
+                        cond.wait(wait)
+                asked = False
+                req = sub._report()
+                if req is None:
+                    # No cursor to report yet; the snapshot will ask.
+                    nxt = time.monotonic() + interval
+                    continue
+                last = time.monotonic()
+                nxt = last + interval
+                with cond:
+                    if self._stopped:
+                        return
+                    fut = self._future = self._stub.Report.future(req, timeout=timeout)
+                try:
+                    fut.result()
+                except grpc.FutureCancelledError:
+                    return
+                except grpc.RpcError as e:
+                    with cond:
+                        if self._stopped:
+                            return
+                    if e.code() == grpc.StatusCode.UNIMPLEMENTED:
+                        log.debug("gateway %s does not take reports; not reporting until the next reconnect: %s",
+                                  self._addr, _details(e))
+                        return
+                    log.debug("report to %s failed; retrying at the next tick (in %ss): %s",
+                              self._addr, interval, _details(e))
+                finally:
+                    with cond:
+                        self._future = None
+        except Exception:  # a bug: reporting stops, the subscription carries on
+            log.exception("reporter failed; not reporting until the next reconnect")
 
 
 def _code(err: BaseException) -> Optional[grpc.StatusCode]:
