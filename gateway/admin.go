@@ -114,6 +114,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 		write(w, http.StatusOK, debugStateJSON{state(), values, schemas})
 	})))
 	mux.Handle("GET /debug/fleet", g.adminAuth(http.HandlerFunc(g.serveFleet)))
+	mux.Handle("GET /console/", g.adminAuth(g.consoleHandler())) // the web console (console.go)
 	if g.cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", g.adminAuth(promhttp.HandlerFor(g.cfg.Gatherer, promhttp.HandlerOpts{})))
 	}
