@@ -32,10 +32,12 @@ for d in .cache/kafka/run-suite-*; do
 done
 
 # Debian packages the suite runs: haproxy (the failover tests' load
-# balancer) and redis-server (the load tool's Redis peer).
+# balancer), redis-server (the load tool's Redis peer) and chromium (the
+# console's tests drive it headless; they must not skip here).
 missing=()
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
 if ((${#missing[@]})); then
   echo "== installing ${missing[*]} from Debian" >&2
   if [[ $(id -u) -ne 0 ]]; then
@@ -50,6 +52,7 @@ fi
 echo "== Apache Kafka (single node, on free loopback ports)" >&2
 out=$(CONFGATE_KAFKA_RUN_DIR=$suite_dir scripts/kafka.sh up --port auto)
 eval "export $out"
+export CONFGATE_REQUIRE_BROWSER=1
 echo "CONFGATE_KAFKA_BROKERS=$CONFGATE_KAFKA_BROKERS" >&2
 
 echo "== go test -race ./... (integration tests on Apache Kafka)" >&2
