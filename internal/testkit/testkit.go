@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/node"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -87,6 +88,8 @@ type Gateway struct {
 type Options struct {
 	Store   store.Config
 	Gateway gateway.Config
+	// Fleet, when set, runs the fleet view (node.Config.Fleet).
+	Fleet *fleet.Config
 	// NoWait returns before the store is ready.
 	NoWait bool
 }
@@ -116,7 +119,7 @@ func StartGateway(t testing.TB, k *Kafka, topic string, o Options) *Gateway {
 	}
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
-	n, err := node.Start(ctx, node.Config{Store: sc, Gateway: gc, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: sc.Logger, Registry: reg})
+	n, err := node.Start(ctx, node.Config{Store: sc, Gateway: gc, Fleet: o.Fleet, Listen: "127.0.0.1:0", AdminListen: "127.0.0.1:0", Logger: sc.Logger, Registry: reg})
 	if err != nil {
 		cancel()
 		t.Fatalf("start gateway: %v", err)
