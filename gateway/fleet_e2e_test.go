@@ -16,6 +16,7 @@ import (
 	"github.com/confgate/confgate/client"
 	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/testkit"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
@@ -190,6 +191,40 @@ func TestFleetViewConverges(t *testing.T) {
 	// And stays there: reports keep every client in sync, none of them
 	// "not reporting" in between.
 	holdFleet(t, gws, names, services, live, 2*time.Second)
+
+	// --wait-fleet: a write through one gateway, waited for through
+	// another until every client selecting the key reports it. When the
+	// wait returns, those clients' own views really hold it.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	resp, err := gws[0].Client.Put(wctx, &confgatev1.PutRequest{Key: "pay/limits", Value: []byte("after"), RequestId: "fleet-e2e-wait"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStart := time.Now()
+	prog, err := client.WaitFleet(wctx, gws[2].Client, "pay/limits", resp.GetCursor(), 1, 50*time.Millisecond)
+	if err != nil {
+		t.Fatalf("wait fleet: %v", err)
+	}
+	written, err := cursor.Decode(resp.GetCursor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	payers := 0
+	for _, m := range live {
+		if services[m.svc].name != "payments" {
+			continue
+		}
+		payers++
+		c, err := cursor.Parse(m.view.Cursor())
+		if err != nil || !c.Covers(written) {
+			t.Fatalf("wait fleet returned, but %s's view is at %s, not past the write", m.id, m.view.Cursor())
+		}
+	}
+	if prog.Total != payers || prog.Applied != payers {
+		t.Fatalf("wait fleet: %d of %d applied, want all %d payments clients", prog.Applied, prog.Total, payers)
+	}
+	t.Logf("a write through %s was applied by all %d payments clients, as seen through %s, %v after it was acknowledged", names[0], payers, names[2], time.Since(waitStart).Round(time.Millisecond))
 
 	// A client whose reports carry a wrong digest: diverged on every
 	// gateway, the others still in sync.
