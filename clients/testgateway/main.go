@@ -18,6 +18,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
 	"github.com/confgate/confgate/node"
 	"github.com/confgate/confgate/store"
@@ -40,6 +41,8 @@ func run() error {
 		topic       = flag.String("topic", "confgate.polyglot", "config topic")
 		partitions  = flag.Int("partitions", 3, "partitions of the topic")
 		lifetime    = flag.Duration("max-lifetime", 15*time.Minute, "exit after this long, whatever happens")
+		name        = flag.String("name", "testgateway", "the gateway's name (audit headers, the fleet view's gateway column)")
+		reportEvery = flag.Duration("fleet-report-interval", 200*time.Millisecond, "the clients' report interval the fleet view expects (a client silent for three is not reporting)")
 		verbose     = flag.Bool("v", false, "log at debug level (default: warnings only)")
 	)
 	flag.Parse()
@@ -78,6 +81,18 @@ func run() error {
 			CacheBytes:       16 << 20,
 			ProgressInterval: time.Second,
 			ShutdownGrace:    2 * time.Second,
+			Name:             *name,
+			// The tests report every 200ms: fleet states are judged
+			// against that, not the 5s default.
+			FleetReportInterval: *reportEvery,
+		},
+		// The fleet view, with short intervals so the tests see clients
+		// appear, change and (Grace after their stream closes) leave
+		// within seconds. Brokers, topic and gateway name are the node's.
+		Fleet: &fleet.Config{
+			MinInterval: 200 * time.Millisecond,
+			Heartbeat:   200 * time.Millisecond,
+			Grace:       2 * time.Second,
 		},
 		Listener:    lis,
 		AdminListen: *adminAddr,

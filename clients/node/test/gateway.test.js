@@ -457,46 +457,125 @@ test("apply is all or nothing", async () => {
   assert.deepEqual((await client.snapshot([prefix], { minCursor: r2.cursor })).entries, snap.entries);
 });
 
-test("reports to a gateway without a fleet view stop quietly; the subscription carries on", async () => {
-  // The test gateway keeps no fleet view: Report answers UNIMPLEMENTED.
-  const raw = new pb.ConfigServiceClient(addr, grpc.credentials.createInsecure());
-  const err = await new Promise((resolve) =>
-    raw.report(pb.ReportRequest.fromPartial({ client: { clientId: "probe" } }), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (e) => resolve(e)),
-  );
-  raw.close();
-  assert.equal(err?.code, grpc.status.UNIMPLEMENTED);
+// The fleet view. The test gateway keeps one (clients/testgateway: records
+// written at most every 200 ms, a closed client's record kept 2 s) and
+// expects reports every 200 ms, the interval these tests report at.
+const GATEWAY_NAME = process.env.CONFGATE_GATEWAY_NAME || "testgateway";
+const REPORT_INTERVAL_MS = 200;
+const FLEET_GRACE_MS = 2000;
+const IN_SYNC = pb.FleetState.FLEET_STATE_IN_SYNC;
 
-  const prefix = newPrefix();
-  await seed(prefix, 3);
-  const events = [];
-  const logs = { info: [], warn: [], debug: [] };
-  const sub = open([addr], [prefix], events, {
-    clientId: "node-fleet-test",
-    service: "tests",
-    labels: { lang: "node" },
-    reportIntervalMs: 200,
-    logger: { info: (m) => logs.info.push(m), warn: (m) => logs.warn.push(m), debug: (m) => logs.debug.push(m) },
-  });
-  try {
-    await sub.waitSynced(20_000);
-    await eventually("the refused report", () => logs.debug.some((m) => m.includes("does not take reports")));
-    sub.reject(`${prefix}k000`, "refused by the test");
-    let w;
-    for (let i = 0; i < 3; i++) {
-      w = await client.put(`${prefix}later${i}`, String(i), { waitApplied: true });
-      await eventually(`delta ${i}`, () => events.length >= 2 + i);
-      await new Promise((r) => setTimeout(r, 100));
+function getFleet(raw, req) {
+  return new Promise((resolve, reject) =>
+    raw.getFleet(pb.GetFleetRequest.fromPartial(req), new grpc.Metadata(), { deadline: Date.now() + 10_000 }, (err, resp) =>
+      err ? reject(err) : resolve(resp),
+    ),
+  );
+}
+
+async function fleetEntry(raw, service, clientId) {
+  const resp = await getFleet(raw, { service });
+  const found = resp.clients.filter((c) => c.client?.clientId === clientId);
+  assert.ok(found.length <= 1, `listed ${found.length} times`);
+  return found[0];
+}
+
+// Polls GetFleet until the client is listed and cond holds for its entry.
+async function waitFleet(raw, service, clientId, what, cond, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const fc = await fleetEntry(raw, service, clientId);
+    if (fc && cond(fc)) return fc;
+    if (Date.now() > deadline) {
+      assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}; last GetFleet entry: ${JSON.stringify(fc, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
     }
-    await eventually("the view to reach the last put", () => confgate.Cursor.parse(sub.cursor).covers(confgate.Cursor.parse(w.cursor)));
-    assert.equal(sub.size, 6);
-    assert.equal(sub.get(`${prefix}later2`).value.toString(), "2");
-    const st = sub.status();
-    assert.ok(st.connected && sub.isRunning);
-    assert.equal(st.reconnects, 0);
-    assert.equal(st.lastError, undefined);
-    assert.equal(logs.debug.filter((m) => m.includes("does not take reports")).length, 1); // once per stream
-    assert.deepEqual(logs.warn, []);
-  } finally {
-    await sub.close();
+    await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+test("the client shows in the fleet view: in sync, its rejection, a put, gone once closed", async () => {
+  const prefix = newPrefix();
+  const tag = prefix.slice(0, -1);
+  const clientId = `${tag}-fleet`;
+  const service = `${tag}-svc`;
+  const labels = { lang: "node", zone: "test-a" };
+  await seed(prefix, 3);
+  const raw = new pb.ConfigServiceClient(addr, grpc.credentials.createInsecure());
+  const logs = { info: [], warn: [], debug: [] };
+  try {
+    assert.equal(await fleetEntry(raw, service, clientId), undefined);
+    const sub = open([addr], [prefix], undefined, {
+      clientId,
+      service,
+      labels,
+      reportIntervalMs: REPORT_INTERVAL_MS,
+      logger: { info: (m) => logs.info.push(m), warn: (m) => logs.warn.push(m), debug: (m) => logs.debug.push(m) },
+    });
+    try {
+      await sub.waitSynced(20_000);
+      assert.equal(sub.clientId, clientId);
+      const inSyncAtView = (fc) =>
+        fc.state === IN_SYNC && Buffer.from(fc.appliedCursor).equals(confgate.Cursor.parse(sub.cursor).encode());
+
+      let fc = await waitFleet(raw, service, clientId, "the client in sync at the subscription's cursor", inSyncAtView);
+      assert.equal(fc.client.service, service);
+      assert.deepEqual({ ...fc.client.labels }, labels);
+      assert.equal(fc.gateway, GATEWAY_NAME);
+      assert.deepEqual(fc.selector.prefixes, [prefix]);
+      assert.ok(Buffer.from(fc.digest).equals(sub.digest) && fc.digest.length === 16);
+      assert.ok(fc.connectedSinceUnixMs > 0n && fc.lastReportUnixMs >= fc.connectedSinceUnixMs);
+      assert.deepEqual(fc.rejections, []);
+      const resp = await getFleet(raw, { service });
+      assert.deepEqual(
+        resp.services.map((s) => [s.service, s.inSync, s.behind, s.diverged, s.notReporting, s.unknown]),
+        [[service, 1, 0, 0, 0, 0]],
+      );
+
+      // A rejection of the current value shows with its version and reason.
+      const key = `${prefix}k001`;
+      const held = sub.get(key);
+      assert.ok(held);
+      sub.reject(key, "refused by the test: not a number");
+      fc = await waitFleet(raw, service, clientId, "the rejection", (fc) => fc.rejections.length === 1);
+      const rj = fc.rejections[0];
+      assert.deepEqual(
+        [rj.key, rj.version.partition, rj.version.offset, rj.reason],
+        [key, held.partition, held.offset, "refused by the test: not a number"],
+      );
+      assert.equal(fc.state, IN_SYNC, "a rejection does not change the view's state");
+
+      // A put through the client's write API: the view moves to the new
+      // cursor, in sync again, and the key's new version ends its rejection.
+      const w = await client.put(key, "42", { waitApplied: true });
+      await eventually("the view to reach the put", () => confgate.Cursor.parse(sub.cursor).covers(confgate.Cursor.parse(w.cursor)));
+      assert.deepEqual([sub.get(key).partition, sub.get(key).offset], [w.partition, w.offset]);
+      fc = await waitFleet(
+        raw, service, clientId, "the client in sync at the put's cursor",
+        (fc) => inSyncAtView(fc) && fc.rejections.length === 0 &&
+          confgate.Cursor.decode(fc.appliedCursor).covers(confgate.Cursor.parse(w.cursor)),
+      );
+      assert.ok(Buffer.from(fc.digest).equals(sub.digest));
+      const st = sub.status();
+      assert.ok(st.connected);
+      assert.equal(st.reconnects, 0);
+      assert.equal(st.lastError, undefined);
+    } finally {
+      await sub.close();
+    }
+    assert.ok(!sub.isRunning);
+    // Closed: the gateway marks it disconnected, and GetFleet lists only
+    // connected clients; the record is tombstoned after the grace.
+    const bound = FLEET_GRACE_MS + 10 * REPORT_INTERVAL_MS;
+    const start = Date.now();
+    let gone = false;
+    while (!gone && Date.now() - start < bound) {
+      gone = (await fleetEntry(raw, service, clientId)) === undefined;
+      if (!gone) await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(gone, `the closed client still listed after ${bound} ms`);
+  } finally {
+    raw.close();
+  }
+  assert.ok(!logs.debug.some((m) => m.includes("does not take reports")));
+  assert.deepEqual(logs.warn, []);
 });

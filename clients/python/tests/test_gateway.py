@@ -411,29 +411,102 @@ def test_apply_is_all_or_nothing(client: confgate.Client, prefix: str) -> None:
     assert client.snapshot([prefix], min_cursor=r2.cursor).entries == snap.entries
 
 
-def test_reports_to_a_gateway_without_fleet_view_stop_quietly(client: confgate.Client, addr: str,
-                                                             prefix: str, caplog) -> None:
-    # The test gateway keeps no fleet view: Report answers UNIMPLEMENTED.
-    with grpc.insecure_channel(addr) as ch:
-        with pytest.raises(grpc.RpcError) as e:
-            pb_grpc.ConfigServiceStub(ch).Report(pb.ReportRequest(client=pb.ClientInfo(client_id="probe")), timeout=10)
-    assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+# The fleet view. The test gateway keeps one (clients/testgateway: records
+# written at most every 200ms, a closed client's record kept 2s) and expects
+# reports every 200ms, the interval these tests report at.
+
+GATEWAY_NAME = os.environ.get("CONFGATE_GATEWAY_NAME", "testgateway")
+REPORT_INTERVAL = 0.2
+FLEET_GRACE = 2.0
+IN_SYNC = pb.FleetState.FLEET_STATE_IN_SYNC
+
+
+def fleet_entry(stub: pb_grpc.ConfigServiceStub, service: str, client_id: str) -> "pb.FleetClient | None":
+    resp = stub.GetFleet(pb.GetFleetRequest(service=service), timeout=10)
+    found = [c for c in resp.clients if c.client.client_id == client_id]
+    assert len(found) <= 1, found
+    return found[0] if found else None
+
+
+def wait_fleet(stub: pb_grpc.ConfigServiceStub, service: str, client_id: str, what: str,
+               cond: Callable[["pb.FleetClient"], bool], timeout: float = TIMEOUT) -> "pb.FleetClient":
+    """Polls GetFleet until the client is listed and cond holds for its entry."""
+    last: List[object] = [None]
+
+    def ok() -> bool:
+        fc = fleet_entry(stub, service, client_id)
+        last[0] = fc
+        return fc is not None and cond(fc)
+
+    deadline = time.monotonic() + timeout
+    while not ok():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}; last GetFleet entry: {last[0]}")
+        time.sleep(0.05)
+    assert last[0] is not None
+    return last[0]  # type: ignore[return-value]
+
+
+def test_the_client_shows_in_the_fleet_view(client: confgate.Client, addr: str, prefix: str, caplog) -> None:
+    tag = prefix.rstrip("/")
+    cid, service, labels = f"{tag}-fleet", f"{tag}-svc", {"lang": "python", "zone": "test-a"}
     seed(client, prefix, 3)
-    events = Events()
     caplog.set_level("DEBUG", logger="confgate")
-    with open_subscription([addr], [prefix], events, client_id="py-fleet-test", service="tests",
-                           labels={"lang": "python"}, report_interval=0.2) as sub:
-        sub.wait_synced(timeout=TIMEOUT)
-        wait_for("the refused report", lambda: "does not take reports" in caplog.text)
-        sub.reject(f"{prefix}k000", "refused by the test")
-        for i in range(3):
-            w = client.put(f"{prefix}later{i}", str(i), wait_applied=True)
-            events.wait(f"delta {i}", 2 + i)
-            time.sleep(0.1)
-        wait_for("the view to reach the last put", lambda: confgate.Cursor.parse(sub.cursor).covers(
-            confgate.Cursor.parse(w.cursor)))
-        assert len(sub) == 6 and sub.get(f"{prefix}later2").value == b"2"
-        st = sub.status()
-        assert st.connected and st.reconnects == 0 and st.last_error is None and sub.running
-        assert caplog.text.count("does not take reports") == 1  # once per stream, at debug level
-        assert not [r for r in caplog.records if r.name == "confgate" and r.levelno >= 30]
+    with grpc.insecure_channel(addr) as ch:
+        stub = pb_grpc.ConfigServiceStub(ch)
+        assert fleet_entry(stub, service, cid) is None
+        sub = open_subscription([addr], [prefix], client_id=cid, service=service, labels=labels,
+                                report_interval=REPORT_INTERVAL)
+        try:
+            sub.wait_synced(timeout=TIMEOUT)
+            assert sub.client_id == cid
+
+            def in_sync_at_view(fc: "pb.FleetClient") -> bool:
+                return fc.state == IN_SYNC and fc.applied_cursor == confgate.Cursor.parse(sub.cursor).encode()
+
+            fc = wait_fleet(stub, service, cid, "the client in sync at the subscription's cursor", in_sync_at_view)
+            assert fc.client.service == service and dict(fc.client.labels) == labels
+            assert fc.gateway == GATEWAY_NAME
+            assert list(fc.selector.prefixes) == [prefix]
+            assert fc.digest == sub.digest and len(fc.digest) == 16
+            assert fc.connected_since_unix_ms > 0 and fc.last_report_unix_ms >= fc.connected_since_unix_ms
+            assert not fc.rejections
+            resp = stub.GetFleet(pb.GetFleetRequest(service=service), timeout=10)
+            assert [(s.service, s.in_sync, s.behind, s.diverged, s.not_reporting, s.unknown)
+                    for s in resp.services] == [(service, 1, 0, 0, 0, 0)]
+
+            # A rejection of the current value shows with its version and reason.
+            key = f"{prefix}k001"
+            held = sub.get(key)
+            assert held is not None
+            sub.reject(key, "refused by the test: not a number")
+            fc = wait_fleet(stub, service, cid, "the rejection", lambda fc: len(fc.rejections) == 1)
+            rj = fc.rejections[0]
+            assert (rj.key, rj.version.partition, rj.version.offset, rj.reason) == \
+                (key, held.partition, held.offset, "refused by the test: not a number")
+            assert fc.state == IN_SYNC, "a rejection does not change the view's state"
+
+            # A put through the client's write API: the view moves to the
+            # new cursor, in sync again, and the key's new version ends its
+            # rejection.
+            w = client.put(key, "42", wait_applied=True)
+            wait_for("the view to reach the put", lambda: confgate.Cursor.parse(sub.cursor).covers(
+                confgate.Cursor.parse(w.cursor)))
+            assert sub.get(key).version == w.version
+            fc = wait_fleet(stub, service, cid, "the client in sync at the put's cursor",
+                            lambda fc: in_sync_at_view(fc) and not fc.rejections and
+                            confgate.Cursor.decode(fc.applied_cursor).covers(confgate.Cursor.parse(w.cursor)))
+            assert fc.digest == sub.digest
+            st = sub.status()
+            assert st.connected and st.reconnects == 0 and st.last_error is None
+        finally:
+            sub.close()
+        assert not sub.running
+        # Closed: the gateway marks it disconnected, and GetFleet lists only
+        # connected clients; the record is tombstoned after the grace.
+        start = time.monotonic()
+        wait_for("the closed client to leave the fleet", lambda: fleet_entry(stub, service, cid) is None,
+                 timeout=FLEET_GRACE + 10 * REPORT_INTERVAL)
+        assert time.monotonic() - start < FLEET_GRACE + 10 * REPORT_INTERVAL
+    assert "does not take reports" not in caplog.text
+    assert not [r for r in caplog.records if r.name == "confgate" and r.levelno >= 30]
