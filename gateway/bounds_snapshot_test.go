@@ -342,7 +342,15 @@ func TestConcurrentSnapshotsShareChunks(t *testing.T) {
 			}
 			enc := testkit.Metric(t, g, "confgate_gateway_encodes_total", "snapshot") - encBefore
 			t.Logf("%d identical requests of %d chunks: %v chunks encoded", readers, len(ref)-1, enc)
-			if enc >= float64(readers*(len(ref)-1)) {
+			most := float64(readers * (len(ref) - 1))
+			switch {
+			case enc > most:
+				t.Fatalf("%v chunk encodes for %d identical requests of %d chunks: more than one per chunk per request", enc, readers, len(ref)-1)
+			case name != "cache off" && enc >= most:
+				// Without a cache, builds are shared only while they
+				// overlap in time, which a busy machine may not give
+				// (measured: 29 to 462 of 464); with one, never more
+				// than a few rounds.
 				t.Fatalf("nothing shared: %v chunk encodes for %d identical requests of %d chunks", enc, readers, len(ref)-1)
 			}
 		})
