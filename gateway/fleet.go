@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -15,6 +17,7 @@ import (
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 	"github.com/confgate/confgate/store"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -40,6 +43,7 @@ const (
 // fleetClients counts each client's open streams on this gateway, so the
 // fleet hears of it when its first opens and its last closes.
 type fleetClients struct {
+	anonSeq atomic.Uint64 // numbers the streams that do not say who they are
 	mu      sync.Mutex
 	streams map[string]int
 	// diverged remembers the clients already logged as diverged, with
@@ -83,6 +87,18 @@ func visibleText(s string) bool {
 	return true
 }
 
+// idText keeps what a client ID may hold (printable ASCII without spaces)
+// of s, at most 64 bytes.
+func idText(s string) string {
+	b := make([]byte, 0, min(len(s), 64))
+	for i := 0; i < len(s) && len(b) < 64; i++ {
+		if s[i] > ' ' && s[i] <= '~' {
+			b = append(b, s[i])
+		}
+	}
+	return string(b)
+}
+
 func clip(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "..."
@@ -104,9 +120,24 @@ func fleetRecord(ci *confgatev1.ClientInfo, sel keyspace.Selector) fleet.Record 
 
 // clientStream tells the fleet that a client's stream opened; the
 // returned func, called when it closes, tells it the stream closed.
-func (g *Gateway) clientStream(ci *confgatev1.ClientInfo, sel keyspace.Selector) func() {
-	if g.cfg.Fleet == nil || ci.GetClientId() == "" {
+//
+// A stream that does not say who it is (an old or hand-written client) is
+// listed too, under an ID made from this gateway's name and the stream's
+// number, with its peer address as a label: it shows as not reporting.
+func (g *Gateway) clientStream(ctx context.Context, ci *confgatev1.ClientInfo, sel keyspace.Selector) func() {
+	if g.cfg.Fleet == nil {
 		return func() {}
+	}
+	if ci.GetClientId() == "" {
+		anon := &confgatev1.ClientInfo{ClientId: fmt.Sprintf("anonymous-%s-%d", idText(g.cfg.Name), g.fleetClients.anonSeq.Add(1)), Service: ci.GetService(), Labels: ci.GetLabels()}
+		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil && len(anon.Labels) < maxLabels {
+			anon.Labels = maps.Clone(anon.Labels)
+			if anon.Labels == nil {
+				anon.Labels = map[string]string{}
+			}
+			anon.Labels["peer"] = p.Addr.String()
+		}
+		ci = anon
 	}
 	id := ci.GetClientId()
 	fc := &g.fleetClients

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,6 +179,30 @@ func TestFleetStates(t *testing.T) {
 	if n := testkit.Metric(t, g, "confgate_gateway_fleet_clients", "diverged"); n != 1 {
 		t.Fatalf("confgate_gateway_fleet_clients{state=diverged} = %v", n)
 	}
+	// A stream that does not say who it is shows as not reporting, named
+	// after the gateway, with its peer address.
+	actx, acancel := context.WithCancel(ctx)
+	anon, err := c.Subscribe(actx, &confgatev1.SubscribeRequest{Selector: &confgatev1.Selector{Prefixes: []string{"pay/"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anon.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = c.GetFleet(ctx, &confgatev1.GetFleetRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, fc := range resp.GetClients() {
+		if strings.HasPrefix(fc.GetClient().GetClientId(), "anonymous-") {
+			found = fc.GetState() == confgatev1.FleetState_FLEET_STATE_NOT_REPORTING && fc.GetClient().GetLabels()["peer"] != ""
+		}
+	}
+	if !found {
+		t.Fatalf("a stream without client info is not listed as not reporting: %v", resp.GetClients())
+	}
+	acancel()
 	// The stream ends: the client is no longer listed.
 	scancel()
 	testkit.Eventually(t, 5*time.Second, "the client unregistered", func() bool {

@@ -67,7 +67,7 @@ func (g *Gateway) Subscribe(req *confgatev1.SubscribeRequest, stream grpc.Server
 	}
 	g.m.subscribeStreams.Inc()
 	defer g.m.subscribeStreams.Dec()
-	defer g.clientStream(req.GetClient(), sel)()
+	defer g.clientStream(stream.Context(), req.GetClient(), sel)()
 	grp := g.groups.acquire(sel)
 	defer g.groups.release(grp, g.m)
 
