@@ -235,9 +235,16 @@ func TestReportPeriodicWhileIdle(t *testing.T) {
 		if !bytes.Equal(rc.req.GetAppliedCursor(), cur(1).Encode()) || !bytes.Equal(rc.req.GetDigest(), digestOf(a)) {
 			t.Errorf("report %d: cursor %x digest %x, want the view's", i, rc.req.GetAppliedCursor(), rc.req.GetDigest())
 		}
+		// The first stream message and the snapshot's end may each ask
+		// for a report at once (spaced by interval/5); from then on the
+		// view is idle and reports come every interval.
+		want := interval / 2
+		if i == 1 {
+			want = interval / 10
+		}
 		if i > 0 {
-			if d := rc.at.Sub(calls[i-1].at); d < interval/2 {
-				t.Errorf("reports %d and %d are %v apart, want about %v", i-1, i, d, interval)
+			if d := rc.at.Sub(calls[i-1].at); d < want {
+				t.Errorf("reports %d and %d are %v apart, want at least %v", i-1, i, d, want)
 			}
 		}
 	}
