@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
 )
 
@@ -79,14 +80,9 @@ func fleetProgress(resp *confgatev1.GetFleetResponse, key string, want cursor.Cu
 	return p
 }
 
+// selectsKey reports whether a client's selector (as the fleet view lists
+// it) selects key.
 func selectsKey(prefixes []string, key string) bool {
-	if len(prefixes) == 0 {
-		return true
-	}
-	for _, p := range prefixes {
-		if strings.HasPrefix(key, p) {
-			return true
-		}
-	}
-	return false
+	sel, err := keyspace.NewSelector(prefixes)
+	return err == nil && sel.Match(key)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,14 +109,7 @@ func clip(s string) string {
 
 // fleetRecord is what a client said, as the fleet topic holds it.
 func fleetRecord(ci *confgatev1.ClientInfo, sel keyspace.Selector) fleet.Record {
-	r := fleet.Record{ClientID: ci.GetClientId(), Service: ci.GetService(), Selector: sel.Prefixes()}
-	if len(ci.GetLabels()) > 0 {
-		r.Labels = make(map[string]string, len(ci.GetLabels()))
-		for k, v := range ci.GetLabels() {
-			r.Labels[k] = v
-		}
-	}
-	return r
+	return fleet.Record{ClientID: ci.GetClientId(), Service: ci.GetService(), Labels: maps.Clone(ci.GetLabels()), Selector: sel.Prefixes()}
 }
 
 // clientStream tells the fleet that a client's stream opened; the
@@ -371,7 +365,7 @@ func selects(sel keyspace.Selector, prefix string) bool {
 		return true
 	}
 	for _, p := range sel.Prefixes() {
-		if len(p) <= len(prefix) && prefix[:len(p)] == p || len(prefix) < len(p) && p[:len(prefix)] == prefix {
+		if strings.HasPrefix(prefix, p) || strings.HasPrefix(p, prefix) {
 			return true
 		}
 	}

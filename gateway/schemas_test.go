@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,32 +91,40 @@ func TestSchemasRefuseBadWrites(t *testing.T) {
 	if n := testkit.Metric(t, g, "confgate_store_schema_violations_total", ""); n != 1 {
 		t.Fatalf("schema violations counted: %v", n)
 	}
-	resp, err := http.Get("http://" + g.Admin + "/debug/state")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var st struct {
-		SchemaViolations map[string]string `json:"schema_violations"`
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatal(err)
-	}
-	if v := st.SchemaViolations["svc/foreign"]; !contains(v, "maximum") {
+	st, body := schemaProblems(t, g)
+	if v := st.SchemaViolations["svc/foreign"]; !strings.Contains(v, "maximum") {
 		t.Fatalf("/debug/state flags %q for svc/foreign: %s", v, body)
 	}
 	// Fixed by a valid write: no longer flagged.
 	mustPut("svc/foreign", `{"rate": 9}`)
-	resp, err = http.Get("http://" + g.Admin + "/debug/state")
+	if st, body := schemaProblems(t, g); len(st.SchemaViolations) != 0 {
+		t.Fatalf("still flagged after a valid write: %s", body)
+	}
+}
+
+// debugSchemas is the schema part of /debug/state.
+type debugSchemas struct {
+	SchemaViolations map[string]string `json:"schema_violations"`
+	InvalidSchemas   map[string]string `json:"invalid_schemas"`
+}
+
+// schemaProblems reads g's /debug/state: its schema part, and the body.
+func schemaProblems(t *testing.T, g *testkit.Gateway) (debugSchemas, []byte) {
+	t.Helper()
+	resp, err := http.Get("http://" + g.Admin + "/debug/state")
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if contains(string(body), "svc/foreign") {
-		t.Fatalf("still flagged after a valid write: %s", body)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	var st debugSchemas
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatalf("/debug/state: %v: %s", err, body)
+	}
+	return st, body
 }
 
 // wantInvalid checks err is INVALID_ARGUMENT naming key, rule and path.
@@ -126,7 +135,7 @@ func wantInvalid(t *testing.T, err error, key, rule, path, more string) {
 		t.Fatalf("want INVALID_ARGUMENT for %s, got %v", key, err)
 	}
 	for _, s := range []string{key, "rule " + rule, path, more} {
-		if !contains(st.Message(), s) {
+		if !strings.Contains(st.Message(), s) {
 			t.Fatalf("message %q does not say %q", st.Message(), s)
 		}
 	}
@@ -144,8 +153,7 @@ func TestForeignRecordsWithGatewayHeaders(t *testing.T) {
 	g := testkit.StartGateway(t, k, topic, testkit.Options{Store: store.Config{SetHoldTimeout: time.Second}})
 	ctx := ctxT(t)
 	c := g.Client
-	first, err := c.Put(ctx, &confgatev1.PutRequest{Key: "f/cas", Value: []byte("1"), RequestId: "f1", WaitApplied: true})
-	if err != nil {
+	if _, err := c.Put(ctx, &confgatev1.PutRequest{Key: "f/cas", Value: []byte("1"), RequestId: "f1", WaitApplied: true}); err != nil {
 		t.Fatal(err)
 	}
 	p := testkit.Producer(t, k)
@@ -170,20 +178,7 @@ func TestForeignRecordsWithGatewayHeaders(t *testing.T) {
 	if _, err := c.Put(ctx, &confgatev1.PutRequest{Key: "f/n", Value: []byte("not a number"), RequestId: "f2"}); err != nil {
 		t.Fatalf("a schema that does not compile must not govern: %v", err)
 	}
-	resp, err := http.Get("http://" + g.Admin + "/debug/state")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var st struct {
-		InvalidSchemas map[string]string `json:"invalid_schemas"`
-	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatal(err)
-	}
-	if v := st.InvalidSchemas["_confgate/schemas/f/*"]; !contains(v, "max") {
+	if st, body := schemaProblems(t, g); !strings.Contains(st.InvalidSchemas["_confgate/schemas/f/*"], "max") {
 		t.Fatalf("/debug/state invalid_schemas: %s", body)
 	}
-	_ = first
 }

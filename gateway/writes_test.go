@@ -65,7 +65,7 @@ func TestConditionalPut(t *testing.T) {
 	if len(keys) != 1 || keys[0].GetKey() != "app/limit" || keys[0].GetVersion().GetOffset() != first.GetVersion().GetOffset() || keys[0].GetVersion().GetPartition() != first.GetVersion().GetPartition() {
 		t.Fatalf("failure names %v, want app/limit at %v", keys, first.GetVersion())
 	}
-	if !contains(status.Convert(err).Message(), "app/limit") {
+	if !strings.Contains(status.Convert(err).Message(), "app/limit") {
 		t.Fatalf("message %q does not name the key", status.Convert(err).Message())
 	}
 	second, err := c.Put(ctx, &confgatev1.PutRequest{Key: "app/limit", Value: []byte("2"), Precondition: atVersion(first.GetVersion()), WaitApplied: true})
@@ -245,15 +245,6 @@ func readSnapshot(t *testing.T, c confgatev1.ConfigServiceClient, min []byte) ma
 	}
 }
 
-func contains(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return true
-		}
-	}
-	return false
-}
-
 // Two gateways, one topic: conditional increments through both never
 // both win. (The four-gateway version on Apache Kafka, with a gateway
 // killed, is internal/failover's TestConditionalCounters.)
@@ -408,7 +399,7 @@ func TestDiffBetweenCursors(t *testing.T) {
 	if err == nil {
 		_, err = st.Recv()
 	}
-	if status.Code(err) != codes.OutOfRange || !contains(status.Convert(err).Message(), "oldest cursor") {
+	if status.Code(err) != codes.OutOfRange || !strings.Contains(status.Convert(err).Message(), "oldest cursor") {
 		t.Fatalf("diff from before the history: %v", err)
 	}
 	// to must cover from.

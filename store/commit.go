@@ -196,8 +196,11 @@ func keysHash(ops []Op) uint64 {
 	return h + uint64(len(ops))<<56
 }
 
+// keyHash is key's hash at position i: seeded by the position, so no
+// string is built per record (the store computes it for every record with
+// a request ID while bootstrapping).
 func keyHash(i int, key string) uint64 {
-	return xxh3.HashString(strconv.Itoa(i) + "\x00" + key)
+	return xxh3.HashStringSeed(key, uint64(i))
 }
 
 func checkKgoHeaders(hs []kgo.RecordHeader) error {

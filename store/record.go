@@ -234,11 +234,7 @@ func checkWrite(w Write) ([]kgo.RecordHeader, error) {
 		}
 		hs = append(hs, kgo.RecordHeader{Key: h.Key, Value: h.Value})
 	}
-	views := make([]headerView, len(hs))
-	for i, h := range hs {
-		views[i] = headerView{h.Key, h.Value}
-	}
-	if _, err := checkHeaders(views); err != nil {
+	if err := checkKgoHeaders(hs); err != nil {
 		return nil, err
 	}
 	return hs, nil

@@ -374,7 +374,9 @@ func (q *sequencer) write(ctx context.Context, ps []*pending) ([]*pending, error
 			q.cl.Produce(tctx, rr, func(_ *kgo.Record, err error) {
 				if err != nil {
 					mu.Lock()
-					firstErr = cmp(firstErr, err)
+					if firstErr == nil {
+						firstErr = err
+					}
 					mu.Unlock()
 				}
 				wg.Done()
@@ -436,13 +438,6 @@ func (q *sequencer) write(ctx context.Context, ps []*pending) ([]*pending, error
 		return left, errNotReadBack
 	}
 	return nil, nil
-}
-
-func cmp(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // committedEnds lists the last stable offset of every partition.

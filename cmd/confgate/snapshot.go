@@ -43,36 +43,8 @@ digest must match the entries received, so output is never partial.`,
 			}
 			ctx, cancel := g.callContext(cmd.Context())
 			defer cancel()
-			var (
-				entries []*confgatev1.Entry
-				end     *confgatev1.SnapshotEnd
-			)
-			err = g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
-				entries, end = nil, nil
-				stream, err := c.GetSnapshot(ctx, req)
-				if err != nil {
-					return err
-				}
-				for {
-					m, err := stream.Recv()
-					if errors.Is(err, io.EOF) {
-						return nil
-					}
-					if err != nil {
-						return err
-					}
-					switch x := m.GetMessage().(type) {
-					case *confgatev1.GetSnapshotResponse_Chunk:
-						entries = append(entries, x.Chunk.GetEntries()...)
-					case *confgatev1.GetSnapshotResponse_End:
-						end = x.End
-					}
-				}
-			})
+			entries, end, err := g.getSnapshot(ctx, req)
 			if err != nil {
-				return err
-			}
-			if err := checkSnapshot(entries, end); err != nil {
 				return err
 			}
 			p := newPrinter(g.env.Stdout)
@@ -95,6 +67,44 @@ digest must match the entries received, so output is never partial.`,
 	}
 	cmd.Flags().StringVar(&minCursor, "min-cursor", "", "read-your-writes: the gateway first waits (bounded) until it has applied this cursor, as printed by put or delete")
 	return cmd
+}
+
+// getSnapshot reads one whole snapshot from the first gateway that answers,
+// checked by checkSnapshot.
+func (g *globals) getSnapshot(ctx context.Context, req *confgatev1.GetSnapshotRequest) ([]*confgatev1.Entry, *confgatev1.SnapshotEnd, error) {
+	var (
+		entries []*confgatev1.Entry
+		end     *confgatev1.SnapshotEnd
+	)
+	err := g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
+		entries, end = nil, nil
+		stream, err := c.GetSnapshot(ctx, req)
+		if err != nil {
+			return err
+		}
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			switch x := m.GetMessage().(type) {
+			case *confgatev1.GetSnapshotResponse_Chunk:
+				entries = append(entries, x.Chunk.GetEntries()...)
+			case *confgatev1.GetSnapshotResponse_End:
+				end = x.End
+			}
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkSnapshot(entries, end); err != nil {
+		return nil, nil, err
+	}
+	return entries, end, nil
 }
 
 // checkSnapshot verifies a snapshot arrived whole: an end marker, as many

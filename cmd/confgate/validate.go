@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/confgate/confgate/internal/schema"
@@ -15,40 +14,8 @@ import (
 // fetchSchemas reads the schema entries of a gateway (one snapshot of
 // schema.KeyPrefix).
 func (g *globals) fetchSchemas(ctx context.Context) ([]*confgatev1.Entry, error) {
-	req := &confgatev1.GetSnapshotRequest{Selector: &confgatev1.Selector{Prefixes: []string{schema.KeyPrefix}}}
-	var (
-		entries []*confgatev1.Entry
-		end     *confgatev1.SnapshotEnd
-	)
-	err := g.callFirst(ctx, true, func(ctx context.Context, c confgatev1.ConfigServiceClient) error {
-		entries, end = nil, nil
-		stream, err := c.GetSnapshot(ctx, req)
-		if err != nil {
-			return err
-		}
-		for {
-			m, err := stream.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			switch x := m.GetMessage().(type) {
-			case *confgatev1.GetSnapshotResponse_Chunk:
-				entries = append(entries, x.Chunk.GetEntries()...)
-			case *confgatev1.GetSnapshotResponse_End:
-				end = x.End
-			}
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := checkSnapshot(entries, end); err != nil {
-		return nil, err
-	}
-	return entries, nil
+	entries, _, err := g.getSnapshot(ctx, &confgatev1.GetSnapshotRequest{Selector: &confgatev1.Selector{Prefixes: []string{schema.KeyPrefix}}})
+	return entries, err
 }
 
 // problem is one reason a change set would be refused.
