@@ -11,6 +11,7 @@ import (
 
 	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/gateway"
+	"github.com/confgate/confgate/internal/buildinfo"
 	"github.com/confgate/confgate/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -73,6 +74,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	// A registry shared by several nodes (tests) already has it.
+	if err := reg.Register(buildinfo.Collector()); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		return nil, fmt.Errorf("register build info: %w", err)
 	}
 	sc, gc := cfg.Store, cfg.Gateway
 	if sc.Logger == nil {

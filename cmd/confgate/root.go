@@ -193,6 +193,7 @@ Exit status: 0 on success, 1 when get finds no such key, 2 on any other error
 		newWatchCmd(g),
 		newTokenCmd(g),
 		newBenchCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }
