@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tombstones: prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_fleet_tombstones_total", Help: "Tombstones this gateway wrote to the fleet topic (acknowledged): clients gone past the grace, or records not updated for 10x the grace."}),
 		produceErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_fleet_produce_errors_total", Help: "Writes to the fleet topic that failed (records are retried, tombstones left to the sweep)."}),
 		skipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "confgate_fleet_records_skipped_total", Help: "Fleet records skipped, by reason (read: no_key, too_large, bad_json, version, invalid, key_mismatch, view_full; written: local_full, unwritable)."}, []string{"reason"}),
-		clients:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_fleet_clients", Help: "Clients in this gateway's view of the fleet."}),
+		clients:    prometheus.NewGauge(prometheus.GaugeOpts{Name: "confgate_fleet_clients", Help: "Records in this gateway's view of the fleet: clients, and the gateways' own records."}),
 	}
 	for _, r := range []string{reasonNoKey, reasonTooLarge, reasonBadJSON, reasonVersion, reasonInvalid, reasonKeyMismatch, reasonViewFull, reasonLocalFull, reasonUnwritable} {
 		m.skipped.WithLabelValues(r)

@@ -260,7 +260,7 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 	stale := time.Now().Add(-3 * g.cfg.FleetReportInterval)
 	keep := make([]bool, len(recs))
 	for i, r := range recs {
-		if !r.Connected || (service != "" && r.Service != service) {
+		if !r.Connected || isGatewayRecord(r.ClientID) || (service != "" && r.Service != service) {
 			continue
 		}
 		sel, err := keyspace.NewSelector(r.Selector)

@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"net/http"
 	"sort"
-	"time"
 
 	"github.com/confgate/confgate/internal/cursor"
 	confgatev1 "github.com/confgate/confgate/proto/confgate/v1"
@@ -57,9 +55,13 @@ var fleetClientsDesc = prometheus.NewDesc("confgate_gateway_fleet_clients",
 // fleetCollector computes the fleet's states when scraped.
 type fleetCollector struct{ g *Gateway }
 
-func (fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- fleetClientsDesc }
+func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- fleetClientsDesc
+	ch <- fleetGatewaysDesc
+}
 
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {
+	c.g.collectPeers(ch)
 	if !c.g.src.Ready() {
 		return
 	}
@@ -89,22 +91,5 @@ func total(s *confgatev1.ServiceSummary) uint32 {
 func emitService(ch chan<- prometheus.Metric, s *confgatev1.ServiceSummary) {
 	for state, n := range map[string]uint32{"in_sync": s.GetInSync(), "behind": s.GetBehind(), "diverged": s.GetDiverged(), "not_reporting": s.GetNotReporting(), "unknown": s.GetUnknown()} {
 		ch <- prometheus.MustNewConstMetric(fleetClientsDesc, prometheus.GaugeValue, float64(n), s.GetService(), state)
-	}
-}
-
-// watchFleet computes the fleet's states every two report intervals, so a
-// diverged client is logged (once per digest) whether or not anyone asks.
-func (g *Gateway) watchFleet(ctx context.Context) {
-	t := time.NewTicker(2 * g.cfg.FleetReportInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if g.src.Ready() {
-				g.fleetView("", "", nil)
-			}
-		}
 	}
 }

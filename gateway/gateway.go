@@ -73,6 +73,10 @@ type Gateway struct {
 	buildSlots chan struct{}
 
 	fleetClients fleetClients
+	// selfID is this gateway's own record in the fleet; peers the last
+	// judgement of the other gateways (fleet_gateways.go).
+	selfID string
+	peers  peerStates
 
 	buildMu sync.Mutex
 	builds  map[string]*snapBuild
@@ -120,6 +124,7 @@ func New(cfg Config) (*Gateway, error) {
 		builds:     map[string]*snapBuild{},
 		buildSlots: make(chan struct{}, c.MaxSnapshotBuilds),
 		draining:   make(chan struct{}),
+		selfID:     gatewayFleetID(c.Name),
 	}
 	g.lim = newLimits(c, g.m, g.log)
 	g.plim = newPrincipalLimits(c)

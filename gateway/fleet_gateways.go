@@ -1,0 +1,191 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/confgate/confgate/fleet"
+	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/zeebo/xxh3"
+)
+
+// Gateways judge each other through the fleet topic: each reports its own
+// applied cursor and the digest of its whole state there, as a client
+// would, and every gateway compares each peer's digest with its own state
+// at the peer's cursor (store.DigestsAt). Two gateways that applied the
+// same log must agree; a "diverged" peer means a bug or a corrupted
+// state, whichever of the two holds it, and is what the digest alert
+// watches (confgate_gateway_fleet_gateways{state="diverged"}).
+//
+// The records live beside the clients' under IDs a client cannot take:
+// client IDs have no spaces (ClientInfo.client_id), these start with
+// "gateway ". The fleet's client listings leave them out.
+
+// gatewayIDPrefix starts the fleet ID of a gateway's own record.
+const gatewayIDPrefix = "gateway "
+
+// gatewayService is the service gateways report under.
+const gatewayService = "confgate-gateway"
+
+// isGatewayRecord says whether a fleet record is a gateway's own.
+func isGatewayRecord(id string) bool { return strings.HasPrefix(id, gatewayIDPrefix) }
+
+// gatewayFleetID is the fleet ID of the gateway named name: the name as
+// far as a client ID may hold it (printable ASCII), and a hash of the
+// whole name when that dropped or cut anything, so names that differ
+// only in other characters stay apart.
+func gatewayFleetID(name string) string {
+	id := idText(name)
+	if id != name {
+		id = fmt.Sprintf("%s~%016x", id, xxh3.HashString(name))
+	}
+	return gatewayIDPrefix + id
+}
+
+var fleetGatewaysDesc = prometheus.NewDesc("confgate_gateway_fleet_gateways",
+	"Other gateways of the topic as this one judges them from the fleet topic, by state: in_sync (same digest at their cursor, nothing changed since), behind, diverged (a different digest at the same cursor: two gateways disagree on the config), not_reporting, unknown (their cursor is ahead of this gateway or older than its history).",
+	[]string{"state"}, nil)
+
+var gatewayStates = []string{"in_sync", "behind", "diverged", "not_reporting", "unknown"}
+
+// peerStates is the last judgement of the other gateways.
+type peerStates struct {
+	mu     sync.Mutex
+	counts map[string]int
+	// diverged remembers the peers already logged, with their digest.
+	diverged map[string][]byte
+}
+
+// reportSelf publishes this gateway's own cursor and digest to the fleet.
+func (g *Gateway) reportSelf(st fleetSelf) {
+	g.cfg.Fleet.Report(fleet.Record{
+		ClientID:      g.selfID,
+		Service:       gatewayService,
+		Selector:      []string{""},
+		AppliedCursor: st.cursor.Encode(),
+		Digest:        st.digest,
+	})
+}
+
+// fleetSelf is what a gateway reports of itself.
+type fleetSelf struct {
+	cursor cursor.Cursor
+	digest []byte
+}
+
+// judgeGateways computes the other gateways' states and logs each
+// diverged one once per digest.
+func (g *Gateway) judgeGateways() map[string]int {
+	counts := map[string]int{}
+	for _, s := range gatewayStates {
+		counts[s] = 0
+	}
+	stale := time.Now().Add(-3 * g.cfg.FleetReportInterval)
+	var peers []fleet.Record
+	var curs []cursor.Cursor
+	for _, r := range g.cfg.Fleet.Snapshot() {
+		if !isGatewayRecord(r.ClientID) || r.ClientID == g.selfID || !r.Connected {
+			continue
+		}
+		c, err := cursor.Decode(r.AppliedCursor)
+		switch {
+		case len(r.AppliedCursor) == 0 || len(r.Digest) == 0 || r.LastReport.Before(stale):
+			counts["not_reporting"]++
+		case err != nil:
+			counts["unknown"]++
+		default:
+			peers = append(peers, r)
+			curs = append(curs, c)
+		}
+	}
+	if len(peers) > 0 {
+		all, _ := keyspace.NewSelector(nil)
+		at, ok := g.src.DigestsAt(all, curs)
+		for i, r := range peers {
+			switch {
+			case !ok[i]:
+				counts["unknown"]++
+			case !bytes.Equal(at[i].Digest, r.Digest):
+				counts["diverged"]++
+				g.logPeerDiverged(r, at[i].Digest)
+			case at[i].ChangedSince:
+				counts["behind"]++
+			default:
+				counts["in_sync"]++
+			}
+		}
+	}
+	g.peers.mu.Lock()
+	g.peers.counts = counts
+	g.peers.mu.Unlock()
+	return counts
+}
+
+func (g *Gateway) logPeerDiverged(r fleet.Record, mine []byte) {
+	p := &g.peers
+	p.mu.Lock()
+	if p.diverged == nil || len(p.diverged) > 1000 {
+		p.diverged = map[string][]byte{}
+	}
+	seen := bytes.Equal(p.diverged[r.ClientID], r.Digest)
+	p.diverged[r.ClientID] = bytes.Clone(r.Digest)
+	p.mu.Unlock()
+	if !seen {
+		g.log.Error("another gateway's config differs from this one's at the same cursor: one of the two holds a wrong state; restart the one whose digest differs from the majority's",
+			"peer", r.Gateway, "cursor", fmt.Sprintf("%x", r.AppliedCursor), "peer_digest", fmt.Sprintf("%x", r.Digest), "digest", fmt.Sprintf("%x", mine))
+	}
+}
+
+// collectPeers emits the last judgement (none before the first).
+func (g *Gateway) collectPeers(ch chan<- prometheus.Metric) {
+	g.peers.mu.Lock()
+	counts := g.peers.counts
+	g.peers.mu.Unlock()
+	if counts == nil {
+		return
+	}
+	for _, s := range gatewayStates {
+		ch <- prometheus.MustNewConstMetric(fleetGatewaysDesc, prometheus.GaugeValue, float64(counts[s]), s)
+	}
+}
+
+// watchFleet reports this gateway to the fleet every report interval
+// (once caught up), and every two intervals judges the clients (so a
+// diverged one is logged whether or not anyone asks) and the other
+// gateways. When ctx ends it says this gateway left.
+func (g *Gateway) watchFleet(ctx context.Context) {
+	if err := g.src.WaitReady(ctx); err != nil {
+		return
+	}
+	connected := false
+	defer func() {
+		if connected {
+			g.cfg.Fleet.Disconnected(g.selfID)
+		}
+	}()
+	t := time.NewTicker(g.cfg.FleetReportInterval)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		st := g.src.Status()
+		if !connected {
+			g.cfg.Fleet.Connected(g.selfID, fleet.Record{Service: gatewayService, Selector: []string{""}})
+			connected = true
+		}
+		g.reportSelf(fleetSelf{cursor: st.Cursor, digest: st.Digest})
+		if n%2 == 1 {
+			g.fleetView("", "", nil)
+			g.judgeGateways()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
