@@ -179,7 +179,7 @@ def test_refused_cursor_is_dropped(gateways) -> None:
         assert g.request(1).resume_cursor == cur(2).encode()
         assert g.request(2).resume_cursor == b""
         eventually("the fresh snapshot", lambda: sub.cursor == str(cur(3)))
-        assert [e.key for e in sub.items()] == ["a"]
+        assert [e.key for e in sub.view().entries()] == ["a"]
         assert sub.running
 
 
@@ -202,7 +202,7 @@ def test_snapshot_failing_its_checks_resubscribes_fresh(gateways, bad: str) -> N
     with subscribe([g.addr]) as sub:
         assert g.request(1).resume_cursor == b""
         eventually("the good snapshot", lambda: sub.cursor == str(cur(4)))
-        assert [(e.key, e.value) for e in sub.items()] == [("a", b"1b"), ("b", b"2")]
+        assert [(e.key, e.value) for e in sub.view().entries()] == [("a", b"1b"), ("b", b"2")]
         assert sub.status().resets == 1
 
 

@@ -105,7 +105,7 @@ def test_snapshot_matches_get_snapshot(client: confgate.Client, addr: str, prefi
         sub.wait_synced(timeout=TIMEOUT)
         snap = client.snapshot([prefix], min_cursor=sub.cursor)
         assert len(snap.entries) == 26
-        assert sub.items() == list(snap.entries)  # keys, values, versions, metadata
+        assert sub.view().entries() == list(snap.entries)  # keys, values, versions, metadata
         assert sub.digest == snap.digest
         assert len(sub) == 26
         e = sub.get(f"{prefix}k000")
@@ -146,7 +146,7 @@ def test_matches_the_cli(client: confgate.Client, addr: str, prefix: str) -> Non
         lines = [json.loads(line) for line in out.splitlines()]
         *entries, end = lines
         got = [(e["key"], e["value"], e["version"]["partition"], e["version"]["offset"]) for e in entries]
-        want = [(e.key, e.text(), e.partition, e.offset) for e in sub.items()]
+        want = [(e.key, e.text(), e.partition, e.offset) for e in sub.view().entries()]
         assert got == want
         assert end["entry_count"] == len(sub)
         assert base64.urlsafe_b64decode(end["digest"] + "==") == sub.digest
@@ -173,7 +173,7 @@ def test_put_and_delete_arrive_as_deltas(client: confgate.Client, addr: str, pre
         wait_for("the cursor to include the delete",
                  lambda: confgate.Cursor.parse(sub.cursor).covers(confgate.Cursor.parse(w3.cursor)))
         snap = client.snapshot([prefix], min_cursor=sub.cursor)
-        assert sub.items() == list(snap.entries)
+        assert sub.view().entries() == list(snap.entries)
         assert sub.digest == snap.digest
         assert sub.status().resets == 0
         # Read-your-writes with the unary helpers.
@@ -207,7 +207,7 @@ def test_resume_after_disconnect_yields_only_missed_changes(
             assert st.resets == 0 and st.reconnects >= 1
             wait_for("reconnected", lambda: sub.status().connected)
             snap = client.snapshot([prefix], min_cursor=sub.cursor)
-            assert sub.items() == list(snap.entries) and sub.digest == snap.digest
+            assert sub.view().entries() == list(snap.entries) and sub.digest == snap.digest
             time.sleep(0.3)
             assert len(events.all()) == 4, "nothing but the missed changes arrived"
     finally:

@@ -3,7 +3,7 @@ to failed writes."""
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import grpc
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
@@ -43,7 +43,7 @@ class PreconditionFailed(ConfgateError, grpc.RpcError):
         return str(self)
 
 
-def _status_class():  # type: ignore[no-untyped-def]
+def _status_class() -> Any:
     """google.rpc.Status, built from its descriptor in a private pool: the
     package does not depend on googleapis-common-protos, and a private pool
     cannot clash with it when it is installed."""
@@ -71,7 +71,7 @@ def status_details_bin(code: int, message: str, *details: "pb.PreconditionFailur
     st = _Status(code=code, message=message)
     for d in details:
         st.details.add(type_url="type.googleapis.com/" + d.DESCRIPTOR.full_name, value=d.SerializeToString())
-    return st.SerializeToString()
+    return bytes(st.SerializeToString())
 
 
 def precondition_failure(err: grpc.RpcError) -> Optional["pb.PreconditionFailure"]:

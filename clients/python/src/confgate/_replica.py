@@ -4,7 +4,7 @@ buffering, checks, never going backwards. A port of client/replica.go."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from ._cursor import Cursor, to_text
 from ._digest import Digest
@@ -22,6 +22,7 @@ class ProtocolViolation(ConfgateError):
 
     def __init__(self, msg: str, fresh: bool) -> None:
         super().__init__("gateway protocol violation: " + msg)
+        self.msg = msg
         self.fresh = fresh
 
 
@@ -44,11 +45,14 @@ class Session:
 
 @dataclass
 class Result:
-    changed: bool = False
-    moved: bool = False
+    changed: bool = False  # the entries changed
+    moved: bool = False  # only the cursor moved
     events: List[Event] = field(default_factory=list)
-    reset: bool = False
-    first: bool = False
+    reset: bool = False  # a snapshot replaced an existing view
+    # vouched: the message carried a cursor the view now stands at (a
+    # snapshot end, a delta, a progress cursor that passed the checks).
+    vouched: bool = False
+    first: bool = False  # the first message that vouched for this view
     progress: Optional["pb.Progress"] = None
 
 
@@ -72,6 +76,14 @@ class Replica:
         # gateway refused the cursor or a snapshot failed its checks, cleared
         # once a snapshot is applied.
         self.fresh = False
+        # A gateway vouched for the view: it applied a snapshot, or a delta
+        # or progress cursor that covers the view's. A view loaded from the
+        # state file is synced (its cursor is meaningful and is resumed
+        # from) but not live until then.
+        self.live = False
+        # Bumped by every change of entries or cursor, so that a published
+        # View can be reused until the next one.
+        self.generation = 0
 
     @property
     def synced(self) -> bool:
@@ -83,14 +95,20 @@ class Replica:
             self._chunk(s, m.snapshot_chunk.entries)
             return Result()
         if kind == "snapshot_end":
-            return self._snapshot_end(s, m.snapshot_end)
-        if kind == "delta":
-            return self._delta(s, m.delta)
-        if kind == "progress":
-            return self._progress(s, m.progress)
-        return Result()  # an unknown message kind from a newer gateway
+            res = self._snapshot_end(s, m.snapshot_end)
+        elif kind == "delta":
+            res = self._delta(s, m.delta)
+        elif kind == "progress":
+            res = self._progress(s, m.progress)
+        else:
+            return Result()  # an unknown message kind from a newer gateway
+        if res.changed or res.moved:
+            self.generation += 1
+        if res.vouched and not self.live:
+            self.live = res.first = True
+        return res
 
-    def _chunk(self, s: Session, entries) -> None:
+    def _chunk(self, s: Session, entries: Iterable["pb.Entry"]) -> None:
         if s.building is None:
             s.building = _Builder()
         b = s.building
@@ -134,7 +152,7 @@ class Replica:
                 f"view's cursor {self.cursor}", False)
         reset = self.cursor is not None
         self.entries, self.digest, self.cursor, self.fresh = b.entries, b.digest, nxt, False
-        return Result(changed=True, reset=reset, first=not reset,
+        return Result(changed=True, reset=reset, vouched=True,
                       events=[Event(RESET if reset else SNAPSHOT, str(nxt))])
 
     def _delta(self, s: Session, d: "pb.Delta") -> Result:
@@ -143,7 +161,7 @@ class Replica:
         if self.cursor is None:
             raise ProtocolViolation("delta before any snapshot", True)
         nxt = self._advance(d.cursor, "delta")
-        ops = []
+        ops: List[Tuple[Optional[Entry], Optional["pb.Deletion"]]] = []
         for i, c in enumerate(d.changes):
             kind = c.WhichOneof("change")
             if kind == "put":
@@ -168,15 +186,19 @@ class Replica:
                 raise ProtocolViolation(
                     f"delta change {i} at partition {p} offset {off} is at or past the delta's "
                     f"cursor {nxt.offset(p)}", False)
-        res = Result(moved=True)
+        res = Result(moved=True, vouched=True)
         cs = str(nxt)
+        cur = self.cursor
         for put, dele in ops:
             # A change below the view's cursor in its partition was applied
             # already or superseded: ignored (applied to a key deleted
             # since, it would bring the key back).
-            p, off = (put.partition, put.offset) if put is not None else (
-                dele.version.partition, dele.version.offset)
-            if off < self.cursor.offset(p):
+            if put is not None:
+                p, off = put.partition, put.offset
+            else:
+                assert dele is not None
+                p, off = dele.version.partition, dele.version.offset
+            if off < cur.offset(p):
                 continue
             if put is not None:
                 old = self.entries.get(put.key)
@@ -188,6 +210,7 @@ class Replica:
                 self.digest.add(put.key, put.value, put.partition, put.offset)
                 res.events.append(Event(PUT, cs, put.key, put))
                 continue
+            assert dele is not None
             old = self.entries.get(dele.key)
             if old is None or not _newer(dele.version.partition, dele.version.offset, old):
                 continue
@@ -205,7 +228,8 @@ class Replica:
         if self.cursor is None or s.building is not None or not p.cursor:
             return res
         nxt = self._advance(p.cursor, "progress")
-        res.moved = not (nxt.covers(self.cursor) and self.cursor.covers(nxt))
+        res.moved = not nxt.equals(self.cursor)
+        res.vouched = True
         self.cursor = nxt
         return res
 

@@ -62,6 +62,14 @@ class Entry:
             headers=tuple(Header(h.key, bytes(h.value)) for h in e.headers),
         )
 
+    def to_proto(self) -> "pb.Entry":
+        """from_proto's inverse (the state file holds entries as a gateway
+        sends them)."""
+        return pb.Entry(key=self.key, value=self.value,
+                        version=pb.Version(partition=self.partition, offset=self.offset),
+                        content_type=self.content_type,
+                        headers=[pb.Header(key=h.key, value=h.value) for h in self.headers])
+
 
 def check_version(key: str, partition: int, offset: int) -> None:
     """Refuses a version that is no Kafka position: a negative partition or
@@ -78,6 +86,7 @@ PUT = "put"
 DELETE = "delete"
 SNAPSHOT = "snapshot"
 RESET = "reset"
+LOADED = "loaded"
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,13 @@ class Event:
     """One change to a Subscription's view, passed to on_change.
 
     kind is "put" (key was set to entry), "delete" (key was deleted),
-    "snapshot" (the first snapshot was applied: the view is synced) or
-    "reset" (a later snapshot replaced the whole view: keys may have
-    appeared, changed or disappeared without individual events).
+    "snapshot" (the first snapshot was applied: the view is synced),
+    "reset" (a later snapshot replaced the whole view, or replaced a view
+    loaded from the state file: keys may have appeared, changed or
+    disappeared without individual events; read the view) or "loaded"
+    (the view was loaded from the state file: the first event, before any
+    gateway is contacted; a loaded view has no "snapshot" event, its
+    changes arrive as puts and deletes or as one reset).
     cursor is the view's cursor (text form) once the message carrying the
     change was applied."""
 
@@ -106,9 +119,9 @@ class Status:
     addr: str
     """The gateway of the current stream, or of the last attempt."""
     stale: bool
-    """The view may be behind the topic: not synced yet, disconnected (it
-    serves the last-known-good state), or the gateway said it has not heard
-    from Kafka recently."""
+    """The view may be behind the topic: not synced yet (or only loaded
+    from the state file), disconnected (it serves the last-known-good
+    state), or the gateway said it has not heard from Kafka recently."""
     lag_records: int
     """The gateway's lag behind the topic, from the last progress message."""
     reconnects: int
@@ -118,6 +131,13 @@ class Status:
     last_error: Optional[BaseException] = field(default=None)
     """What ended the most recent failed stream (kept after a successful
     reconnect), or the permanent error that stopped the subscription."""
+    from_file: bool = False
+    """The view holds what was loaded from the state file and no gateway
+    has answered yet (wait_synced has not returned); stale meanwhile."""
+    state_file_error: Optional[BaseException] = field(default=None)
+    """Why the state file was ignored at start, or why its last write
+    failed; None once a write succeeded. The view is not affected, only
+    what a restart would boot from."""
 
 
 @dataclass(frozen=True)

@@ -3,24 +3,18 @@ several interchangeable gateways."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 
+from ._calls import (CursorLike, HeaderLike, OperationLike, SnapshotBuilder, apply_request, apply_result,
+                     delete_request, get_request, put_request, snapshot_request, write_result)
 from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
-from ._cursor import Cursor, cursor_bytes, to_text
-from ._digest import Digest
 from ._errors import convert_write_error
-from ._keyspace import normalize_selector
-from ._replica import ProtocolViolation
-from ._types import ApplyResult, Delete, Entry, Header, Put, Snapshot, Version, VersionLike, WriteResult
-from .v1 import config_pb2 as pb
-from .v1 import config_pb2_grpc as pb_grpc
+from ._stub import Stub, stub
+from ._types import ApplyResult, Entry, Snapshot, VersionLike, WriteResult
 
 T = TypeVar("T")
-CursorLike = Union[str, bytes, Cursor, None]
-HeaderLike = Union[Header, Tuple[str, Union[bytes, str]]]
 
 
 class Client:
@@ -48,6 +42,8 @@ class Client:
         insecure_token: send the token over plaintext to gateways that are
             not on this host. By default a token needs credentials (TLS),
             except to loopback addresses; ValueError otherwise.
+
+    For asyncio, confgate.aio.Client has the same methods as coroutines.
     """
 
     def __init__(
@@ -67,7 +63,7 @@ class Client:
         opts = build_options(max_receive_message_length, channel_options)
         tok = token_source(self._addrs, credentials, token, token_file, insecure_token)
         self._channels = [open_channel(a, credentials, opts, tok) for a in self._addrs]
-        self._stubs = [pb_grpc.ConfigServiceStub(c) for c in self._channels]
+        self._stubs = [stub(c) for c in self._channels]
 
     def close(self) -> None:
         for c in self._channels:
@@ -79,7 +75,7 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, fn: Callable[[pb_grpc.ConfigServiceStub], T]) -> T:
+    def _call(self, fn: Callable[[Stub], T]) -> T:
         last: Optional[grpc.RpcError] = None
         for stub in self._stubs:
             try:
@@ -95,7 +91,7 @@ class Client:
         """The entry for key, or None when it does not exist. With
         min_cursor (e.g. a put's cursor) the gateway first waits, bounded,
         until it has applied it: read-your-writes from any gateway."""
-        req = pb.GetRequest(key=key, min_cursor=cursor_bytes(min_cursor))
+        req = get_request(key, min_cursor)
         try:
             resp = self._call(lambda s: s.Get(req, timeout=self._timeout))
         except grpc.RpcError as e:
@@ -129,14 +125,10 @@ class Client:
         characters); when None one is generated. A retry of this call uses
         the same ID, and a write whose ID already landed is answered with
         the original version and duplicate=True."""
-        req = pb.PutRequest(key=key, value=_bytes(value), content_type=content_type, headers=_headers(headers),
-                            wait_applied=wait_applied, request_id=_request_id(request_id))
-        cond = _precondition(if_absent, if_version)
-        if cond is not None:
-            req.precondition.CopyFrom(cond)
-        resp = self._write(lambda s: s.Put(req, timeout=self._timeout), cond is not None)
-        return WriteResult(resp.version.partition, resp.version.offset, to_text(resp.cursor),
-                           resp.duplicate, req.request_id)
+        req, conditional = put_request(key, value, content_type, headers, wait_applied, if_absent, if_version,
+                                       request_id)
+        resp = self._write(lambda s: s.Put(req, timeout=self._timeout), conditional)
+        return write_result(resp, req.request_id)
 
     def delete(
         self,
@@ -149,17 +141,13 @@ class Client:
     ) -> WriteResult:
         """Writes a tombstone for key. if_absent, if_version and request_id
         as for put."""
-        req = pb.DeleteRequest(key=key, wait_applied=wait_applied, request_id=_request_id(request_id))
-        cond = _precondition(if_absent, if_version)
-        if cond is not None:
-            req.precondition.CopyFrom(cond)
-        resp = self._write(lambda s: s.Delete(req, timeout=self._timeout), cond is not None)
-        return WriteResult(resp.version.partition, resp.version.offset, to_text(resp.cursor),
-                           resp.duplicate, req.request_id)
+        req, conditional = delete_request(key, wait_applied, if_absent, if_version, request_id)
+        resp = self._write(lambda s: s.Delete(req, timeout=self._timeout), conditional)
+        return write_result(resp, req.request_id)
 
     def apply(
         self,
-        operations: Sequence[Union[Put, Delete, "pb.Operation"]],
+        operations: Sequence[OperationLike],
         *,
         request_id: Optional[str] = None,
         wait_applied: bool = False,
@@ -182,15 +170,11 @@ class Client:
                 confgate.Delete("app/c"),
             ])
         """
-        ops = [_operation(o) for o in operations]
-        req = pb.ApplyRequest(operations=ops, request_id=_request_id(request_id),
-                              wait_applied=wait_applied, validate_only=validate_only)
-        conditional = any(o.HasField("precondition") for o in ops)
+        req, conditional = apply_request(operations, request_id, wait_applied, validate_only)
         resp = self._write(lambda s: s.Apply(req, timeout=self._timeout), conditional)
-        return ApplyResult(tuple(Version(v.partition, v.offset) for v in resp.versions), to_text(resp.cursor),
-                           resp.duplicate, req.request_id)
+        return apply_result(resp, req.request_id)
 
-    def _write(self, fn: Callable[[pb_grpc.ConfigServiceStub], T], conditional: bool) -> T:
+    def _write(self, fn: Callable[[Stub], T], conditional: bool) -> T:
         try:
             return self._call(fn)
         except grpc.RpcError as e:
@@ -203,88 +187,14 @@ class Client:
         """The consistent state of a selector at one cursor, in key order.
         Its entry count and digest are checked; ProtocolViolation when they
         do not match what arrived."""
-        req = pb.GetSnapshotRequest(selector=pb.Selector(prefixes=normalize_selector(prefixes)),
-                                    min_cursor=cursor_bytes(min_cursor))
+        req = snapshot_request(prefixes, min_cursor)
 
-        def run(stub: pb_grpc.ConfigServiceStub) -> Snapshot:
-            entries: List[Entry] = []
-            d = Digest()
-            for m in stub.GetSnapshot(req, timeout=self._timeout):
-                kind = m.WhichOneof("message")
-                if kind == "chunk":
-                    for pe in m.chunk.entries:
-                        e = Entry.from_proto(pe)
-                        entries.append(e)
-                        d.add(e.key, e.value, e.partition, e.offset)
-                elif kind == "end":
-                    end = m.end
-                    if end.entry_count != len(entries):
-                        raise ProtocolViolation(
-                            f"snapshot has {len(entries)} entries, its end says {end.entry_count}", True)
-                    if end.digest and end.digest != d.to_bytes():
-                        raise ProtocolViolation(
-                            f"snapshot digest {end.digest.hex()} does not match the received entries "
-                            f"({d.to_bytes().hex()})", True)
-                    Cursor.decode(end.cursor)
-                    return Snapshot(tuple(entries), to_text(end.cursor), bytes(end.digest), end.reason, end.reset)
-            raise ProtocolViolation("snapshot stream ended without its end", True)
+        def run(st: Stub) -> Snapshot:
+            b = SnapshotBuilder()
+            for m in st.GetSnapshot(req, timeout=self._timeout):
+                snap = b.add(m)
+                if snap is not None:
+                    return snap
+            raise b.unfinished()
 
         return self._call(run)
-
-
-
-def _bytes(v: Union[bytes, str]) -> bytes:
-    return v.encode("utf-8") if isinstance(v, str) else bytes(v)
-
-
-def _headers(headers: Sequence[HeaderLike]) -> List["pb.Header"]:
-    hs = []
-    for h in headers:
-        k, v = (h.key, h.value) if isinstance(h, Header) else h
-        hs.append(pb.Header(key=k, value=_bytes(v)))
-    return hs
-
-
-def _request_id(request_id: Optional[str]) -> str:
-    """The given request ID, or a new one (32 hex digits) when None."""
-    if request_id is None:
-        return uuid.uuid4().hex
-    if not isinstance(request_id, str):
-        raise TypeError(f"request_id must be a str, not {type(request_id).__name__}")
-    return request_id
-
-
-def _precondition(if_absent: bool, if_version: Optional[Any]) -> Optional["pb.Precondition"]:
-    if if_absent and if_version is not None:
-        raise ValueError("if_absent and if_version exclude each other: give one")
-    if if_absent:
-        return pb.Precondition(absent=True)
-    if if_version is None:
-        return None
-    if isinstance(if_version, pb.Version):
-        p, off = if_version.partition, if_version.offset
-    elif hasattr(if_version, "partition") and hasattr(if_version, "offset"):  # Version, Entry, WriteResult
-        p, off = if_version.partition, if_version.offset
-    else:
-        try:
-            p, off = if_version
-        except (TypeError, ValueError):
-            raise TypeError(f"if_version must be a Version or a (partition, offset) tuple, not {if_version!r}") from None
-    if not isinstance(p, int) or not isinstance(off, int) or p < 0 or off < 0:
-        raise ValueError(f"if_version {if_version!r}: partition and offset must be non-negative integers")
-    return pb.Precondition(version=pb.Version(partition=p, offset=off))
-
-
-def _operation(o: Union[Put, Delete, "pb.Operation"]) -> "pb.Operation":
-    if isinstance(o, pb.Operation):
-        return o
-    if isinstance(o, Put):
-        op = pb.Operation(key=o.key, value=_bytes(o.value), content_type=o.content_type, headers=_headers(o.headers))
-    elif isinstance(o, Delete):
-        op = pb.Operation(key=o.key, delete=True)
-    else:
-        raise TypeError(f"an operation is a confgate.Put, confgate.Delete or pb.Operation, not {type(o).__name__}")
-    cond = _precondition(o.if_absent, o.if_version)
-    if cond is not None:
-        op.precondition.CopyFrom(cond)
-    return op

@@ -12,53 +12,51 @@ always-readable view of the selected entries. A port of the Go client
 - it never shows a half-applied state: a snapshot replaces the view only at
   its SnapshotEnd, once its entry count and digest check out; a delta is
   applied whole;
-- it keeps the last-known-good state while no gateway answers;
+- it keeps the last-known-good state while no gateway answers, in memory
+  and, with state_file, on disk across restarts;
 - it tells the gateways what it holds, for the fleet view: every Subscribe
   carries the client's identity, and the view reports its cursor and digest
   through the gateway of its stream (client/report.go).
+
+The view's state and every decision that does not depend on threads live in
+_core.Core, shared with confgate.aio.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from typing import Any, Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
+import warnings
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 
-from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
-from ._cursor import Cursor
-from ._errors import ConfgateError
-from ._keyspace import normalize_selector
-from ._replica import ProtocolViolation, Replica, Result, Session
-from ._report import DEFAULT_REPORT_INTERVAL, Rejections, clean_reason, client_identity, selects, valid_key
-from ._report import report_interval as _report_interval
+from ._channel import DEFAULT_MAX_RECEIVE, open_channel
+from ._core import (DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, Core, PathLike, ReportClock, StreamEnded,
+                    SubscriptionClosed, details, settings)
+from ._replica import ProtocolViolation, Result, Session
+from ._report import DEFAULT_REPORT_INTERVAL
+from ._stub import Stub, stub
 from ._types import Entry, Event, Status
-from .v1 import config_pb2 as pb
-from .v1 import config_pb2_grpc as pb_grpc
+from ._view import View
 
 log = logging.getLogger("confgate")
 
-DEFAULT_BACKOFF_MIN = 0.1
-DEFAULT_BACKOFF_MAX = 10.0
-
-
-class SubscriptionClosed(ConfgateError):
-    """wait_synced was interrupted because the subscription was closed."""
-
-
-class StreamEnded(ConfgateError):
-    """The gateway ended the stream without an error."""
+__all__ = ["DEFAULT_BACKOFF_MAX", "DEFAULT_BACKOFF_MIN", "StreamEnded", "Subscription", "SubscriptionClosed"]
 
 
 class Subscription:
     """A live view of the entries whose keys start with one of prefixes.
 
     Starts at once in a background thread; call wait_synced() to wait for the
-    first snapshot. All methods are thread-safe; reads never block on the
-    network and see the last applied state.
+    first snapshot (or wait_loaded() to also accept the state file's
+    content). All methods are thread-safe; reads never block on the network
+    and see the last applied state. view() returns that state as an
+    immutable Mapping[str, Entry]; get(key), sub[key], key in sub and
+    len(sub) read the current state directly.
+
+    For asyncio, confgate.aio.Subscription has the same semantics.
 
     Args:
         addrs: gateway addresses ("host:port" or any gRPC target). Gateways
@@ -130,104 +128,83 @@ class Subscription:
         service: str = "",
         labels: Optional[Mapping[str, str]] = None,
         report_interval: Optional[float] = DEFAULT_REPORT_INTERVAL,
+        state_file: Optional[PathLike] = None,
+        state_file_interval: Optional[float] = None,
     ) -> None:
-        self._addrs = check_addrs(addrs)
-        self._client_id, self._service, self._labels = client_identity(client_id, service, labels)
-        self._report_interval = _report_interval(report_interval)
-        self._token = token_source(self._addrs, credentials, token, token_file, insecure_token)
-        self._prefixes = normalize_selector(prefixes)
-        if backoff_min < 0 or backoff_max < 0:
-            raise ValueError("backoff_min and backoff_max must not be negative")
-        if backoff_min == 0:
-            backoff_min = DEFAULT_BACKOFF_MIN
-        if backoff_max == 0:
-            backoff_max = max(DEFAULT_BACKOFF_MAX, backoff_min)
-        if backoff_min > backoff_max:
-            raise ValueError(f"backoff_min ({backoff_min}) is greater than backoff_max ({backoff_max})")
-        self._backoff_min, self._backoff_max = backoff_min, backoff_max
-        self._on_change = on_change
-        self._credentials = credentials
-        self._options = build_options(max_receive_message_length, channel_options)
-        if shuffle:
-            random.shuffle(self._addrs)
-
-        self._lock = threading.Lock()  # guards the replica and the status
-        self._cond = threading.Condition(self._lock)
-        self._replica = Replica()
-        self._connected = False
-        self._addr = ""
-        self._gateway_stale = False
-        self._lag = 0
-        self._reconnects = 0
-        self._resets = 0
-        self._last_error: Optional[BaseException] = None
-        self._stop_error: Optional[BaseException] = None
-        self._synced = False
-        self._done = False
+        self._s = settings(
+            addrs, prefixes, on_change=on_change, credentials=credentials, backoff_min=backoff_min,
+            backoff_max=backoff_max, max_receive_message_length=max_receive_message_length,
+            channel_options=channel_options, shuffle=shuffle, token=token, token_file=token_file,
+            insecure_token=insecure_token, client_id=client_id, service=service, labels=labels,
+            report_interval=report_interval, state_file=state_file, state_file_interval=state_file_interval)
+        self._core = Core(self._s)
+        self._core.load_state_file()
         self._closing = threading.Event()
-        self._call: Optional[grpc.Future] = None
-        self._rejections = Rejections()  # guarded by _lock
+        self._call: Optional[Any] = None  # the current stream's call; guarded by _core.lock
         # A report is asked for (kick); guarded by _report_cond. Kept across
         # streams, like the Go client's kick channel.
         self._report_cond = threading.Condition(threading.Lock())
         self._kicked = False
-
+        if self._core.writer is not None:
+            self._core.writer.start()
         self._thread = threading.Thread(target=self._run, name="confgate-subscription", daemon=True)
         self._thread.start()
 
     # Reading the view.
 
+    def view(self) -> View:
+        """The view as it is now: an immutable Mapping[str, Entry] of one
+        consistent version, with its cursor and digest. Cheap to call: the
+        same View is returned until the subscription applies a change."""
+        return self._core.view()
+
     def get(self, key: str) -> Optional[Entry]:
         """The entry for key, or None."""
-        with self._lock:
-            return self._replica.entries.get(key)
+        return self._core.get(key)
 
     def __getitem__(self, key: str) -> Entry:
-        e = self.get(key)
+        e = self._core.get(key)
         if e is None:
             raise KeyError(key)
         return e
 
-    def __contains__(self, key: str) -> bool:
-        return self.get(key) is not None
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self._core.get(key) is not None
 
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._replica.entries)
+        return len(self._core)
 
     def items(self, prefix: str = "") -> List[Entry]:
-        """The entries whose keys start with prefix, in key order (by UTF-8
-        bytes, like the gateways), from one consistent version of the view."""
-        with self._lock:
-            es = [e for k, e in self._replica.entries.items() if k.startswith(prefix)]
-        es.sort(key=lambda e: e.key.encode("utf-8"))
-        return es
+        """Deprecated: view().entries(prefix). The entries whose keys start
+        with prefix, in key order, from one consistent version; for (key,
+        entry) pairs as a dict gives them, view().items()."""
+        warnings.warn("Subscription.items() is deprecated: use view().entries(prefix) for entries in key "
+                      "order, or view().items() for (key, entry) pairs", DeprecationWarning, stacklevel=2)
+        return self._core.view().entries(prefix)
 
     @property
     def cursor(self) -> str:
         """The last applied cursor in its text form (the one the CLI prints
-        and accepts), or "" before the first snapshot."""
-        with self._lock:
-            c = self._replica.cursor
-        return "" if c is None else str(c)
+        and accepts), or "" before the first snapshot. A view loaded from
+        the state file starts at the file's cursor."""
+        return self._core.view().cursor
 
     @property
     def digest(self) -> bytes:
         """The state digest of the view's entries (16 bytes): the value a
         gateway computes for this selector at the view's cursor."""
-        with self._lock:
-            return self._replica.digest.to_bytes()
+        return self._core.view().digest
 
     @property
     def prefixes(self) -> List[str]:
         """The normalized selector."""
-        return list(self._prefixes)
+        return list(self._s.prefixes)
 
     @property
     def client_id(self) -> str:
         """The client ID sent to the gateways: the one given, or the one
         generated for this Subscription."""
-        return self._client_id
+        return self._s.client_id
 
     def reject(self, key: str, reason: str) -> None:
         """Records that the application refuses the current value of key,
@@ -239,64 +216,61 @@ class Subscription:
         replaces the first; the 100 most recently rejected keys are kept. A
         reason over 1 KiB is cut. A key outside the selector is ignored.
         The view still serves the rejected value."""
-        if not valid_key(key) or not selects(self._prefixes, key):
-            return
-        reason = clean_reason(reason)
-        with self._lock:
-            self._rejections.reject(key, self._replica.entries.get(key), reason)
-        self._kick_report()
+        if self._core.reject(key, reason):
+            self._kick_report()
 
     def accept(self, key: str) -> None:
         """Clears a rejection of key made with reject(). A key without a
         rejection is ignored."""
-        with self._lock:
-            ok = self._rejections.accept(key)
-        if ok:
+        if self._core.accept(key):
             self._kick_report()
 
     def status(self) -> Status:
-        with self._lock:
-            return Status(
-                connected=self._connected,
-                addr=self._addr,
-                stale=not self._connected or not self._synced or self._gateway_stale,
-                lag_records=self._lag,
-                reconnects=self._reconnects,
-                resets=self._resets,
-                last_error=self._last_error,
-            )
+        return self._core.status()
 
     # Lifecycle.
 
     def wait_synced(self, timeout: Optional[float] = None) -> None:
-        """Blocks until the first snapshot was applied. Raises TimeoutError
+        """Blocks until a gateway vouched for the view: the first snapshot
+        was applied or, for a view loaded from the state file, the resumed
+        stream's first delta, progress or snapshot. Raises TimeoutError
         after timeout seconds, the permanent error that stopped the
         subscription (a grpc.RpcError, INVALID_ARGUMENT for a refused
         selector), or SubscriptionClosed."""
+        core = self._core
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._synced:
-                if self._done:
-                    raise self._stop_error or SubscriptionClosed("subscription closed")
+        with core.cond:
+            while not core.synced:
+                if core.done:
+                    raise core.stop_error or SubscriptionClosed("subscription closed")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"no snapshot within {timeout}s")
-                self._cond.wait(left)
+                core.cond.wait(left)
+
+    def wait_loaded(self, timeout: Optional[float] = None) -> None:
+        """wait_synced, except that it returns at once when the view was
+        loaded from the state file: it waits until the view has a state to
+        serve, fresh or last-known-good. A service that should start even
+        while every gateway is down waits with wait_loaded() and watches
+        status().stale."""
+        if self._core.loaded:
+            return
+        self.wait_synced(timeout)
 
     @property
     def running(self) -> bool:
         """False once the subscription stopped (close(), or a permanent error)."""
-        with self._lock:
-            return not self._done
+        with self._core.lock:
+            return not self._core.done
 
     def close(self, timeout: Optional[float] = 10.0) -> None:
         """Stops the subscription and waits for its thread (and a running
-        on_change call). The view stays readable with its last state.
-        Idempotent."""
-        with self._lock:
-            if self._stop_error is None:
-                self._stop_error = SubscriptionClosed("subscription closed")
-            self._closing.set()
+        on_change call, and with a state file its last write). The view
+        stays readable with its last state. Idempotent."""
+        self._core.closing()
+        self._closing.set()
+        with self._core.lock:
             call = self._call
         if call is not None:
             call.cancel()
@@ -312,114 +286,71 @@ class Subscription:
     # The subscription thread.
 
     def _run(self) -> None:
+        core = self._core
         attempt = 0  # backoff exponent
-        i = 0
         try:
+            loaded = core.loaded_event()
+            if loaded is not None:
+                self._deliver([loaded])
+            i = 0
             while True:
-                addr = self._addrs[i % len(self._addrs)]
-                with self._lock:
-                    self._addr = addr
-                    if i > 0:
-                        self._reconnects += 1
-                    resumed = self._replica.synced and not self._replica.fresh
+                addr, resumed = core.begin_attempt(i)
                 start = time.monotonic()
                 delivered, err = self._stream(addr, resumed)
-                with self._lock:
-                    self._connected = False
-                    self._gateway_stale = False
+                core.disconnected()
                 if self._closing.is_set():
                     return
-                if delivered and time.monotonic() - start >= self._backoff_max:
+                if delivered and time.monotonic() - start >= self._s.backoff_max:
                     attempt = 0
-                if isinstance(err, ProtocolViolation):
-                    with self._lock:
-                        self._replica.fresh = self._replica.fresh or err.fresh
-                    log.warning("dropping gateway stream from %s: %s (resubscribe fresh: %s)", addr, err, err.fresh)
-                elif _code(err) == grpc.StatusCode.INVALID_ARGUMENT and resumed:
-                    # Either the cursor or the selector was refused. Retry
-                    # without the cursor: if the selector was the problem,
-                    # the next answer is permanent.
-                    with self._lock:
-                        self._replica.fresh = True
-                    log.warning("gateway %s refused the request; resubscribing without a cursor: %s",
-                                addr, _details(err))
-                elif _code(err) == grpc.StatusCode.INVALID_ARGUMENT:
-                    log.error("gateway %s refused the selector; subscription stopped: %s", addr, _details(err))
-                    with self._lock:
-                        self._last_error = err
-                        if self._stop_error is None or isinstance(self._stop_error, SubscriptionClosed):
-                            self._stop_error = err
+                if core.stream_ended(addr, resumed, err):
                     return
-                elif isinstance(err, StreamEnded):
-                    log.info("gateway %s closed the stream; reconnecting", addr)
-                else:
-                    log.info("gateway %s stream failed; reconnecting: %s", addr, _details(err))
-                with self._lock:
-                    self._last_error = err
-                wait = self._backoff(attempt)
+                wait = core.backoff(attempt)
                 attempt += 1
                 i += 1
                 if self._closing.wait(wait):
                     return
         except BaseException as e:  # a bug: keep the view, say why it stopped
-            log.exception("subscription thread failed")
-            with self._lock:
-                self._last_error = e
-                self._stop_error = e
+            core.failed(e)
         finally:
-            with self._cond:
-                self._done = True
-                self._connected = False
-                self._cond.notify_all()
-
-    def _backoff(self, n: int) -> float:
-        bound = self._backoff_min * (2 ** min(n, 62))
-        return random.uniform(0, min(bound, self._backoff_max))
+            # Close returns after the last write of the state file.
+            if core.writer is not None:
+                core.writer.stop()
+            core.finish()
 
     def _stream(self, addr: str, resumed: bool) -> Tuple[bool, BaseException]:
         """Runs one Subscribe stream until it fails; returns whether a message
         was applied, and the error that ended it."""
+        core = self._core
         delivered = False
-        req = pb.SubscribeRequest(selector=pb.Selector(prefixes=self._prefixes), client=self._client_info())
-        with self._lock:
-            if resumed:
-                assert self._replica.cursor is not None
-                req.resume_cursor = self._replica.cursor.encode()
+        req = core.subscribe_request(resumed)
         try:
-            channel = open_channel(addr, self._credentials, self._options, self._token)
+            channel = open_channel(addr, self._s.credentials, self._s.options, self._s.token)
         except Exception as e:  # a bad target
             return False, e
         reporter: Optional[_Reporter] = None
         try:
-            stub = pb_grpc.ConfigServiceStub(channel)
-            call = stub.Subscribe(req)
-            with self._lock:
+            st = stub(channel)
+            call = st.Subscribe(req)
+            with core.lock:
                 if self._closing.is_set():
                     call.cancel()
                 self._call = call
-            if self._report_interval > 0:
+            if self._s.report_interval > 0:
                 # Reports go over this stream's channel, so the gateway that
                 # serves the client is the one that hears from it. The
                 # reporter stops before the channel closes.
-                reporter = _Reporter(self, stub, addr)
+                reporter = _Reporter(self, st, addr)
             sess = Session(resumed=resumed)
             try:
                 for m in call:
                     first = not delivered
                     if first:
                         delivered = True
-                        with self._lock:
-                            self._connected = True
-                        log.info("connected to gateway %s (resumed: %s)", addr, resumed)
-                    with self._cond:
-                        res = self._replica.handle(sess, m)
-                        self._applied(res)
-                    # Report at once to a new gateway, and after a snapshot
-                    # or delta (a progress message moves the cursor only:
-                    # the next tick tells).
-                    if first or res.changed or (res.moved and res.progress is None):
+                        core.first_message(addr, resumed)
+                    res = core.apply(sess, m)
+                    if core.wants_report(res, first):
                         self._kick_report()
-                    self._deliver(res)
+                    self._deliver(res.events)
                     if self._closing.is_set():
                         return delivered, SubscriptionClosed("subscription closed")
             except grpc.RpcError as e:
@@ -431,76 +362,44 @@ class Subscription:
         finally:
             if reporter is not None:
                 reporter.stop()
-            with self._lock:
+            with core.lock:
                 self._call = None
             channel.close()
-
-    def _client_info(self) -> "pb.ClientInfo":
-        return pb.ClientInfo(client_id=self._client_id, service=self._service, labels=self._labels)
 
     def _kick_report(self) -> None:
         """Asks the reporter of the current stream for a report soon
         (report_interval/5 after the last one at the latest)."""
-        if self._report_interval <= 0:
+        if self._s.report_interval <= 0:
             return
         with self._report_cond:
             self._kicked = True
             self._report_cond.notify_all()
 
-    def _report(self) -> Optional["pb.ReportRequest"]:
-        """The report of the view as it is now, None before the first
-        snapshot; drops the rejections of keys that changed."""
-        with self._lock:
-            c = self._replica.cursor
-            if c is None:
-                return None
-            return pb.ReportRequest(
-                client=self._client_info(),
-                selector=pb.Selector(prefixes=self._prefixes),
-                applied_cursor=c.encode(),
-                digest=self._replica.digest.to_bytes(),
-                rejections=self._rejections.current(self._replica.entries),
-            )
-
-    def _applied(self, res: Result) -> None:
-        """Updates the status after a handled message. Holds the lock."""
-        if res.progress is not None:
-            self._lag = res.progress.lag_records
-            self._gateway_stale = res.progress.stale
-        if res.reset:
-            self._resets += 1
-            log.info("view replaced by a new snapshot at %s (%d entries)",
-                     self._replica.cursor, len(self._replica.entries))
-        if res.first:
-            self._synced = True
-            self._cond.notify_all()
-
-    def _deliver(self, res: Result) -> None:
-        if self._on_change is None:
+    def _deliver(self, events: List[Event]) -> None:
+        on_change = self._s.on_change
+        if on_change is None:
             return
-        for ev in res.events:
+        for ev in events:
             if self._closing.is_set():
                 return
             try:
-                self._on_change(ev)
+                on_change(ev)
             except Exception:
                 log.exception("on_change callback raised; continuing")
 
 
 class _Reporter:
     """Sends a Subscription's reports through one stream's stub until the
-    stream ends or the gateway answers UNIMPLEMENTED, one at a time: at once
-    when asked (_kick_report) but at least report_interval/5 after the
-    previous one, and report_interval after the previous one otherwise.
-    Nothing is reported before the view has a cursor. A port of
-    View.reporter in client/report.go."""
+    stream ends or the gateway answers UNIMPLEMENTED, one at a time, as
+    ReportClock says. Nothing is reported before the view has a cursor. A
+    port of View.reporter in client/report.go."""
 
-    def __init__(self, sub: "Subscription", stub: pb_grpc.ConfigServiceStub, addr: str) -> None:
+    def __init__(self, sub: Subscription, st: Stub, addr: str) -> None:
         self._sub = sub
-        self._stub = stub
+        self._stub = st
         self._addr = addr
         self._stopped = False  # guarded by sub._report_cond
-        self._future: Optional[grpc.Future] = None  # the report in flight
+        self._future: Optional[Any] = None  # the report in flight (a grpc.Future)
         self._thread = threading.Thread(target=self._run, name="confgate-reporter", daemon=True)
         self._thread.start()
 
@@ -516,15 +415,16 @@ class _Reporter:
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
+    def _halted(self) -> bool:
+        """stop() was called; the caller holds the condition's lock. (A
+        method, so that a type checker does not take the flag for a
+        constant between two checks: stop() sets it from another thread.)"""
+        return self._stopped
+
     def _run(self) -> None:
         sub = self._sub
         cond = sub._report_cond
-        interval = sub._report_interval
-        gap = interval / 5
-        timeout = max(interval, 1.0)
-        last: Optional[float] = None  # start of the last report
-        nxt = time.monotonic() + interval
-        asked = False
+        clock = ReportClock(sub._s.report_interval, time.monotonic())
         try:
             while True:
                 with cond:
@@ -533,54 +433,36 @@ class _Reporter:
                             return
                         if sub._kicked:
                             sub._kicked = False
-                            asked = True
-                        now = time.monotonic()
-                        wait = nxt - now
-                        if asked:
-                            wait = min(wait, (now if last is None else last + gap) - now)
+                            clock.ask()
+                        wait = clock.wait(time.monotonic())
                         if wait <= 0:
                             break
                         cond.wait(wait)
-                asked = False
-                req = sub._report()
+                req = sub._core.report_request()
                 if req is None:
-                    # No cursor to report yet; the snapshot will ask.
-                    nxt = time.monotonic() + interval
+                    clock.skipped(time.monotonic())
                     continue
-                last = time.monotonic()
-                nxt = last + interval
+                clock.started(time.monotonic())
                 with cond:
-                    if self._stopped:
+                    if self._halted():
                         return
-                    fut = self._future = self._stub.Report.future(req, timeout=timeout)
+                    fut = self._future = self._stub.Report.future(req, timeout=clock.timeout)
                 try:
                     fut.result()
                 except grpc.FutureCancelledError:
                     return
                 except grpc.RpcError as e:
                     with cond:
-                        if self._stopped:
+                        if self._halted():
                             return
                     if e.code() == grpc.StatusCode.UNIMPLEMENTED:
                         log.debug("gateway %s does not take reports; not reporting until the next reconnect: %s",
-                                  self._addr, _details(e))
+                                  self._addr, details(e))
                         return
                     log.debug("report to %s failed; retrying at the next tick (in %ss): %s",
-                              self._addr, interval, _details(e))
+                              self._addr, clock.interval, details(e))
                 finally:
                     with cond:
                         self._future = None
         except Exception:  # a bug: reporting stops, the subscription carries on
             log.exception("reporter failed; not reporting until the next reconnect")
-
-
-def _code(err: BaseException) -> Optional[grpc.StatusCode]:
-    if isinstance(err, grpc.RpcError) and hasattr(err, "code"):
-        return err.code()
-    return None
-
-
-def _details(err: BaseException) -> str:
-    if isinstance(err, grpc.RpcError) and hasattr(err, "details"):
-        return f"{err.code().name}: {err.details()}"
-    return str(err)
