@@ -15,6 +15,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		replicationFactor int16
 		topicConfigs      map[string]string
 		auth              kafkaAuth
+		config            serveConfig
 	)
 	cmd := &cobra.Command{
 		Use:   "serve --brokers HOST:PORT[,...] --topic NAME",
@@ -44,9 +45,32 @@ callers without one must present a token (or are anonymous).
 Unauthenticated calls fail with UNAUTHENTICATED, calls the ACL does not
 grant with PERMISSION_DENIED.
 
-Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
+Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.
+
+Configuration: every flag of serve, and the global --log-level and
+--output, may also come from the environment, as CONFGATE_ plus the flag's
+name in upper case with - as _ (--cache-bytes: CONFGATE_CACHE_BYTES; lists
+comma-separated, maps k=v,k=v), or from a YAML file given with --config or
+$CONFGATE_CONFIG, keyed by flag name (cache-bytes: 64MiB). A flag beats the
+environment, which beats the file, which beats the default. A key the file
+does not know is an error. The SASL password comes only from
+$CONFGATE_KAFKA_SASL_PASSWORD. --print-config prints the result in the
+file's format, secrets redacted, and exits. confgate dev reads flags only.`,
 		Args: cobra.NoArgs,
+		// Replaces the root's hook (cobra runs the nearest one): the
+		// environment and the file must be merged before setup reads
+		// --log-level and --output.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.load(cmd, g.env.Getenv); err != nil {
+				return usagef(cmd, "%v", err)
+			}
+			return g.setup(cmd)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config.print {
+				return config.write(g.env.Stdout, cmd, g.env.Getenv)
+			}
+			config.logSources(g.log)
 			if len(brokers) == 0 {
 				return usagef(cmd, "--brokers is required: the Kafka bootstrap servers, host:port[,...]")
 			}
@@ -107,5 +131,6 @@ Sizes accept units: 1048576, 512KiB, 64MiB, 1GiB.`,
 	fs.StringToStringVar(&topicConfigs, "topic-config", nil, "extra configs of a topic created with --create-topic, on top of cleanup.policy=compact, e.g. segment.ms=3600000,min.cleanable.dirty.ratio=0.1")
 	auth.register(fs)
 	f.register(fs)
+	config.register(fs)
 	return cmd
 }

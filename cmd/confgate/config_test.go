@@ -1,0 +1,515 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"go.yaml.in/yaml/v3"
+)
+
+// envMap is an Env.Getenv over a map.
+func envMap(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+// runEnv runs one command line to completion with an environment.
+func runEnv(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb syncBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := &Env{Stdin: bytes.NewReader(nil), Stdout: &out, Stderr: &errb, Getenv: envMap(env),
+		Started: func(Addrs) { t.Errorf("confgate %s started a node", strings.Join(args, " ")) }}
+	code := run(ctx, args, e)
+	return result{code, out.String(), errb.String()}
+}
+
+// printConfig runs serve --print-config and parses what it prints.
+func printConfig(t *testing.T, env map[string]string, args ...string) (map[string]any, string) {
+	t.Helper()
+	r := runEnv(t, env, append([]string{"serve", "--print-config"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("serve --print-config %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("--print-config printed no YAML mapping: %v\n%s", err, r.stdout)
+	}
+	return m, r.stdout
+}
+
+// configFile writes a config file and returns its path.
+func configFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "serve.yaml")
+	writeFile(t, p, body)
+	return p
+}
+
+// Flag beats environment beats file beats default, for a scalar, a list,
+// a duration and a size, in every combination of layers; the printed
+// comment names the layer that won.
+func TestServeConfigPrecedence(t *testing.T) {
+	type layers struct{ file, env, flag string } // "" for a layer that does not set it
+	for _, s := range []struct {
+		name            string // the setting
+		file, env, flag string // its value in each layer, as each writes it
+		want            [3]any // the printed value when the file, env, flag wins
+	}{
+		{name: "topic", file: "from-file", env: "from-env", flag: "from-flag",
+			want: [3]any{"from-file", "from-env", "from-flag"}},
+		{name: "brokers", file: "[f1:9092, f2:9092]", env: "e1:9092,e2:9092", flag: "c1:9092",
+			want: [3]any{[]any{"f1:9092", "f2:9092"}, []any{"e1:9092", "e2:9092"}, []any{"c1:9092"}}},
+		{name: "fetch-max-wait", file: "1s", env: "2m", flag: "3h",
+			want: [3]any{"1s", "2m0s", "3h0m0s"}},
+		{name: "cache-bytes", file: "1048576", env: "8MiB", flag: "2GiB",
+			want: [3]any{"1MiB", "8MiB", "2GiB"}},
+	} {
+		for _, l := range []layers{
+			{}, {file: "x"}, {env: "x"}, {flag: "x"},
+			{file: "x", env: "x"}, {file: "x", flag: "x"}, {env: "x", flag: "x"}, {file: "x", env: "x", flag: "x"},
+		} {
+			var on []string
+			for n, set := range map[string]bool{"file": l.file != "", "env": l.env != "", "flag": l.flag != ""} {
+				if set {
+					on = append(on, n)
+				}
+			}
+			slices.Sort(on)
+			if len(on) == 0 {
+				on = []string{"default"}
+			}
+			t.Run(s.name+"/"+strings.Join(on, "+"), func(t *testing.T) {
+				env := map[string]string{}
+				var args []string
+				want, wantSource := any(nil), ""
+				if l.file != "" {
+					args = append(args, "--config", configFile(t, s.name+": "+s.file+"\n"))
+					want, wantSource = s.want[0], "file"
+				}
+				if l.env != "" {
+					env[envName(s.name)] = s.env
+					want, wantSource = s.want[1], "$"+envName(s.name)
+				}
+				if l.flag != "" {
+					args = append(args, "--"+s.name, s.flag)
+					want, wantSource = s.want[2], "--"+s.name
+				}
+				got, text := printConfig(t, env, args...)
+				if want == nil {
+					def, _ := printConfig(t, nil)
+					want = def[s.name]
+				}
+				if !reflect.DeepEqual(got[s.name], want) {
+					t.Errorf("%s = %#v, want %#v\n%s", s.name, got[s.name], want, text)
+				}
+				line := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(s.name) + `:.*$`).FindString(text)
+				if wantSource == "" && strings.Contains(line, "#") || wantSource != "" && !strings.HasSuffix(line, "# "+wantSource) {
+					t.Errorf("line %q: want the source %q", line, wantSource)
+				}
+			})
+		}
+	}
+}
+
+// Every kind of flag takes its value from the file and the environment,
+// in the forms the docs promise.
+func TestServeConfigValueForms(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		file string            // config file body ("" for none)
+		env  map[string]string // environment
+		want map[string]any    // printed settings
+	}{
+		{"int from file", "history-batches: 10\nreplication-factor: 3\nmax-streams-per-conn: 7\n", nil,
+			map[string]any{"history-batches": 10, "replication-factor": 3, "max-streams-per-conn": 7}},
+		{"int from env", "", map[string]string{"CONFGATE_HISTORY_BATCHES": "10", "CONFGATE_REPLICATION_FACTOR": "-1"},
+			map[string]any{"history-batches": 10, "replication-factor": -1}},
+		{"bool", "create-topic: true\nfleet: false\n", map[string]string{"CONFGATE_KAFKA_TLS": "true"},
+			map[string]any{"create-topic": true, "fleet": false, "kafka-tls": true}},
+		{"sizes", "history-bytes: 1048576\nchunk-bytes: 512KiB\n", map[string]string{"CONFGATE_MEMO_BYTES": "1GiB"},
+			map[string]any{"history-bytes": "1MiB", "chunk-bytes": "512KiB", "memo-bytes": "1GiB"}},
+		{"durations", "tombstone-retention: 1h\nproducer-linger: 0s\n", map[string]string{"CONFGATE_STALE_AFTER": "90s"},
+			map[string]any{"tombstone-retention": "1h0m0s", "producer-linger": "0s", "stale-after": "1m30s"}},
+		{"list as a comma-separated string", "brokers: a:1,b:2\n", nil,
+			map[string]any{"brokers": []any{"a:1", "b:2"}}},
+		{"empty list", "auth-cert-names: []\n", nil,
+			map[string]any{"auth-cert-names": []any{}}},
+		{"repeatable flag: a list in the file, comma-separated in the env", "auth-jwt-audience: [confgate, other]\n",
+			map[string]string{"CONFGATE_AUTH_CERT_NAMES": "dns,cn"},
+			map[string]any{"auth-jwt-audience": []any{"confgate", "other"}, "auth-cert-names": []any{"dns", "cn"}}},
+		{"repeatable flag from env", "", map[string]string{"CONFGATE_AUTH_JWT_AUDIENCE": `a,"b,c"`},
+			map[string]any{"auth-jwt-audience": []any{"a", "b,c"}}},
+		{"map from file", "topic-config:\n  segment.ms: 3600000\n  min.cleanable.dirty.ratio: 0.1\n  x.list: \"a,b=c\"\n", nil,
+			map[string]any{"topic-config": map[string]any{"segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1", "x.list": "a,b=c"}}},
+		{"map from env", "topic-config: {a: 1}\n", map[string]string{"CONFGATE_TOPIC_CONFIG": "segment.ms=1,b=2"},
+			map[string]any{"topic-config": map[string]any{"segment.ms": "1", "b": "2"}}},
+		{"empty string turns the admin listener off", "admin-listen: \"\"\n", nil,
+			map[string]any{"admin-listen": ""}},
+		{"empty env is unset", "", map[string]string{"CONFGATE_ADMIN_LISTEN": ""},
+			map[string]any{"admin-listen": "127.0.0.1:9464"}},
+		{"global flags serve reads", "log-level: debug\n", map[string]string{"CONFGATE_OUTPUT": "json"},
+			map[string]any{"log-level": "debug", "output": "json"}},
+		{"paths are printed, not read", "auth-tokens: /nonexistent/tokens\nkafka-tls-key: /nonexistent/key.pem\n", nil,
+			map[string]any{"auth-tokens": "/nonexistent/tokens", "kafka-tls-key": "/nonexistent/key.pem"}},
+		{"file of comments only", "# nothing set\n", nil, map[string]any{"topic": ""}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			if tt.file != "" {
+				env[configEnv] = configFile(t, tt.file)
+			}
+			got, text := printConfig(t, env)
+			for k, want := range tt.want {
+				if !reflect.DeepEqual(got[k], want) {
+					t.Errorf("%s = %#v, want %#v\n%s", k, got[k], want, text)
+				}
+			}
+		})
+	}
+}
+
+// Mistakes in the file or the environment fail serve with exit status 2
+// and a message naming the file, line or variable, and the key.
+func TestServeConfigErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		file  string
+		env   map[string]string
+		args  []string
+		start bool     // run serve, not serve --print-config
+		want  []string // all in the one-line error
+	}{
+		{"unknown key", "topic: t\ncache-byte: 1MiB\n", nil, nil, false,
+			[]string{"config file ", "serve.yaml: line 2: unknown key \"cache-byte\"", "serve's flag names"}},
+		{"several unknown keys", "zz: 1\naddr: x\ntopic: t\ntoken-file: f\n", nil, nil, false,
+			[]string{`line 1: unknown key "zz" (and 2 more: addr, token-file)`}},
+		{"nested form is not read", "kafka:\n  tls: true\n", nil, nil, false, []string{`unknown key "kafka"`}},
+		{"password in the file", "kafka-sasl-password: hunter2\n", nil, nil, false,
+			[]string{"kafka-sasl-password: the SASL password is read only from $CONFGATE_KAFKA_SASL_PASSWORD"}},
+		{"--config is no key", "config: other.yaml\n", nil, nil, false, []string{`unknown key "config"`}},
+		{"size", "cache-bytes: lots\n", nil, nil, false,
+			[]string{"serve.yaml: cache-bytes: want a size such as 1048576 or 64MiB", `"lots" is not a size`}},
+		{"duration without unit", "fetch-max-wait: 5\n", nil, nil, false,
+			[]string{"serve.yaml: fetch-max-wait: want a duration such as 500ms or 5s"}},
+		{"int", "history-batches: many\n", nil, nil, false, []string{"serve.yaml: history-batches: want an integer"}},
+		{"int range", "replication-factor: 100000\n", nil, nil, false, []string{"serve.yaml: replication-factor: want an integer", "out of range"}},
+		{"bool", "create-topic: maybe\n", nil, nil, false, []string{"serve.yaml: create-topic: want true or false"}},
+		{"list for a scalar", "topic: [a, b]\n", nil, nil, false, []string{"serve.yaml: topic: want a string, not a list"}},
+		{"map for a list", "brokers: {a: 1}\n", nil, nil, false, []string{"serve.yaml: brokers: want a list, not a map"}},
+		{"nested list item", "brokers: [[a]]\n", nil, nil, false, []string{"serve.yaml: brokers: item 1: want a single value"}},
+		{"null", "topic:\n", nil, nil, false, []string{"serve.yaml: topic: no value"}},
+		{"not YAML", "topic: [\n", nil, nil, false, []string{"config file ", "serve.yaml: yaml:"}},
+		{"not a mapping", "- topic\n", nil, nil, false, []string{"serve.yaml: yaml: unmarshal errors"}},
+		{"bad env value", "", map[string]string{"CONFGATE_CACHE_BYTES": "lots"}, nil, false,
+			[]string{"$CONFGATE_CACHE_BYTES (--cache-bytes): want a size"}},
+		{"bad env log level", "", map[string]string{"CONFGATE_LOG_LEVEL": "loud"}, nil, false, []string{`--log-level "loud"`}},
+		{"missing file", "", nil, []string{"--config", "/nonexistent/serve.yaml"}, false,
+			[]string{"config file (--config): open /nonexistent/serve.yaml"}},
+		{"missing file from the env", "", map[string]string{configEnv: "/nonexistent/env.yaml"}, nil, false,
+			[]string{"config file ($CONFGATE_CONFIG): open /nonexistent/env.yaml"}},
+		// Settings from the file count as given for the auth checks.
+		{"auth flags from the file are checked", "auth-jwt-issuer: https://issuer\n", nil, []string{"--brokers", "127.0.0.1:1", "--topic", "t"}, true,
+			[]string{"--auth-jwt-issuer needs --auth-jwks"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			args := append([]string{"serve", "--print-config"}, tt.args...)
+			if tt.start {
+				args = append([]string{"serve"}, tt.args...)
+			}
+			if tt.file != "" {
+				args = append(args, "--config", configFile(t, tt.file))
+			}
+			r := runEnv(t, env, args...)
+			if r.code != exitFailure {
+				t.Fatalf("exit %d, want %d; stdout: %s stderr: %s", r.code, exitFailure, r.stdout, r.stderr)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("stderr %q does not contain %q", r.stderr, w)
+				}
+			}
+			if strings.Contains(r.stderr, "hunter2") {
+				t.Errorf("the error shows the password: %s", r.stderr)
+			}
+		})
+	}
+}
+
+// --print-config redacts the SASL password and prints no other secret of
+// the environment; what it prints, read back with --config and nothing
+// else, gives the same settings.
+func TestServeConfigPrintRoundTrips(t *testing.T) {
+	const secret = "hunter2-sasl"
+	env := map[string]string{
+		kafkaPasswordEnv:           secret,
+		tokenEnv:                   "client-token-secret",
+		"CONFGATE_KAFKA_SASL_USER": "svc",
+		"CONFGATE_TOPIC_CONFIG":    `segment.ms=1,"x=a,b"`,
+		"CONFGATE_CACHE_BYTES":     "1000",
+		"CONFGATE_LOG_LEVEL":       "warn",
+	}
+	file := configFile(t, `brokers: [k1:9092, "k2:9092"]
+topic: "cfg: with a colon"
+kafka-sasl-mechanism: SCRAM-SHA-512
+auth-jwt-audience: [a, "b,c"]
+auth-cert-names: []
+admin-listen: ""
+fetch-max-wait: 250ms
+history-bytes: 3GiB
+create-topic: true
+replication-factor: 3
+gateway-name: "  spaced  "
+`)
+	first, text := printConfig(t, env, "--config", file, "--max-streams", "12")
+	for _, leak := range []string{secret, "client-token-secret"} {
+		if strings.Contains(text, leak) {
+			t.Fatalf("--print-config shows a secret:\n%s", text)
+		}
+	}
+	if !strings.Contains(text, "# kafka-sasl-password: <redacted> (from $CONFGATE_KAFKA_SASL_PASSWORD") {
+		t.Errorf("--print-config does not say the password is set:\n%s", text)
+	}
+	if _, ok := first[kafkaPasswordName]; ok {
+		t.Errorf("the password is a key:\n%s", text)
+	}
+	// Every setting is printed.
+	cmd := newRootCmd(&Env{})
+	serve, _, err := cmd.Find([]string{"serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range settings(serve) {
+		if _, ok := first[name]; !ok {
+			t.Errorf("%s is not printed", name)
+		}
+	}
+	if len(first) != len(settings(serve)) {
+		t.Errorf("printed %d keys, serve has %d settings", len(first), len(settings(serve)))
+	}
+
+	again, text2 := printConfig(t, nil, "--config", configFile(t, text))
+	if !reflect.DeepEqual(first, again) {
+		t.Errorf("read back, the settings differ:\nfirst:\n%s\nagain:\n%s", text, text2)
+	}
+	if strings.Contains(text2, "kafka-sasl-password") {
+		t.Errorf("without the password in the environment, it is still mentioned:\n%s", text2)
+	}
+}
+
+// --config may come from $CONFGATE_CONFIG; the flag beats the variable.
+func TestServeConfigFileFromEnv(t *testing.T) {
+	fromEnv := configFile(t, "topic: env-file\n")
+	fromFlag := configFile(t, "topic: flag-file\n")
+	for _, tt := range []struct {
+		name string
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{"variable", map[string]string{configEnv: fromEnv}, nil, "env-file"},
+		{"flag beats variable", map[string]string{configEnv: fromEnv}, []string{"--config", fromFlag}, "flag-file"},
+		{"setting beats the file the variable names", map[string]string{configEnv: fromEnv, "CONFGATE_TOPIC": "env"}, nil, "env"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, text := printConfig(t, tt.env, tt.args...)
+			if got["topic"] != tt.want {
+				t.Errorf("topic = %v, want %s\n%s", got["topic"], tt.want, text)
+			}
+		})
+	}
+}
+
+// reusedEnv are the CONFGATE_ variables used elsewhere in the repository
+// that are also serve settings, on purpose.
+var reusedEnv = map[string]string{
+	// The client test suites read it as the name of the gateway they
+	// expect; for serve it is that name.
+	"CONFGATE_GATEWAY_NAME": "clients/*/test*: the expected gateway's name",
+	// The container image's defaults, which flags override.
+	"CONFGATE_LISTEN":       "internal/ociimage: listen on every interface",
+	"CONFGATE_ADMIN_LISTEN": "internal/ociimage: listen on every interface",
+}
+
+// No CONFGATE_ variable the rest of the repository uses (test harnesses,
+// scripts, the client verbs) is a serve setting unless reusedEnv says so,
+// and with all of them set serve's settings stay the defaults: the test
+// suites run serve with the harness's environment.
+func TestServeConfigIgnoresOtherVariables(t *testing.T) {
+	used := map[string][]string{}
+	re := regexp.MustCompile(`CONFGATE_[A-Z0-9_]*[A-Z0-9]`)
+	err := filepath.WalkDir("../..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel("../..", p)
+		if d.IsDir() {
+			switch d.Name() {
+			case ".git", ".cache", "node_modules", ".venv", "__pycache__", "testdata":
+				return filepath.SkipDir
+			}
+			// This package maps the settings; docs/ documents them.
+			if rel == filepath.Join("cmd", "confgate") || rel == "docs" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		switch filepath.Ext(p) {
+		case ".go", ".sh", ".py", ".js", ".mjs", ".ts", ".yaml", ".yml", ".tpl", ".toml", ".md", "":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if bytes.IndexByte(b, 0) >= 0 {
+			return nil // a binary, such as a built confgate
+		}
+		for _, name := range re.FindAllString(string(b), -1) {
+			if !slices.Contains(used[name], rel) {
+				used[name] = append(used[name], rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(used["CONFGATE_KAFKA_BROKERS"]) == 0 {
+		t.Fatal("the scan found no use of the test harness's CONFGATE_KAFKA_BROKERS: it does not read the repository")
+	}
+	// The client verbs' variables, defined in this package.
+	for _, name := range []string{addrEnv, tokenEnv, tokenFileEnv, kafkaPasswordEnv} {
+		used[name] = append(used[name], "cmd/confgate")
+	}
+
+	cmd := newRootCmd(&Env{})
+	serve, _, err := cmd.Find([]string{"serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byEnv := map[string]string{}
+	for name, s := range settings(serve) {
+		byEnv[s.env] = name
+	}
+	env := map[string]string{}
+	for name, where := range used {
+		if name == configEnv || name == kafkaPasswordEnv {
+			continue // serve's own, not settings
+		}
+		if setting, ok := byEnv[name]; ok {
+			if _, ok := reusedEnv[name]; !ok {
+				t.Errorf("%s, used in %s, is also serve's --%s: rename one, or list it in reusedEnv", name, strings.Join(where, ", "), setting)
+			}
+			continue
+		}
+		env[name] = "not-a-setting"
+	}
+	want, _ := printConfig(t, nil)
+	got, text := printConfig(t, env)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("with the repository's other variables set (%d), the settings change:\n%s", len(env), text)
+	}
+}
+
+// serve runs on settings from the file and the environment alone: the
+// brokers from the environment, the rest (SASL included) from the file,
+// the password from its variable; the start-up log, JSON as the file
+// says, names where settings came from and never shows the password.
+func TestServeConfigRuns(t *testing.T) {
+	const pass = "s3cret-from-env"
+	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "cfg-svc", pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	file := configFile(t, `topic: from-file
+create-topic: true
+listen: 127.0.0.1:0
+admin-listen: ""
+probe-interval: 200ms
+shutdown-grace: 2s
+kafka-sasl-mechanism: SCRAM-SHA-256
+kafka-sasl-user: cfg-svc
+output: json
+`)
+	env := map[string]string{
+		configEnv:          file,
+		"CONFGATE_BROKERS": strings.Join(k.ListenAddrs(), ","),
+		kafkaPasswordEnv:   pass,
+	}
+	n := startNodeCmdEnv(t, envMap(env), "serve")
+	if n.Topic != "from-file" || !reflect.DeepEqual(n.Kafka, k.ListenAddrs()) {
+		t.Fatalf("serve runs topic %q on %v, want from-file on %v", n.Topic, n.Kafka, k.ListenAddrs())
+	}
+	c := cli{t: t, addr: n.GRPC}
+	c.ok("put", "--wait", "cfg/a", "1")
+	if got := strings.TrimSpace(c.ok("get", "cfg/a")); got != "1" {
+		t.Fatalf("get = %q", got)
+	}
+	if code := n.stop(); code != 0 {
+		t.Fatalf("exit %d: %s", code, n.stderr)
+	}
+	logs := n.stderr.String()
+	if strings.Contains(logs, pass) {
+		t.Errorf("the log shows the password")
+	}
+	var loaded map[string]any
+	for _, l := range jsonLines(t, logs) { // output: json is in force
+		if l["msg"] == "settings loaded" {
+			loaded = l
+		}
+	}
+	fromFile, _ := loaded["from_file"].(string)
+	if loaded["file"] != file || loaded["from_env"] != "brokers" || !strings.Contains(fromFile, "kafka-sasl-user") {
+		t.Errorf("no start-up line says where settings came from:\n%s", logs)
+	}
+}
+
+// dev reads flags only: serve's variables and $CONFGATE_CONFIG (here a
+// file that does not exist) change nothing, and it has no --config.
+func TestDevIgnoresServeConfig(t *testing.T) {
+	env := envMap(map[string]string{
+		configEnv:               "/nonexistent/serve.yaml",
+		"CONFGATE_TOPIC":        "from-env",
+		"CONFGATE_LISTEN":       "256.0.0.1:1",
+		"CONFGATE_ADMIN_LISTEN": "256.0.0.1:1",
+		"CONFGATE_LOG_LEVEL":    "loud",
+	})
+	n := startNodeCmdEnv(t, env, "dev", "--listen", "127.0.0.1:0", "--admin-listen", "", "--no-seed", "--log-level", "warn")
+	if n.Topic != "confgate.config" {
+		t.Errorf("dev runs topic %q, want its default", n.Topic)
+	}
+	r := runEnv(t, nil, "dev", "--config", "x.yaml")
+	if r.code != exitFailure || !strings.Contains(r.stderr, "unknown flag: --config") {
+		t.Errorf("dev --config: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// serve --help says where settings come from.
+func TestServeHelpMentionsConfig(t *testing.T) {
+	r := runEnv(t, nil, "serve", "--help")
+	for _, w := range []string{"CONFGATE_CACHE_BYTES", "--config", "$CONFGATE_CONFIG", "--print-config", "A flag beats the"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("serve --help does not mention %q", w)
+		}
+	}
+}
