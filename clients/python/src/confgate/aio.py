@@ -180,6 +180,7 @@ class Subscription:
             report_interval=report_interval, state_file=state_file, state_file_interval=state_file_interval)
         self._core = Core(self._s)
         self._starting: Optional["asyncio.Future[None]"] = None
+        self._closing: Optional["asyncio.Future[None]"] = None
         self._task: Optional["asyncio.Task[None]"] = None
         self._closed = False
         self._finished = False
@@ -214,7 +215,15 @@ class Subscription:
         Idempotent. Cancelling close() leaves the stop under way."""
         self._closed = True
         self._core.closing()
+        if self._task is not None:
+            self._task.cancel()  # before any await: a cancelled close() still stops
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         if self._starting is not None:
+            # A start still loading the state file starts no task (_closed).
             await asyncio.wait([self._starting])
         task = self._task
         if task is not None:
