@@ -49,3 +49,8 @@ mutation:
 # about 40 minutes on 2 cores (see bench/peers/README.md).
 benchmarks:
 	cd bench/peers && $(GO) run . --out ../../docs/benchmarks.md
+
+# The container image as an OCI layout tarball in dist/, no Docker daemon or registry needed (docs/image.md); VERSION=, GOARCH= override.
+.PHONY: image
+image:
+	GOOS= GOARCH= $(GO) run ./internal/ociimage/cmd/build -o dist/confgate-image.tar $(if $(GOARCH),-arch $(GOARCH)) $(if $(VERSION),-version $(VERSION))
