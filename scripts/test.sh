@@ -67,6 +67,9 @@ go test -race -count=1 -timeout 20m -tags kafkafaults -v ./internal/failover
 echo "== polyglot clients (Python grpcio, Node grpc-js, grpcurl)" >&2
 ./scripts/polyglot-test.sh
 
+echo "== deploy: the Helm chart (helm lint, helm template decoded strictly into Kubernetes types)" >&2
+./scripts/deploy-test.sh
+
 echo "== bench/peers: the load tool's etcd, NATS, Redis and confgate targets (a module of its own)" >&2
 (cd bench/peers && go test -count=1 -timeout 10m ./...)
 
