@@ -5,11 +5,18 @@
 #
 #   scripts/polyglot-test.sh
 #
-# Needs Go, Python 3.9+ with venv and pip, Node 20+ with npm, and access to
-# the Go module proxy, PyPI and npm. Everything it installs goes under
-# .cache/ (git-ignored) and clients/node/node_modules; every version is
-# pinned (clients/python/requirements-test.txt, clients/node/package-lock.json,
+# Needs Go, CPython 3.10 and 3.13 with venv and pip (pyenv's, or python3.10
+# and python3.13 on PATH; CONFGATE_PY_OLDEST and CONFGATE_PY_NEWEST name
+# others), Node 20+ with npm, and access to the Go module proxy, PyPI and
+# npm. Everything it installs goes under .cache/ (git-ignored) and
+# clients/node/node_modules; every version is pinned
+# (clients/python/requirements-test*.txt, clients/node/package-lock.json,
 # GRPCURL_VERSION below).
+#
+# The Python client is tested twice: on the oldest CPython it supports with
+# the lowest versions of its dependencies (requirements-test-min.txt), and
+# on the newest with the newest pins (requirements-test.txt), where mypy
+# --strict also checks src/confgate.
 #
 # The gateway is clients/testgateway: franz-go's in-process Kafka broker, a
 # store and a gateway, plus a TCP proxy the tests cut to simulate a lost
@@ -65,18 +72,46 @@ if [[ "$(cat "$bin/.grpcurl-version" 2>/dev/null)" != "$GRPCURL_VERSION" || ! -x
 fi
 
 step "python: install the client and the test tools"
-pyvenv="$cache/polyglot/pyvenv"
-pyreq=clients/python/requirements-test.txt
-if [[ "$(cat "$pyvenv/.stamp" 2>/dev/null)" != "$(stamp "$pyreq")" ]]; then
-  rm -rf "$pyvenv"
-  python3 -m venv "$pyvenv"
-  timeout 600 "$pyvenv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$pyreq"
-  stamp "$pyreq" >"$pyvenv/.stamp"
-fi
+# find_python 3.10: pyenv's newest 3.10.x, else python3.10 on PATH.
+find_python() {
+  local p
+  for p in $(ls -d "${PYENV_ROOT:-$HOME/.pyenv}/versions/$1".* 2>/dev/null | sort -V -r) ; do
+    [[ -x "$p/bin/python3" ]] && { echo "$p/bin/python3"; return 0; }
+  done
+  command -v "python$1"
+}
+py_oldest="${CONFGATE_PY_OLDEST:-$(find_python 3.10 || true)}"
+py_newest="${CONFGATE_PY_NEWEST:-$(find_python 3.13 || true)}"
+[[ -n "$py_oldest" ]] || die "CPython 3.10 not found (pyenv or python3.10 on PATH; or set CONFGATE_PY_OLDEST)"
+[[ -n "$py_newest" ]] || die "CPython 3.13 not found (pyenv or python3.13 on PATH; or set CONFGATE_PY_NEWEST)"
+# py_venv DIR PYTHON REQUIREMENTS: a venv with exactly the pinned packages,
+# rebuilt when the pins or the interpreter change.
+py_venv() {
+  local dir=$1 py=$2 req=$3 want
+  want="$(stamp "$req") $("$py" -c 'import sys; print(sys.version.split()[0])')"
+  if [[ "$(cat "$dir/.stamp" 2>/dev/null)" != "$want" ]]; then
+    rm -rf "$dir"
+    "$py" -m venv "$dir"
+    timeout 600 "$dir/bin/pip" install --quiet --disable-pip-version-check --no-deps -r "$req"
+    echo "$want" >"$dir/.stamp"
+  fi
+}
+pyvenv_min="$cache/polyglot/py-oldest-min"
+pyvenv="$cache/polyglot/py-newest"
+py_venv "$pyvenv_min" "$py_oldest" clients/python/requirements-test-min.txt
+py_venv "$pyvenv" "$py_newest" clients/python/requirements-test.txt
 # The package itself, as a user installs it (a wheel built by the pinned
 # hatchling), rebuilt every run so the tests see the working tree.
-timeout 600 "$pyvenv/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall ./clients/python
-"$pyvenv/bin/pip" check --disable-pip-version-check >/dev/null || die "python dependencies are inconsistent: $("$pyvenv/bin/pip" check)"
+timeout 600 "$pyvenv/bin/pip" wheel --quiet --disable-pip-version-check --no-deps -w "$work/wheel" ./clients/python
+for v in "$pyvenv_min" "$pyvenv"; do
+  timeout 600 "$v/bin/pip" install --quiet --disable-pip-version-check --no-deps --force-reinstall "$work"/wheel/confgate_client-*.whl
+  "$v/bin/pip" check --disable-pip-version-check >/dev/null || die "python dependencies are inconsistent in $v: $("$v/bin/pip" check)"
+done
+echo "oldest: $("$pyvenv_min/bin/python" --version) with the lowest dependency versions; newest: $("$pyvenv/bin/python" --version)"
+
+step "python: mypy --strict src/confgate"
+(cd clients/python && timeout 300 "$pyvenv/bin/python" -m mypy --strict --cache-dir "$cache/polyglot/mypy-cache") ||
+  die "mypy --strict found errors in clients/python/src/confgate"
 
 step "node: install and build the client"
 nodestamp="$(stamp clients/node/package-lock.json)"
@@ -123,20 +158,30 @@ echo "reflection lists and describes confgate.v1.ConfigService; health: SERVING"
 failed=0
 py_pass=0 py_fail=0 node_pass=0 node_fail=0
 
-step "python: pytest"
-set +e
-(cd clients/python && timeout 600 "$pyvenv/bin/python" -m pytest -p no:cacheprovider -ra -q tests) | tee "$work/pytest.out"
-rc=${PIPESTATUS[0]}
-set -e
-summary="$(grep -E '^=*\s*[0-9]+ (passed|failed)|^=*\s*no tests ran' "$work/pytest.out" | tail -n 1 || true)"
-py_pass="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
-py_fail="$({ grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true; } | awk '{n += $1} END {print n + 0}')"
-case $rc in
-  0) ((py_pass > 0)) || { echo "pytest passed but reported no passed test" >&2; failed=1; } ;;
-  5) echo "pytest collected no tests (exit 5): that is a failure here" >&2; failed=1 ;;
-  124) echo "pytest timed out" >&2; failed=1 ;;
-  *) echo "pytest failed (exit $rc)" >&2; failed=1 ;;
-esac
+# run_pytest LABEL VENV: the Python suite (docs/clients.md's examples
+# included) in one venv; adds to py_pass and py_fail.
+py_summaries=()
+run_pytest() {
+  local label=$1 venv=$2 rc summary pass fail
+  step "python ($label): pytest"
+  set +e
+  (cd clients/python && timeout 600 "$venv/bin/python" -m pytest -p no:cacheprovider -ra -q tests) | tee "$work/pytest-$label.out"
+  rc=${PIPESTATUS[0]}
+  set -e
+  summary="$(grep -E '^=*\s*[0-9]+ (passed|failed)|^=*\s*no tests ran' "$work/pytest-$label.out" | tail -n 1 || true)"
+  pass="$(grep -oE '[0-9]+ passed' <<<"$summary" | grep -oE '[0-9]+' || echo 0)"
+  fail="$({ grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" || true; } | awk '{n += $1} END {print n + 0}')"
+  py_pass=$((py_pass + pass)) py_fail=$((py_fail + fail))
+  py_summaries+=("python $label (pytest): ${summary:-no summary line}")
+  case $rc in
+    0) ((pass > 0)) || { echo "pytest passed but reported no passed test" >&2; failed=1; } ;;
+    5) echo "pytest collected no tests (exit 5): that is a failure here" >&2; failed=1 ;;
+    124) echo "pytest timed out" >&2; failed=1 ;;
+    *) echo "pytest failed (exit $rc)" >&2; failed=1 ;;
+  esac
+}
+run_pytest "$("$pyvenv_min/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])'), lowest dependencies" "$pyvenv_min"
+run_pytest "$("$pyvenv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])'), newest pins" "$pyvenv"
 
 step "node: node --test"
 set +e
@@ -153,7 +198,7 @@ case $rc in
 esac
 
 echo "== summary"
-echo "python (pytest): ${summary:-no summary line}"
+printf '%s\n' "${py_summaries[@]}"
 echo "node (node --test): $node_pass passed, $node_fail failed of $node_tests"
 ((failed == 0)) || die "FAILED"
 echo "polyglot: $((py_pass + node_pass)) passed, $((py_fail + node_fail)) failed"
