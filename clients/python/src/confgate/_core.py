@@ -212,6 +212,16 @@ class Core:
         with self.lock:
             return self.replica.entries.get(key)
 
+    def cursor(self) -> str:
+        """The view's cursor (text form), without publishing a View."""
+        with self.lock:
+            c = self.replica.cursor
+        return "" if c is None else str(c)
+
+    def digest(self) -> bytes:
+        with self.lock:
+            return self.replica.digest.to_bytes()
+
     def __len__(self) -> int:
         with self.lock:
             return len(self.replica.entries)

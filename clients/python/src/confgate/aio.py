@@ -315,12 +315,12 @@ class Subscription:
     @property
     def cursor(self) -> str:
         """The last applied cursor (text form), "" before the first snapshot."""
-        return self._core.view().cursor
+        return self._core.cursor()
 
     @property
     def digest(self) -> bytes:
         """The state digest of the view's entries (16 bytes)."""
-        return self._core.view().digest
+        return self._core.digest()
 
     @property
     def prefixes(self) -> List[str]:

@@ -187,13 +187,13 @@ class Subscription:
         """The last applied cursor in its text form (the one the CLI prints
         and accepts), or "" before the first snapshot. A view loaded from
         the state file starts at the file's cursor."""
-        return self._core.view().cursor
+        return self._core.cursor()
 
     @property
     def digest(self) -> bytes:
         """The state digest of the view's entries (16 bytes): the value a
         gateway computes for this selector at the view's cursor."""
-        return self._core.view().digest
+        return self._core.digest()
 
     @property
     def prefixes(self) -> List[str]:
