@@ -33,10 +33,12 @@ export interface ClientOptions extends ConnectionOptions {
   timeoutMs?: number;
 }
 
-/** A version given to ifVersion: an Entry or a WriteResult also fits. */
+/** A version given to ifVersion: an Entry, a WriteResult or a Version
+ * fits. The offset may be a decimal string (as this client returns it), a
+ * bigint, or a number up to Number.MAX_SAFE_INTEGER. */
 export interface VersionLike {
   partition: number;
-  offset: bigint | number;
+  offset: string | bigint | number;
 }
 
 /** An optional precondition of a write: ifAbsent (the key is absent: never
@@ -94,18 +96,30 @@ const toBuf = (v: string | Uint8Array): Buffer => (typeof v === "string" ? Buffe
 const text = (c: Uint8Array): string => Buffer.from(c).toString("base64url");
 const version = (v: { partition: number; offset: bigint } | undefined): Version => ({
   partition: v?.partition ?? 0,
-  offset: BigInt(v?.offset ?? 0n),
+  offset: (v?.offset ?? 0n).toString(),
 });
+
+/** offset as a bigint, or undefined when it is no non-negative integer
+ * (a number past 2^53 is refused: it may not be the offset meant). */
+function offsetOf(offset: unknown): bigint | undefined {
+  let o: bigint;
+  if (typeof offset === "bigint") o = offset;
+  else if (typeof offset === "number" && Number.isSafeInteger(offset)) o = BigInt(offset);
+  else if (typeof offset === "string" && /^[0-9]{1,19}$/.test(offset)) o = BigInt(offset);
+  else return undefined;
+  return o >= 0n && o < 1n << 63n ? o : undefined;
+}
 
 function precondition(p: Precondition, what: string): PbPrecondition | undefined {
   if (p.ifAbsent && p.ifVersion) throw new Error(`${what}: ifAbsent and ifVersion exclude each other, give one`);
   if (p.ifAbsent) return { condition: { $case: "absent", absent: true } };
   if (!p.ifVersion) return undefined;
-  const { partition, offset } = p.ifVersion;
-  if (!Number.isInteger(partition) || partition < 0 || (typeof offset === "number" && !Number.isInteger(offset)) || BigInt(offset) < 0n) {
-    throw new Error(`${what}: ifVersion ${partition}:${offset} is no version (non-negative integers)`);
+  const { partition } = p.ifVersion;
+  const offset = offsetOf(p.ifVersion.offset);
+  if (!Number.isInteger(partition) || partition < 0 || partition > 0x7fffffff || offset === undefined) {
+    throw new Error(`${what}: ifVersion ${partition}:${p.ifVersion.offset} is no version (non-negative 32-bit partition, 64-bit offset)`);
   }
-  return { condition: { $case: "version", version: { partition, offset: BigInt(offset) } } };
+  return { condition: { $case: "version", version: { partition, offset } } };
 }
 
 function requestId(id: string | undefined): string {
@@ -271,7 +285,7 @@ export class Client {
               for (const pe of m.message.chunk.entries) {
                 const e = entryFromProto(pe);
                 entries.push(e);
-                d.add(e.key, e.value, e.partition, e.offset);
+                d.add(e.key, e.value, e.partition, BigInt(e.offset));
               }
               break;
             case "end": {

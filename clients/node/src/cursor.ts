@@ -72,6 +72,12 @@ export class Cursor {
     return this.encode().toString("base64url");
   }
 
+  /** The text form, so that JSON.stringify gives what toString does (the
+   * offsets are bigints, which JSON.stringify refuses). */
+  toJSON(): string {
+    return this.toString();
+  }
+
   /** Parses the wire form; throws an Error saying what is wrong. */
   static decode(b: Uint8Array): Cursor {
     if (b.length === 0) throw new Error("cursor is empty");

@@ -5,17 +5,14 @@ import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
 import { Metadata, type StatusObject, status as Code } from "@grpc/grpc-js";
 import { PreconditionFailure } from "./gen/confgate/v1/config";
 import { grpcCode } from "./grpc";
+import type { Version } from "./types";
+
+export type { Version };
 
 /** The trailing metadata key of a gRPC status with details: a serialized
  * google.rpc.Status. */
 export const STATUS_DETAILS_KEY = "grpc-status-details-bin";
 const PRECONDITION_FAILURE = "type.googleapis.com/confgate.v1.PreconditionFailure";
-
-/** A version as preconditions and results carry it. */
-export interface Version {
-  partition: number;
-  offset: bigint;
-}
 
 /** A key whose precondition failed and its current version (undefined:
  * the key is absent). */
@@ -92,7 +89,9 @@ export function encodeRpcStatus(st: RpcStatus): Uint8Array {
 /** A serialized google.rpc.Status carrying a PreconditionFailure (for fake
  * gateways in tests). */
 export function preconditionFailureStatus(message: string, keys: KeyVersion[]): Buffer {
-  const value = PreconditionFailure.encode({ keys: keys.map((k) => ({ key: k.key, version: k.version })) }).finish();
+  const value = PreconditionFailure.encode({
+    keys: keys.map((k) => ({ key: k.key, version: k.version && { partition: k.version.partition, offset: BigInt(k.version.offset) } })),
+  }).finish();
   return Buffer.from(encodeRpcStatus({ code: Code.FAILED_PRECONDITION, message, details: [{ typeUrl: PRECONDITION_FAILURE, value }] }));
 }
 
@@ -107,7 +106,7 @@ export function preconditionFailure(err: unknown): KeyVersion[] | undefined {
       for (const d of decodeRpcStatus(v).details) {
         if (d.typeUrl !== PRECONDITION_FAILURE) continue;
         return PreconditionFailure.decode(d.value).keys.map((k) =>
-          k.version ? { key: k.key, version: { partition: k.version.partition, offset: BigInt(k.version.offset) } } : { key: k.key },
+          k.version ? { key: k.key, version: { partition: k.version.partition, offset: k.version.offset.toString() } } : { key: k.key },
         );
       }
     } catch {

@@ -48,19 +48,23 @@ export interface Result {
   moved: boolean;
   events: Event[];
   reset: boolean;
+  /** The message carried a cursor the view now stands at (a snapshot end, a
+   * delta, a progress cursor that passed the checks). */
+  vouched: boolean;
+  /** The first message that vouched for this view: it is synced. */
   first: boolean;
   progress?: Progress;
 }
 
 function result(r: Partial<Result> = {}): Result {
-  return { changed: false, moved: false, events: [], reset: false, first: false, ...r };
+  return { changed: false, moved: false, events: [], reset: false, vouched: false, first: false, ...r };
 }
 
 /** Whether version (partition, offset) may replace old. In the same partition
  * the offset must grow; another partition is accepted, as the gateway decides
  * which partition owns a key. */
 function newer(partition: number, offset: bigint, old: Entry): boolean {
-  return partition !== old.partition || offset > old.offset;
+  return partition !== old.partition || offset > BigInt(old.offset);
 }
 
 /**
@@ -70,30 +74,45 @@ function newer(partition: number, offset: bigint, old: Entry): boolean {
 export class Replica {
   entries = new Map<string, Entry>();
   digest = new Digest();
-  /** Set once synced. */
+  /** Set once synced (a snapshot applied, or loaded from the state file). */
   cursor?: Cursor;
   /** Ask the next stream to start without a resume cursor; set after the
    * gateway refused the cursor or a snapshot failed its checks, cleared once
    * a snapshot is applied. */
   fresh = false;
+  /** A gateway vouched for the view: it applied a snapshot, or a delta or
+   * progress cursor that covers the view's. A view loaded from the state
+   * file is synced (its cursor is meaningful and is resumed from) but not
+   * live until then. */
+  live = false;
 
   get synced(): boolean {
     return this.cursor !== undefined;
   }
 
   handle(s: Session, m: SubscribeResponse): Result {
+    let res: Result;
     switch (m.message?.$case) {
       case "snapshotChunk":
         this.chunk(s, m.message.snapshotChunk.entries);
         return result();
       case "snapshotEnd":
-        return this.snapshotEnd(s, m.message.snapshotEnd);
+        res = this.snapshotEnd(s, m.message.snapshotEnd);
+        break;
       case "delta":
-        return this.delta(s, m.message.delta);
+        res = this.delta(s, m.message.delta);
+        break;
       case "progress":
-        return this.progress(s, m.message.progress);
+        res = this.progress(s, m.message.progress);
+        break;
+      default:
+        return result(); // an unknown message kind from a newer gateway
     }
-    return result(); // an unknown message kind from a newer gateway
+    if (res.vouched && !this.live) {
+      this.live = true;
+      res.first = true;
+    }
+    return res;
   }
 
   private chunk(s: Session, entries: PbEntry[]): void {
@@ -106,10 +125,11 @@ export class Replica {
         throw new ProtocolViolation(`snapshot chunk: ${(err as Error).message}`, true);
       }
       const old = b.entries.get(e.key);
-      if (old) b.digest.remove(old.key, old.value, old.partition, old.offset);
+      if (old) b.digest.remove(old.key, old.value, old.partition, BigInt(old.offset));
       b.entries.set(e.key, e);
-      b.digest.add(e.key, e.value, e.partition, e.offset);
-      if (e.offset + 1n > (b.next.get(e.partition) ?? 0n)) b.next.set(e.partition, e.offset + 1n);
+      const off = BigInt(e.offset);
+      b.digest.add(e.key, e.value, e.partition, off);
+      if (off + 1n > (b.next.get(e.partition) ?? 0n)) b.next.set(e.partition, off + 1n);
     }
   }
 
@@ -156,7 +176,7 @@ export class Replica {
     return result({
       changed: true,
       reset,
-      first: !reset,
+      vouched: true,
       events: [{ kind: reset ? "reset" : "snapshot", key: "", cursor: next.toString() }],
     });
   }
@@ -178,7 +198,7 @@ export class Replica {
             throw new ProtocolViolation(`delta change ${i}: ${(err as Error).message}`, false);
           }
           ops.push({ put: e });
-          [p, off] = [e.partition, e.offset];
+          [p, off] = [e.partition, BigInt(e.offset)];
           break;
         }
         case "delete": {
@@ -205,21 +225,21 @@ export class Replica {
         );
       }
     });
-    const res = result({ moved: true });
+    const res = result({ moved: true, vouched: true });
     const cs = next.toString();
     for (const o of ops) {
       // A change below the view's cursor in its partition was applied
       // already or superseded: ignored (applied to a key deleted since, it
       // would bring the key back).
-      const [p, off] = o.put ? [o.put.partition, o.put.offset] : [o.del!.version!.partition, o.del!.version!.offset];
+      const [p, off] = o.put ? [o.put.partition, BigInt(o.put.offset)] : [o.del!.version!.partition, o.del!.version!.offset];
       if (off < this.cursor!.offset(p)) continue;
       if (o.put) {
         const e = o.put;
         const old = this.entries.get(e.key);
-        if (old && !newer(e.partition, e.offset, old)) continue;
-        if (old) this.digest.remove(old.key, old.value, old.partition, old.offset);
+        if (old && !newer(e.partition, off, old)) continue;
+        if (old) this.digest.remove(old.key, old.value, old.partition, BigInt(old.offset));
         this.entries.set(e.key, e);
-        this.digest.add(e.key, e.value, e.partition, e.offset);
+        this.digest.add(e.key, e.value, e.partition, off);
         res.events.push({ kind: "put", key: e.key, entry: e, cursor: cs });
         continue;
       }
@@ -227,7 +247,7 @@ export class Replica {
       const old = this.entries.get(del.key);
       if (!old || !newer(del.version!.partition, del.version!.offset, old)) continue;
       this.entries.delete(del.key);
-      this.digest.remove(old.key, old.value, old.partition, old.offset);
+      this.digest.remove(old.key, old.value, old.partition, BigInt(old.offset));
       res.events.push({ kind: "delete", key: old.key, cursor: cs });
     }
     res.changed = res.events.length > 0;
@@ -242,6 +262,7 @@ export class Replica {
     if (!this.cursor || s.building || p.cursor.length === 0) return res;
     const next = this.advance(p.cursor, "progress");
     res.moved = !next.equals(this.cursor);
+    res.vouched = true;
     this.cursor = next;
     return res;
   }

@@ -103,7 +103,7 @@ export class Rejections {
   }
 
   reject(key: string, current: Entry | undefined, reason: string): void {
-    const version = current ? { partition: current.partition, offset: current.offset } : undefined;
+    const version = current ? { partition: current.partition, offset: BigInt(current.offset) } : undefined;
     this.byKey.delete(key); // to the end: the newest
     this.byKey.set(key, { version, reason });
     if (this.byKey.size > MAX_REJECTIONS) {
@@ -124,7 +124,7 @@ export class Rejections {
       const e = entries.get(k);
       const same = e === undefined
         ? r.version === undefined
-        : r.version !== undefined && r.version.partition === e.partition && r.version.offset === e.offset;
+        : r.version !== undefined && r.version.partition === e.partition && r.version.offset === BigInt(e.offset);
       if (!same) {
         this.byKey.delete(k); // the key changed: the rejection is over
         continue;

@@ -8,54 +8,9 @@ const assert = require("node:assert/strict");
 const grpc = require("@grpc/grpc-js");
 const h = require("./helpers");
 const { confgate, pb, cur, ent, digestOf, snapshot, delta, put, INITIAL } = h;
+const { startGateway, feedGateway, send } = require("./fakegateway");
 
 before(() => confgate.digestReady());
-
-// script(n, request, call) drives Subscribe call n: it writes messages and
-// returns "end" (finish OK), "hold" (keep the stream open until the client
-// goes away) or a grpc error object.
-async function startGateway(t, script) {
-  const requests = [];
-  const reports = []; // { at: Date.now(), req }
-  const server = new grpc.Server();
-  const g0 = { reportCode: undefined }; // Report answers with this code when set
-  server.addService(pb.ConfigServiceService, {
-    report(call, cb) {
-      reports.push({ at: Date.now(), req: call.request });
-      if (g0.reportCode !== undefined) cb({ code: g0.reportCode, details: "no fleet view here" });
-      else cb(null, {});
-    },
-    subscribe(call) {
-      const n = requests.length;
-      requests.push(call.request);
-      const outcome = script(n, call.request, call);
-      if (outcome === "end") call.end();
-      else if (outcome && outcome !== "hold") call.emit("error", outcome);
-    },
-    getSnapshot: (call) => call.emit("error", { code: grpc.status.UNIMPLEMENTED }),
-    get: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-    put: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-    delete: (_c, cb) => cb({ code: grpc.status.UNIMPLEMENTED }),
-  });
-  const port = await new Promise((resolve, reject) =>
-    server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
-  );
-  const g = Object.assign(g0, {
-    addr: `127.0.0.1:${port}`,
-    requests,
-    reports,
-    lastReport: () => reports[reports.length - 1]?.req,
-    stop: () => server.forceShutdown(),
-    request: async (n) => {
-      await h.eventually(`Subscribe call ${n}`, () => requests.length > n, 5000);
-      return requests[n];
-    },
-  });
-  t.after(g.stop);
-  return g;
-}
-
-const send = (call, msgs) => msgs.forEach((m) => call.write(m));
 
 function open(t, addrs, opts = {}) {
   const sub = new confgate.Subscription({
@@ -154,7 +109,8 @@ test("a cursor behind drops the stream; resume with the view's own cursor", asyn
   assert.equal(sub.get("k").value.toString(), "v1");
   const st = sub.status();
   assert.equal(st.resets, 0);
-  assert.ok(st.lastError instanceof confgate.ProtocolViolation);
+  assert.ok(sub.lastError instanceof confgate.ProtocolViolation);
+  assert.equal(st.lastError, sub.lastError.message);
 });
 
 test("close and waitSynced", async (t) => {
@@ -173,23 +129,6 @@ test("close and waitSynced", async (t) => {
 // The fleet view: client identity on Subscribe, and Report.
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// A gateway whose open streams the test writes to: calls[n] is Subscribe
-// call n; first(n) gives the messages sent at once.
-async function feedGateway(t, first = () => []) {
-  const calls = [];
-  const g = await startGateway(t, (n, req, call) => {
-    calls[n] = call;
-    send(call, first(n));
-    return "hold";
-  });
-  g.calls = calls;
-  g.stream = async (n) => {
-    await h.eventually(`Subscribe call ${n}`, () => calls[n] !== undefined, 5000);
-    return calls[n];
-  };
-  return g;
-}
 
 test("client info sent; the generated ID is stable across reconnects", async (t) => {
   const g = await feedGateway(t, (n) => (n === 0 ? [] : snapshot(cur([1]), INITIAL, ent("a", "1", 0, 0))));

@@ -110,7 +110,9 @@ test("the snapshot matches GetSnapshot", async () => {
     assert.ok(confgate.Cursor.parse(sub.cursor));
     assert.deepEqual(events.map((e) => e.kind), ["snapshot"]);
     const st = sub.status();
-    assert.ok(st.connected && st.addr === addr && !st.stale && st.resets === 0, JSON.stringify(st, (k, v) => (typeof v === "bigint" ? String(v) : v)));
+    assert.ok(st.connected && st.addr === addr && !st.stale && st.resets === 0, JSON.stringify(st));
+    assert.deepEqual(JSON.parse(JSON.stringify(st)), st, "a status survives JSON");
+    assert.equal(st.cursor, sub.cursor);
   } finally {
     await sub.close();
   }
@@ -129,12 +131,12 @@ test("matches the confgate CLI", { skip: !process.env.CONFGATE_BIN && "CONFGATE_
     assert.equal(events[1].kind, "put");
     assert.equal(events[1].key, `${prefix}cli`);
     assert.equal(events[1].entry.partition, put.version.partition);
-    assert.equal(events[1].entry.offset, BigInt(put.version.offset));
+    assert.equal(events[1].entry.offset, String(put.version.offset));
     const lines = execFileSync(cli, ["--addr", addr, "snapshot", prefix, "--min-cursor", put.cursor, "-o", "json"], { timeout: 30_000 })
       .toString().trim().split("\n").map((l) => JSON.parse(l));
     const end = lines.pop();
     assert.deepEqual(
-      lines.map((e) => [e.key, e.value, e.version.partition, BigInt(e.version.offset)]),
+      lines.map((e) => [e.key, e.value, e.version.partition, String(e.version.offset)]),
       sub.entries().map((e) => [e.key, e.value.toString(), e.partition, e.offset]),
     );
     assert.equal(end.entry_count, sub.size);
@@ -370,7 +372,7 @@ test("a conditional put race: one wins, the others get PreconditionFailedError",
   });
   assert.equal(await client.get(key, { minCursor: d.cursor }), undefined);
   const again = await client.put(key, "again", { ifAbsent: true });
-  assert.ok(again.offset > d.offset);
+  assert.ok(BigInt(again.offset) > BigInt(d.offset));
 });
 
 test("a reused request ID returns the original write", async () => {
@@ -421,7 +423,7 @@ test("apply is all or nothing", async () => {
   );
   // Both failing: both named.
   await assert.rejects(
-    client.apply([{ key: a, delete: true, ifVersion: { partition: wa.partition, offset: wa.offset + 1_000_000n } }, { key: c, value: "c1", ifVersion: wb }]),
+    client.apply([{ key: a, delete: true, ifVersion: { partition: wa.partition, offset: BigInt(wa.offset) + 1_000_000n } }, { key: c, value: "c1", ifVersion: wb }]),
     (e) => {
       assert.deepEqual([...e.keys].sort((x, y) => (x.key < y.key ? -1 : 1)), [{ key: a, version: vOf(wa) }, { key: c }]);
       return true;
@@ -539,7 +541,7 @@ test("the client shows in the fleet view: in sync, its rejection, a put, gone on
       fc = await waitFleet(raw, service, clientId, "the rejection", (fc) => fc.rejections.length === 1);
       const rj = fc.rejections[0];
       assert.deepEqual(
-        [rj.key, rj.version.partition, rj.version.offset, rj.reason],
+        [rj.key, rj.version.partition, String(rj.version.offset), rj.reason],
         [key, held.partition, held.offset, "refused by the test: not a number"],
       );
       assert.equal(fc.state, IN_SYNC, "a rejection does not change the view's state");

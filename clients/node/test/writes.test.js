@@ -77,7 +77,7 @@ test("a request ID is generated per call and kept on retry", async (t) => {
   for (const id of sent) assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
   assert.equal(new Set(sent).size, 3, "each call has its own");
   assert.deepEqual([w1.requestId, w2.requestId, w3.requestId], sent);
-  assert.deepEqual(w1, { partition: 1, offset: 10n, cursor: cur([0, 11]).toString(), duplicate: false, requestId: sent[0] });
+  assert.deepEqual(w1, { partition: 1, offset: "10", cursor: cur([0, 11]).toString(), duplicate: false, requestId: sent[0] });
 });
 
 test("a given request ID, and duplicate", async (t) => {
@@ -91,15 +91,15 @@ test("a given request ID, and duplicate", async (t) => {
   const d = await c.delete("a", { requestId: "deploy-42/del" });
   const a = await c.apply([{ key: "a", delete: true }], { requestId: "deploy-42/set" });
   assert.deepEqual(g.requests().map((r) => r.requestId), ["deploy-42/a", "deploy-42/del", "deploy-42/set"]);
-  assert.ok(w.duplicate && w.partition === 2 && w.offset === 7n && w.requestId === "deploy-42/a");
-  assert.ok(d.duplicate && d.offset === 9n);
-  assert.deepEqual(a, { versions: [{ partition: 0, offset: 3n }], cursor: cur([4]).toString(), duplicate: true, requestId: "deploy-42/set" });
+  assert.ok(w.duplicate && w.partition === 2 && w.offset === "7" && w.requestId === "deploy-42/a");
+  assert.ok(d.duplicate && d.offset === "9");
+  assert.deepEqual(a, { versions: [{ partition: 0, offset: "3" }], cursor: cur([4]).toString(), duplicate: true, requestId: "deploy-42/set" });
 });
 
 test("preconditions are sent", async (t) => {
   const g = await startGateway(t, ok);
   const c = client(t, [g.addr]);
-  const entry = { key: "k", value: Buffer.from("v"), partition: 3, offset: 33n };
+  const entry = { key: "k", value: Buffer.from("v"), partition: 3, offset: "33" };
   await c.put("k", "v");
   await c.put("k", "v", { ifAbsent: true });
   await c.put("k", "v", { ifVersion: { partition: 1, offset: 5 } });
@@ -109,6 +109,12 @@ test("preconditions are sent", async (t) => {
   await assert.rejects(c.put("k", "v", { ifAbsent: true, ifVersion: entry }), /exclude/);
   await assert.rejects(c.delete("k", { ifVersion: { partition: -1, offset: 5 } }), /no version/);
   await assert.rejects(c.put("k", "v", { ifVersion: { partition: 0, offset: 1.5 } }), /no version/);
+  // Offsets as this client returns them (decimal strings), bigints, and
+  // numbers only where they are exact.
+  await c.put("k", "v", { ifVersion: { partition: 4, offset: "9007199254740993" } });
+  for (const bad of [2 ** 53, -1, "-1", "1e3", " 7", "", "9223372036854775808", 1n << 63n, null]) {
+    await assert.rejects(c.put("k", "v", { ifVersion: { partition: 0, offset: bad } }), /no version/, String(bad));
+  }
   const v = (partition, offset) => ({ condition: { $case: "version", version: { partition, offset } } });
   assert.deepEqual(g.requests().map((r) => r.precondition), [
     undefined,
@@ -117,6 +123,7 @@ test("preconditions are sent", async (t) => {
     v(3, 33n),
     v(2, 6n),
     { condition: { $case: "absent", absent: true } },
+    v(4, 9007199254740993n),
   ]);
 });
 
@@ -146,7 +153,8 @@ test("apply sends the change set", async (t) => {
     { key: "c", delete: false, value: Buffer.from([0]), contentType: "", headers: [], precondition: undefined },
   ]);
   assert.ok(req.waitApplied && !req.validateOnly && req.requestId === r.requestId);
-  assert.deepEqual(r.versions, [{ partition: 0, offset: 10n }, { partition: 1, offset: 11n }, { partition: 0, offset: 12n }]);
+  assert.deepEqual(r.versions, [{ partition: 0, offset: "10" }, { partition: 1, offset: "11" }, { partition: 0, offset: "12" }]);
+  assert.deepEqual(JSON.parse(JSON.stringify(r)), r, "an ApplyResult survives JSON");
   assert.equal(r.cursor, cur([20, 20]).toString());
   assert.ok(req2.validateOnly && !req2.waitApplied);
 });
@@ -161,7 +169,8 @@ test("PreconditionFailedError carries the current versions", async (t) => {
   ]) {
     await assert.rejects(call(), (e) => {
       assert.ok(e instanceof confgate.PreconditionFailedError);
-      assert.deepEqual(e.keys, [{ key: "a", version: { partition: 1, offset: 5n } }, { key: "b" }]);
+      assert.deepEqual(e.keys, [{ key: "a", version: { partition: 1, offset: "5" } }, { key: "b" }]);
+      assert.deepEqual(JSON.parse(JSON.stringify(e.keys)), e.keys);
       assert.equal(e.code, grpc.status.FAILED_PRECONDITION);
       assert.equal(e.details, "precondition failed");
       assert.equal(e.message, "precondition failed");
