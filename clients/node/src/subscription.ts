@@ -183,22 +183,25 @@ export interface SubscriptionEvents {
 
 type Listener<K extends keyof SubscriptionEvents> = (...args: SubscriptionEvents[K]) => void;
 
-// Typed overloads of the EventEmitter methods, merged into the class.
+// Typed overloads of the EventEmitter methods, merged into the class. The
+// second overload takes other event names only, so a listener of a known
+// event with the wrong arguments does not type-check.
+type OtherEvent<E> = Exclude<E, keyof SubscriptionEvents>;
 export interface Subscription {
   on<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  on<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   once<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  once(event: string | symbol, listener: (...args: any[]) => void): this;
+  once<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   off<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  off(event: string | symbol, listener: (...args: any[]) => void): this;
+  off<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   addListener<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  addListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  addListener<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   removeListener<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  removeListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  removeListener<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   prependListener<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  prependListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependListener<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
   prependOnceListener<K extends keyof SubscriptionEvents>(event: K, listener: Listener<K>): this;
-  prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this;
+  prependOnceListener<E extends string | symbol>(event: OtherEvent<E>, listener: (...args: any[]) => void): this;
 }
 
 export interface EventsOptions {
