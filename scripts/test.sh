@@ -34,6 +34,7 @@ done
 # Debian packages the suite runs: haproxy (the failover tests' load
 # balancer), redis-server (the load tool's Redis peer) and chromium (the
 # console's tests drive it headless; they must not skip here).
+# scripts/alerts-test.sh installs prometheus (for promtool) itself.
 missing=()
 command -v haproxy >/dev/null || missing+=(haproxy)
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -69,6 +70,9 @@ echo "== polyglot clients (Python grpcio, Node grpc-js, grpcurl)" >&2
 
 echo "== deploy: the Helm chart (helm lint, helm template decoded strictly into Kubernetes types)" >&2
 ./scripts/deploy-test.sh
+
+echo "== monitoring: promtool check and test the alert rules; the dashboard's and rules' queries against the gateway's real metrics" >&2
+./scripts/alerts-test.sh
 
 echo "== bench/peers: the load tool's etcd, NATS, Redis and confgate targets (a module of its own)" >&2
 (cd bench/peers && go test -count=1 -timeout 10m ./...)
