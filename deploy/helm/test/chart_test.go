@@ -366,7 +366,7 @@ func checkRendering(t *testing.T, r *rendered, want expect, flags map[string]boo
 		}
 	}
 
-	checkServiceMonitor(t, r, want)
+	checkServiceMonitor(t, r, want, first(args["topic"]))
 }
 
 // parseArgs checks the container runs `confgate serve` with flags serve
@@ -600,7 +600,7 @@ func checkServices(t *testing.T, r *rendered, c *corev1.Container, podLabels lab
 	}
 }
 
-func checkServiceMonitor(t *testing.T, r *rendered, want expect) {
+func checkServiceMonitor(t *testing.T, r *rendered, want expect, topic string) {
 	t.Helper()
 	if got := len(r.serviceMonitors); got != map[bool]int{true: 1}[want.serviceMonitor] {
 		t.Fatalf("%d ServiceMonitors, want serviceMonitor %v", got, want.serviceMonitor)
@@ -647,6 +647,10 @@ func checkServiceMonitor(t *testing.T, r *rendered, want expect) {
 		}
 		if want.adminTLS && ep.TLSConfig == nil {
 			t.Error("ServiceMonitor over HTTPS without tlsConfig")
+		}
+		// The dashboard and alerts filter by topic, which the scrape adds.
+		if rl := ep.RelabelConfigs; len(rl) == 0 || rl[0].TargetLabel != "topic" || rl[0].Replacement == nil || *rl[0].Replacement != topic {
+			t.Errorf("ServiceMonitor relabelings %+v: want the first to set topic=%q", rl, topic)
 		}
 	}
 }
