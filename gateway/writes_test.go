@@ -277,7 +277,14 @@ func TestConditionalRaceAcrossGateways(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				res, err := c.Put(ctx, &confgatev1.PutRequest{Key: "race/n", Value: []byte(strconv.Itoa(n + 1)), Precondition: pc})
+				// A transaction fenced on every attempt answers UNAVAILABLE
+				// ("retry with the same request ID"): retried as documented,
+				// so a write that landed counts once.
+				req := &confgatev1.PutRequest{Key: "race/n", Value: []byte(strconv.Itoa(n + 1)), Precondition: pc, RequestId: fmt.Sprintf("race-%d-%d-%d", w, done, n)}
+				res, err := c.Put(ctx, req)
+				for retry := 0; status.Code(err) == codes.Unavailable && retry < 5; retry++ {
+					res, err = c.Put(ctx, req)
+				}
 				switch status.Code(err) {
 				case codes.OK:
 					last = res.GetCursor()
