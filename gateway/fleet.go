@@ -47,9 +47,8 @@ type fleetClients struct {
 	anonSeq atomic.Uint64 // numbers the streams that do not say who they are
 	mu      sync.Mutex
 	streams map[string]int
-	// diverged remembers the clients already logged as diverged, with
-	// the digest they reported, so each is logged once.
-	diverged map[string][]byte
+	// diverged throttles the log of diverged clients and gateways.
+	diverged divergedLog
 }
 
 // checkClientInfo validates what a client says about itself.
@@ -305,6 +304,7 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 				states[i] = confgatev1.FleetState_FLEET_STATE_BEHIND
 			default:
 				states[i] = confgatev1.FleetState_FLEET_STATE_IN_SYNC
+				g.fleetClients.diverged.ok(recs[i].ClientID)
 			}
 		}
 	}
@@ -372,17 +372,10 @@ func selects(sel keyspace.Selector, prefix string) bool {
 	return false
 }
 
-// logDiverged logs a diverged client once per reported digest.
+// logDiverged logs a diverged client: the first time, then at most every
+// minute while it stays diverged.
 func (g *Gateway) logDiverged(r fleet.Record, want []byte) {
-	fc := &g.fleetClients
-	fc.mu.Lock()
-	if fc.diverged == nil || len(fc.diverged) > 10000 {
-		fc.diverged = map[string][]byte{}
-	}
-	seen := bytes.Equal(fc.diverged[r.ClientID], r.Digest)
-	fc.diverged[r.ClientID] = bytes.Clone(r.Digest)
-	fc.mu.Unlock()
-	if !seen {
+	if g.fleetClients.diverged.due(r.ClientID, time.Now()) {
 		g.log.Warn("a client's view differs from the config at its cursor", "client_id", r.ClientID, "service", r.Service, "gateway", r.Gateway, "cursor", fmt.Sprintf("%x", r.AppliedCursor), "client_digest", fmt.Sprintf("%x", r.Digest), "config_digest", fmt.Sprintf("%x", want))
 	}
 }

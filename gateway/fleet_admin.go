@@ -58,6 +58,7 @@ type fleetCollector struct{ g *Gateway }
 func (fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- fleetClientsDesc
 	ch <- fleetGatewaysDesc
+	ch <- fleetNameSharedDesc
 }
 
 func (c fleetCollector) Collect(ch chan<- prometheus.Metric) {

@@ -54,19 +54,34 @@ var fleetGatewaysDesc = prometheus.NewDesc("confgate_gateway_fleet_gateways",
 
 var gatewayStates = []string{"in_sync", "behind", "diverged", "not_reporting", "unknown"}
 
+var fleetNameSharedDesc = prometheus.NewDesc("confgate_gateway_fleet_name_shared",
+	"1 when another running process reports to the fleet under this gateway's name (--gateway-name): the two overwrite each other's record and the gateways' digest check misses them; give every gateway its own name.",
+	nil, nil)
+
+// processLabel labels a gateway's own fleet record with a number drawn
+// at start, so a second process under the same name shows.
+const processLabel = "process"
+
 // peerStates is the last judgement of the other gateways.
 type peerStates struct {
 	mu     sync.Mutex
 	counts map[string]int
-	// diverged remembers the peers already logged, with their digest.
-	diverged map[string][]byte
+	// sharedAt: when another process last showed under this gateway's
+	// ID. The view holds whichever of the two wrote last, so each sees the
+	// other only some of the time: the gauge holds for sharedHold.
+	sharedAt time.Time
 }
+
+// sharedHold is how long, in report intervals, a gateway says its name is
+// shared after it last saw the other process.
+const sharedHold = 10
 
 // reportSelf publishes this gateway's own cursor and digest to the fleet.
 func (g *Gateway) reportSelf(st fleetSelf) {
 	g.cfg.Fleet.Report(fleet.Record{
 		ClientID:      g.selfID,
 		Service:       gatewayService,
+		Labels:        map[string]string{processLabel: g.selfNonce},
 		Selector:      []string{""},
 		AppliedCursor: st.cursor.Encode(),
 		Digest:        st.digest,
@@ -89,7 +104,15 @@ func (g *Gateway) judgeGateways() map[string]int {
 	stale := time.Now().Add(-3 * g.cfg.FleetReportInterval)
 	var peers []fleet.Record
 	var curs []cursor.Cursor
+	shared := false
 	for _, r := range g.cfg.Fleet.Snapshot() {
+		if r.ClientID == g.selfID && r.Connected && r.Labels[processLabel] != g.selfNonce && !r.LastReport.Before(stale) {
+			shared = true
+			if g.fleetClients.diverged.due("name "+r.ClientID, time.Now()) {
+				g.log.Error("another process reports to the fleet under this gateway's name: the two overwrite each other's record and are not checked against each other; give every gateway its own --gateway-name",
+					"gateway_name", g.cfg.Name, "other_process", r.Labels[processLabel], "process", g.selfNonce)
+			}
+		}
 		if !isGatewayRecord(r.ClientID) || r.ClientID == g.selfID || !r.Connected {
 			continue
 		}
@@ -118,25 +141,21 @@ func (g *Gateway) judgeGateways() map[string]int {
 				counts["behind"]++
 			default:
 				counts["in_sync"]++
+				g.fleetClients.diverged.ok(r.ClientID)
 			}
 		}
 	}
 	g.peers.mu.Lock()
 	g.peers.counts = counts
+	if shared {
+		g.peers.sharedAt = time.Now()
+	}
 	g.peers.mu.Unlock()
 	return counts
 }
 
 func (g *Gateway) logPeerDiverged(r fleet.Record, mine []byte) {
-	p := &g.peers
-	p.mu.Lock()
-	if p.diverged == nil || len(p.diverged) > 1000 {
-		p.diverged = map[string][]byte{}
-	}
-	seen := bytes.Equal(p.diverged[r.ClientID], r.Digest)
-	p.diverged[r.ClientID] = bytes.Clone(r.Digest)
-	p.mu.Unlock()
-	if !seen {
+	if g.fleetClients.diverged.due(r.ClientID, time.Now()) {
 		g.log.Error("another gateway's config differs from this one's at the same cursor: one of the two holds a wrong state; restart the one whose digest differs from the majority's",
 			"peer", r.Gateway, "cursor", fmt.Sprintf("%x", r.AppliedCursor), "peer_digest", fmt.Sprintf("%x", r.Digest), "digest", fmt.Sprintf("%x", mine))
 	}
@@ -146,10 +165,12 @@ func (g *Gateway) logPeerDiverged(r fleet.Record, mine []byte) {
 func (g *Gateway) collectPeers(ch chan<- prometheus.Metric) {
 	g.peers.mu.Lock()
 	counts := g.peers.counts
+	shared := !g.peers.sharedAt.IsZero() && time.Since(g.peers.sharedAt) < sharedHold*g.cfg.FleetReportInterval
 	g.peers.mu.Unlock()
 	if counts == nil {
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(fleetNameSharedDesc, prometheus.GaugeValue, map[bool]float64{true: 1}[shared])
 	for _, s := range gatewayStates {
 		ch <- prometheus.MustNewConstMetric(fleetGatewaysDesc, prometheus.GaugeValue, float64(counts[s]), s)
 	}
@@ -174,7 +195,7 @@ func (g *Gateway) watchFleet(ctx context.Context) {
 	for n := 0; ; n++ {
 		st := g.src.Status()
 		if !connected {
-			g.cfg.Fleet.Connected(g.selfID, fleet.Record{Service: gatewayService, Selector: []string{""}})
+			g.cfg.Fleet.Connected(g.selfID, fleet.Record{Service: gatewayService, Labels: map[string]string{processLabel: g.selfNonce}, Selector: []string{""}})
 			connected = true
 		}
 		g.reportSelf(fleetSelf{cursor: st.Cursor, digest: st.Digest})

@@ -3,6 +3,7 @@ package gateway
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestGatewayFleetID(t *testing.T) {
@@ -28,5 +29,32 @@ func TestGatewayFleetID(t *testing.T) {
 	}
 	if isGatewayRecord("client-gateway") {
 		t.Error("a client ID (no spaces) taken for a gateway's")
+	}
+}
+
+func TestDivergedLogThrottles(t *testing.T) {
+	var d divergedLog
+	t0 := time.Unix(1000, 0)
+	steps := []struct {
+		id     string
+		at     time.Duration
+		inSync bool
+		want   bool
+	}{
+		{"a", 0, false, true},                                // first seen: logged
+		{"a", 10 * time.Second, false, false},                // still diverged: quiet
+		{"b", 10 * time.Second, false, true},                 // another one: logged
+		{"a", divergedLogEvery, false, true},                 // a minute on: logged again
+		{"a", divergedLogEvery + time.Second, true, false},   // back in sync
+		{"a", divergedLogEvery + 2*time.Second, false, true}, // diverged again: at once
+	}
+	for i, s := range steps {
+		if s.inSync {
+			d.ok(s.id)
+			continue
+		}
+		if got := d.due(s.id, t0.Add(s.at)); got != s.want {
+			t.Errorf("step %d (%s at %v): due %v, want %v", i, s.id, s.at, got, s.want)
+		}
 	}
 }

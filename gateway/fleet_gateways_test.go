@@ -107,3 +107,31 @@ func TestGatewaysJudgeEachOther(t *testing.T) {
 		})
 	}
 }
+
+// Two processes under one gateway name overwrite each other's fleet
+// record and escape the digest check: both say so, the others do not.
+func TestGatewayNameSharedShows(t *testing.T) {
+	const every = 200 * time.Millisecond
+	k := testkit.StartKafka(t)
+	topic := testkit.Topic(t)
+	var gws []*testkit.Gateway
+	for _, name := range []string{"dup", "dup", "solo"} {
+		gws = append(gws, testkit.StartGateway(t, k, topic, testkit.Options{
+			Gateway: gateway.Config{Name: name, FleetReportInterval: every},
+			Fleet:   &fleet.Config{MinInterval: every, Heartbeat: every, Grace: 2 * time.Second},
+		}))
+	}
+	for i := range 2 {
+		testkit.Eventually(t, 20*time.Second, fmt.Sprintf("dup #%d says its name is shared", i), func() bool {
+			return gauge(gws[i], "confgate_gateway_fleet_name_shared", "") == 1
+		})
+	}
+	// solo has judged the fleet by now (it sees a peer), and its name is
+	// its own.
+	testkit.Eventually(t, 20*time.Second, "solo judged its peers", func() bool {
+		return gauge(gws[2], "confgate_gateway_fleet_gateways", "in_sync")+gauge(gws[2], "confgate_gateway_fleet_gateways", "behind") >= 1
+	})
+	if v := gauge(gws[2], "confgate_gateway_fleet_name_shared", ""); v != 0 {
+		t.Fatalf("solo says its name is shared (%v)", v)
+	}
+}

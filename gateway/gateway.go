@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -75,8 +76,9 @@ type Gateway struct {
 	fleetClients fleetClients
 	// selfID is this gateway's own record in the fleet; peers the last
 	// judgement of the other gateways (fleet_gateways.go).
-	selfID string
-	peers  peerStates
+	selfID    string
+	selfNonce string
+	peers     peerStates
 
 	buildMu sync.Mutex
 	builds  map[string]*snapBuild
@@ -125,6 +127,7 @@ func New(cfg Config) (*Gateway, error) {
 		buildSlots: make(chan struct{}, c.MaxSnapshotBuilds),
 		draining:   make(chan struct{}),
 		selfID:     gatewayFleetID(c.Name),
+		selfNonce:  fmt.Sprintf("%016x", rand.Uint64()),
 	}
 	g.lim = newLimits(c, g.m, g.log)
 	g.plim = newPrincipalLimits(c)

@@ -22,18 +22,22 @@ type SelectedAt struct {
 // and the change history's before-images: the current digest with every
 // selected change after the cursor undone. ok[i] is false when cursors[i]
 // is not answerable: another topic, not applied yet, or older than the
-// history. One scan of the selected entries serves all the cursors.
+// history. One scan of the selected entries serves all the cursors; the
+// whole keyspace needs none (its digest is kept as the state changes).
 func (s *Store) DigestsAt(sel keyspace.Selector, cursors []cursor.Cursor) (out []SelectedAt, ok []bool) {
 	out, ok = make([]SelectedAt, len(cursors)), make([]bool, len(cursors))
 	snap, err := s.Snapshot()
 	if err != nil {
 		return out, ok
 	}
-	var head digest.Digest
-	snap.Scan(sel, func(e *Entry) bool {
-		head.Add(e.DigestHash())
-		return true
-	})
+	head := snap.dig
+	if !sel.All() {
+		head = digest.Digest{}
+		snap.Scan(sel, func(e *Entry) bool {
+			head.Add(e.DigestHash())
+			return true
+		})
+	}
 	s.mu.RLock()
 	st := s.st
 	// The history after the snapshot's batch moved the state further: those

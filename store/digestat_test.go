@@ -25,9 +25,12 @@ func TestDigestsAtMatchesPastSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The whole keyspace takes the kept digest instead of a scan.
+	all, _ := keyspace.NewSelector(nil)
+	sels := []keyspace.Selector{sel, all}
 	type seen struct {
 		at  cursor.Cursor
-		dig []byte
+		dig [][]byte // per selector
 	}
 	var past []seen
 	look := func() {
@@ -35,9 +38,16 @@ func TestDigestsAtMatchesPastSnapshots(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var d digest.Digest
-		snap.Scan(sel, func(e *store.Entry) bool { d.Add(e.DigestHash()); return true })
-		past = append(past, seen{snap.Cursor, d.Bytes()})
+		p := seen{at: snap.Cursor}
+		for _, s := range sels {
+			var d digest.Digest
+			snap.Scan(s, func(e *store.Entry) bool { d.Add(e.DigestHash()); return true })
+			p.dig = append(p.dig, d.Bytes())
+		}
+		if st := r.Status(); st.Cursor.Equal(snap.Cursor) && !bytes.Equal(st.Digest, p.dig[1]) {
+			t.Fatalf("status digest %x, a scan of everything %x", st.Digest, p.dig[1])
+		}
+		past = append(past, p)
 	}
 	write := func(w store.Write) {
 		_, _, cur, err := r.Produce(ctx, w)
@@ -67,19 +77,21 @@ func TestDigestsAtMatchesPastSnapshots(t *testing.T) {
 	for i, p := range past {
 		cursors[i] = p.at
 	}
-	got, ok := r.DigestsAt(sel, cursors)
-	for i, p := range past {
-		if !ok[i] {
-			t.Fatalf("cursor %d not answerable", i)
-		}
-		if !bytes.Equal(got[i].Digest, p.dig) {
-			t.Fatalf("cursor %d: digest %x, the snapshot there had %x", i, got[i].Digest, p.dig)
-		}
-		// The last write is selected: only the last cursor has nothing
-		// selected after it.
-		wantChanged := i < len(past)-1
-		if got[i].ChangedSince != wantChanged {
-			t.Errorf("cursor %d: changed since %v, want %v", i, got[i].ChangedSince, wantChanged)
+	for si, s := range sels {
+		got, ok := r.DigestsAt(s, cursors)
+		for i, p := range past {
+			if !ok[i] {
+				t.Fatalf("selector %d: cursor %d not answerable", si, i)
+			}
+			if !bytes.Equal(got[i].Digest, p.dig[si]) {
+				t.Fatalf("selector %d: cursor %d: digest %x, the snapshot there had %x", si, i, got[i].Digest, p.dig[si])
+			}
+			// The last write is selected: only the last cursor has
+			// nothing selected after it.
+			wantChanged := i < len(past)-1
+			if got[i].ChangedSince != wantChanged {
+				t.Errorf("selector %d: cursor %d: changed since %v, want %v", si, i, got[i].ChangedSince, wantChanged)
+			}
 		}
 	}
 	// Another topic, and a cursor not applied yet, are not answerable.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"github.com/confgate/confgate/internal/cursor"
+	"github.com/confgate/confgate/internal/digest"
 	"github.com/confgate/confgate/internal/keyspace"
 	"github.com/google/btree"
 	"github.com/zeebo/xxh3"
@@ -65,6 +66,9 @@ type Snapshot struct {
 	Cursor cursor.Cursor
 	// Seq is the last batch included; a subscriber continues after it.
 	Seq uint64
+	// dig is the digest of every live entry, kept as the state changes:
+	// a whole-keyspace digest needs no scan.
+	dig digest.Digest
 }
 
 // Get returns the live entry for key.
