@@ -221,11 +221,18 @@ func Build(ctx context.Context, cfg Config) (Result, error) {
 // image has no libc), -trimpath and no VCS stamp so the bytes depend only
 // on the source and the toolchain, -s -w to drop the symbol table and
 // DWARF (stack traces and pprof still work; debuggers need a local build).
+// It runs in the environment buildEnv makes, not the caller's (goenv.go
+// says why).
 func buildBinary(ctx context.Context, cfg Config, out string) error {
+	environ := os.Environ()
+	kept, err := callerGoEnv(ctx, cfg.Go, cfg.Dir, environ)
+	if err != nil {
+		return err
+	}
 	ldflags := fmt.Sprintf("-s -w -X %s.version=%s -X %s.commit=%s", buildinfoPkg, cfg.Version, buildinfoPkg, cfg.Commit)
 	cmd := exec.CommandContext(ctx, cfg.Go, "build", "-trimpath", "-buildvcs=false", "-ldflags", ldflags, "-o", out, "./cmd/confgate")
 	cmd.Dir = cfg.Dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+cfg.Arch)
+	cmd.Env = buildEnv(environ, kept, cfg.Arch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("ociimage: go build: %w\n%s", err, b)
 	}

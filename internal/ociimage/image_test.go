@@ -9,13 +9,16 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"crypto/x509"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"maps"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -28,9 +31,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
@@ -40,8 +47,6 @@ import (
 // hide itself: every blob is found from index.json, its digest and size
 // checked, the layers unpacked into a directory. One subtest then reads it
 // with go-containerregistry too, as crane would.
-
-const moduleRoot = "../.."
 
 var (
 	sharedOnce sync.Once
@@ -176,6 +181,23 @@ func (u *unpacked) blob(t *testing.T, d descriptor) []byte {
 		t.Fatalf("blob %s has digest sha256:%x", d.Digest, sum)
 	}
 	return b
+}
+
+// extract writes the archive's members into a new directory, as
+// `tar -xf` would, and returns it.
+func (u *unpacked) extract(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, b := range u.files {
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func decode(t *testing.T, what string, b []byte, v any) {
@@ -525,6 +547,36 @@ func TestImage(t *testing.T) {
 		}
 	})
 
+	// The build settings the toolchain recorded in the binary: what
+	// buildBinary pins, and nothing a caller's GOFLAGS, GOEXPERIMENT or
+	// GO<arch> level could have added.
+	t.Run("build settings", func(t *testing.T) {
+		info, err := buildinfo.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"-buildmode": "exe", "-compiler": "gc", "-trimpath": "true",
+			"CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": runtime.GOARCH,
+		}
+		// The CPU level (GOAMD64 and the like) is the toolchain's
+		// default, as a go command with no settings of its own says.
+		if level, ok := archLevel[runtime.GOARCH]; ok {
+			want[level] = toolchainDefault(t, level)
+		}
+		got := map[string]string{}
+		for _, s := range info.Settings {
+			// go.mod's go line sets it when it is older than the
+			// toolchain: the source's choice, not the environment's.
+			if s.Key != "DefaultGODEBUG" {
+				got[s.Key] = s.Value
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("build settings %v, want %v", got, want)
+		}
+	})
+
 	t.Run("version", func(t *testing.T) {
 		out, err := exec.CommandContext(t.Context(), bin, "version").Output()
 		if err != nil {
@@ -579,17 +631,7 @@ func TestImage(t *testing.T) {
 				t.Errorf("as a tarball: layer %d is %s", i, d)
 			}
 		}
-		dir := t.TempDir()
-		for name, b := range u.files {
-			dst := filepath.Join(dir, filepath.FromSlash(name))
-			if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(dst, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		idx, err := layout.ImageIndexFromPath(dir)
+		idx, err := layout.ImageIndexFromPath(u.extract(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,6 +645,79 @@ func TestImage(t *testing.T) {
 		}
 		if err := validate.Image(limg); err != nil {
 			t.Errorf("as an OCI layout: %v", err)
+		}
+	})
+
+	// docs/image.md's way to push: `crane push` of the unpacked archive,
+	// done here as crane does it (cmd/crane's push reads a directory as
+	// an OCI layout, takes its one image and remote.Writes it) into an
+	// in-memory registry. The registry must store the manifest the
+	// builder printed, byte for byte: deployments pin that digest. The
+	// tarball path, crane's other, is checked to give another digest,
+	// which is why the docs say not to push the archive as it is.
+	t.Run("push", func(t *testing.T) {
+		srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+		t.Cleanup(srv.Close)
+		host := strings.TrimPrefix(srv.URL, "http://")
+
+		l, err := layout.ImageIndexFromPath(u.extract(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := l.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(im.Manifests) != 1 || !im.Manifests[0].MediaType.IsImage() {
+			t.Fatalf("the layout has %+v; crane push without --index wants one image", im.Manifests)
+		}
+		img, err := l.Image(im.Manifests[0].Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tag, err := name.ParseReference(host + "/confgate:" + tagFor(res.Version))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(tag, img, remote.WithContext(t.Context())); err != nil {
+			t.Fatal(err)
+		}
+		pushed, err := remote.Get(tag, remote.WithContext(t.Context()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pushed.Digest.String() != res.Digest {
+			t.Errorf("the registry has %s under the tag, the builder printed %s", pushed.Digest, res.Digest)
+		}
+		if want := u.blob(t, md); !bytes.Equal(pushed.Manifest, want) {
+			t.Errorf("the registry stored another manifest:\n%s\nwant the archive's:\n%s", pushed.Manifest, want)
+		}
+		// A deployment pins the digest: pulling by it must work.
+		byDigest, err := name.ParseReference(host + "/confgate@" + res.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := remote.Image(byDigest, remote.WithContext(t.Context())); err != nil {
+			t.Errorf("pull by the printed digest: %v", err)
+		}
+
+		fromTar, err := tarball.ImageFromPath(archive, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tarTag, err := name.ParseReference(host + "/confgate:from-tarball")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(tarTag, fromTar, remote.WithContext(t.Context())); err != nil {
+			t.Fatal(err)
+		}
+		tarDesc, err := remote.Head(tarTag, remote.WithContext(t.Context()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tarDesc.Digest.String() == res.Digest || tarDesc.MediaType != types.DockerManifestSchema2 {
+			t.Errorf("pushed as a tarball: %s %s; docs/image.md says that path writes a Docker manifest under another digest", tarDesc.MediaType, tarDesc.Digest)
 		}
 	})
 
@@ -630,6 +745,30 @@ func TestImage(t *testing.T) {
 			}
 		}
 	})
+}
+
+// archLevel names the variable that sets an architecture's CPU level.
+var archLevel = map[string]string{
+	"amd64": "GOAMD64", "arm64": "GOARM64", "386": "GO386", "arm": "GOARM", "riscv64": "GORISCV64",
+	"ppc64le": "GOPPC64", "ppc64": "GOPPC64", "mips": "GOMIPS", "mipsle": "GOMIPS", "mips64": "GOMIPS64", "mips64le": "GOMIPS64",
+}
+
+// toolchainDefault is the go command's value for key with no setting from
+// the environment or a go env file.
+func toolchainDefault(t *testing.T, key string) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "go", "env", key)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, key+"=") && !strings.HasPrefix(kv, "GOENV=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "GOENV=off", "GOTOOLCHAIN=local")
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go env %s: %v", key, err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 var elfMachine = map[string]elf.Machine{
@@ -732,5 +871,61 @@ func TestImageReproducible(t *testing.T) {
 	}
 	if !bytes.Equal(a, b) {
 		t.Errorf("the two archives differ (%d and %d bytes)", len(a), len(b))
+	}
+}
+
+// The caller's Go settings do not reach the build: with settings in the
+// environment and in a `go env -w` file that would each change the binary
+// or fail the build (GOFLAGS=-race needs cgo; GOTOOLCHAIN names a
+// toolchain that does not exist; GOWORK a file that does not), the image
+// is the one a clean environment builds, byte for byte.
+func TestImageIgnoresEnvironment(t *testing.T) {
+	clean, res := sharedImage(t)
+
+	dir := t.TempDir()
+	goenv := filepath.Join(dir, "go-env")
+	if err := os.WriteFile(goenv, []byte("GOFLAGS=-tags=confgate_env_test\nGOEXPERIMENT=arenas\nGOPROXY=off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{
+		"GOENV":       goenv,
+		"GOFLAGS":     "-race",
+		"GOAMD64":     "v3",
+		"GOARM64":     "v8.1",
+		"CGO_ENABLED": "1",
+		"GOOS":        "windows",
+		"GOWORK":      filepath.Join(dir, "missing", "go.work"),
+		"GOTOOLCHAIN": "go1.99.0",
+		"GODEBUG":     "gotypesalias=0",
+	} {
+		t.Setenv(k, v)
+	}
+	// The settings are live: a go command run here sees them.
+	probe := exec.CommandContext(t.Context(), "go", "env", "-json", "GOFLAGS", "GOEXPERIMENT", "CGO_ENABLED", "GOWORK")
+	probe.Env = append(os.Environ(), "GOTOOLCHAIN=local")
+	out, err := probe.Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	var live map[string]string
+	decode(t, "go env", out, &live)
+	if live["GOFLAGS"] != "-race" || live["GOEXPERIMENT"] != "arenas" || live["CGO_ENABLED"] != "1" || live["GOWORK"] == "" {
+		t.Fatalf("go env in the test's environment says %v; the settings did not take", live)
+	}
+
+	archive, got := buildImage(t, t.TempDir())
+	if got.Digest != res.Digest {
+		t.Errorf("digest %s with the caller's settings, %s without", got.Digest, res.Digest)
+	}
+	a, err := os.ReadFile(clean)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Errorf("the archives differ (%d and %d bytes)", len(a), len(b))
 	}
 }
