@@ -230,14 +230,14 @@ func TestRuleTestChecks(t *testing.T) {
 			})
 		}, []string{"ConfgateGatewayStale: no test where it must not fire"}},
 		{"another severity", func(rt *ruleTests) {
-			each(rt, "ConfgateLagGrowing", func(a *ruleTestCase) {
+			each(rt, "ConfgateGatewayStale", func(a *ruleTestCase) {
 				for _, e := range a.ExpAlerts {
 					e.ExpLabels["severity"] = "critical"
 				}
 			})
-		}, []string{`ConfgateLagGrowing fires with severity "critical"`}},
+		}, []string{`ConfgateGatewayStale fires with severity "critical"`}},
 		{"an annotation untested", func(rt *ruleTests) {
-			each(rt, "ConfgateLagGrowing", func(a *ruleTestCase) {
+			each(rt, "ConfgateGatewayStale", func(a *ruleTestCase) {
 				for _, e := range a.ExpAlerts {
 					delete(e.ExpAnnotations, "runbook_url")
 				}
