@@ -9,10 +9,12 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.yaml.in/yaml/v3"
 )
@@ -201,19 +203,33 @@ func TestServeConfigErrors(t *testing.T) {
 		{"password in the file", "kafka-sasl-password: hunter2\n", nil, nil, false,
 			[]string{"kafka-sasl-password: the SASL password is read only from $CONFGATE_KAFKA_SASL_PASSWORD"}},
 		{"--config is no key", "config: other.yaml\n", nil, nil, false, []string{`unknown key "config"`}},
-		{"size", "cache-bytes: lots\n", nil, nil, false,
-			[]string{"serve.yaml: cache-bytes: want a size such as 1048576 or 64MiB", `"lots" is not a size`}},
+		{"size", "topic: t\ncache-bytes: lots\n", nil, nil, false,
+			[]string{"serve.yaml: line 2: cache-bytes: want a size such as 1048576 or 64MiB", `"lots" is not a size`}},
 		{"duration without unit", "fetch-max-wait: 5\n", nil, nil, false,
-			[]string{"serve.yaml: fetch-max-wait: want a duration such as 500ms or 5s"}},
-		{"int", "history-batches: many\n", nil, nil, false, []string{"serve.yaml: history-batches: want an integer"}},
-		{"int range", "replication-factor: 100000\n", nil, nil, false, []string{"serve.yaml: replication-factor: want an integer", "out of range"}},
-		{"bool", "create-topic: maybe\n", nil, nil, false, []string{"serve.yaml: create-topic: want true or false"}},
-		{"list for a scalar", "topic: [a, b]\n", nil, nil, false, []string{"serve.yaml: topic: want a string, not a list"}},
-		{"map for a list", "brokers: {a: 1}\n", nil, nil, false, []string{"serve.yaml: brokers: want a list, not a map"}},
-		{"nested list item", "brokers: [[a]]\n", nil, nil, false, []string{"serve.yaml: brokers: item 1: want a single value"}},
-		{"null", "topic:\n", nil, nil, false, []string{"serve.yaml: topic: no value"}},
+			[]string{"serve.yaml: line 1: fetch-max-wait: want a duration such as 500ms or 5s"}},
+		{"int", "history-batches: many\n", nil, nil, false, []string{"serve.yaml: line 1: history-batches: want an integer"}},
+		{"int range", "replication-factor: 100000\n", nil, nil, false, []string{"serve.yaml: line 1: replication-factor: want an integer", "out of range"}},
+		{"bool", "create-topic: maybe\n", nil, nil, false, []string{"serve.yaml: line 1: create-topic: want true or false"}},
+		{"list for a scalar", "topic: [a, b]\n", nil, nil, false, []string{"serve.yaml: line 1: topic: want a string, not a list"}},
+		{"map for a list", "brokers: {a: 1}\n", nil, nil, false, []string{"serve.yaml: line 1: brokers: want a list, not a map"}},
+		{"nested list item", "brokers: [[a]]\n", nil, nil, false, []string{"serve.yaml: line 1: brokers: item 1: want a single value, not a list"}},
+		{"nested map value", "topic-config: {a: {b: c}}\n", nil, nil, false, []string{"serve.yaml: line 1: topic-config: a: want a single value, not a map"}},
+		{"null", "topic:\n", nil, nil, false, []string{"serve.yaml: line 1: topic: no value (null)"}},
+		{"null list item", "brokers: [a:1, ~]\n", nil, nil, false, []string{"serve.yaml: line 1: brokers: item 2: no value (null)"}},
+		{"null map value", "topic-config:\n  a: null\n", nil, nil, false, []string{"serve.yaml: line 1: topic-config: a: no value (null)"}},
+		{"key set twice", "topic: a\ncache-bytes: 1MiB\ntopic: b\n", nil, nil, false, []string{"serve.yaml: line 3: topic is set twice (first on line 1)"}},
+		{"map key set twice", "topic-config:\n  a: 1\n  a: 2\n", nil, nil, false, []string{"serve.yaml: line 3: topic-config: a is set twice"}},
+		{"merge key", "topic: t\n<<: {cache-bytes: 1MiB}\n", nil, nil, false, []string{"serve.yaml: line 2: merge keys (<<) are not supported"}},
+		{"list as a key", "? [a]\n: b\n", nil, nil, false, []string{"serve.yaml: line 1: a key must be a single value, not a list"}},
+		{"two documents", "topic: a\n---\ntopic: b\n", nil, nil, false, []string{"serve.yaml: line 2: a second YAML document"}},
 		{"not YAML", "topic: [\n", nil, nil, false, []string{"config file ", "serve.yaml: yaml:"}},
-		{"not a mapping", "- topic\n", nil, nil, false, []string{"serve.yaml: yaml: unmarshal errors"}},
+		{"not a mapping", "- topic\n", nil, nil, false, []string{"serve.yaml: line 1: want a mapping of settings (name: value), not a list"}},
+		{"int with a leading zero", "history-batches: 0100\n", nil, nil, false,
+			[]string{`serve.yaml: line 1: history-batches: want an integer: "0100" has a leading zero, which would read as octal: write 100 for decimal, or 0o100 for octal`}},
+		{"int with a leading zero from env", "", map[string]string{"CONFGATE_REPLICATION_FACTOR": "-03"}, nil, false,
+			[]string{`$CONFGATE_REPLICATION_FACTOR (--replication-factor): want an integer: "-03" has a leading zero`, "write -3 for decimal"}},
+		{"YAML 1.1 boolean", "create-topic: yes\n", nil, nil, false, []string{"serve.yaml: line 1: create-topic: want true or false", `"yes"`}},
+		{"print mode", "", nil, []string{"--print-config=some"}, false, []string{`invalid argument "some" for "--print-config" flag: want all or changed`}},
 		{"bad env value", "", map[string]string{"CONFGATE_CACHE_BYTES": "lots"}, nil, false,
 			[]string{"$CONFGATE_CACHE_BYTES (--cache-bytes): want a size"}},
 		{"bad env log level", "", map[string]string{"CONFGATE_LOG_LEVEL": "loud"}, nil, false, []string{`--log-level "loud"`}},
@@ -253,30 +269,206 @@ func TestServeConfigErrors(t *testing.T) {
 	}
 }
 
+// loadServe loads serve's settings from args, env and the file
+// $CONFGATE_CONFIG names as serve does before it starts, and returns its
+// flags: the values the rest of serve reads.
+func loadServe(t *testing.T, env map[string]string, args ...string) (*pflag.FlagSet, error) {
+	t.Helper()
+	serve, _, err := newRootCmd(&Env{Getenv: envMap(env)}).Find([]string{"serve"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := serve.ParseFlags(args); err != nil { // merges the global flags in too
+		t.Fatal(err)
+	}
+	var c serveConfig
+	return serve.Flags(), c.load(serve, envMap(env))
+}
+
+// flagValue is a flag's value in the form --print-config's YAML parses
+// to: a string, an int, a bool, a list or a map.
+func flagValue(t *testing.T, fs *pflag.FlagSet, name string) any {
+	t.Helper()
+	f := fs.Lookup(name)
+	if f == nil {
+		t.Fatalf("no flag --%s", name)
+	}
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		out := []any{}
+		for _, e := range sv.GetSlice() {
+			out = append(out, e)
+		}
+		return out
+	}
+	switch {
+	case f.Value.Type() == "stringToString":
+		m, err := fs.GetStringToString(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]any{}
+		for k, v := range m {
+			out[k] = v
+		}
+		return out
+	case f.Value.Type() == "bool":
+		b, err := strconv.ParseBool(f.Value.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	case isInt(f):
+		n, err := strconv.Atoi(f.Value.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	return f.Value.String()
+}
+
+// Every value reaches its flag as the text written in the file, never as
+// YAML would type it (1.10 the float 1.1, 0123 the octal 83, 1e3 1000, no
+// false): checked in what serve's flags hold and in what --print-config
+// prints, read by a YAML parser that does type plain scalars. Integers
+// with a leading zero are refused rather than read as octal; null is an
+// error naming the key.
+func TestServeConfigScalarsAsWritten(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		file string            // the config file
+		env  map[string]string // the environment, besides $CONFGATE_CONFIG
+		key  string            // the setting checked
+		want any               // its value; nil when the file is refused
+		err  string            // the error, when it is
+	}{
+		// Strings.
+		{name: "decimal stays as written", file: "topic: 1.10\n", key: "topic", want: "1.10"},
+		{name: "leading zero is not octal", file: "kafka-sasl-user: 0123\n", key: "kafka-sasl-user", want: "0123"},
+		{name: "exponent is not expanded", file: "gateway-name: 1e3\n", key: "gateway-name", want: "1e3"},
+		{name: "leading zeros are kept", file: "topic: 000042\n", key: "topic", want: "000042"},
+		{name: "no is not false", file: "topic: no\n", key: "topic", want: "no"},
+		{name: "on is not true", file: "kafka-sasl-user: on\n", key: "kafka-sasl-user", want: "on"},
+		{name: "true for a string flag is text", file: "topic: true\n", key: "topic", want: "true"},
+		{name: "hex is text", file: "topic: 0x10\n", key: "topic", want: "0x10"},
+		{name: "underscores are kept", file: "topic: 1_000\n", key: "topic", want: "1_000"},
+		{name: "inf is text", file: "topic: .inf\n", key: "topic", want: ".inf"},
+		{name: "sexagesimal is text", file: "topic: 1:20\n", key: "topic", want: "1:20"},
+		{name: "date is text", file: "topic: 2001-12-14\n", key: "topic", want: "2001-12-14"},
+		{name: "quoted number", file: "topic: \"1.10\"\n", key: "topic", want: "1.10"},
+		{name: "single-quoted null", file: "topic: 'null'\n", key: "topic", want: "null"},
+		{name: "quoted tilde", file: "topic: \"~\"\n", key: "topic", want: "~"},
+		{name: "explicit tag changes nothing", file: "topic: !!str 0123\n", key: "topic", want: "0123"},
+		{name: "alias", file: "topic: &t 1.10\ngateway-name: *t\n", key: "gateway-name", want: "1.10"},
+		{name: "tilde is null", file: "topic: ~\n", key: "topic", err: "line 1: topic: no value (null)"},
+		{name: "null is null", file: "topic: null\n", key: "topic", err: "line 1: topic: no value (null)"},
+		{name: "nothing is null", file: "topic:\n", key: "topic", err: "line 1: topic: no value (null)"},
+		{name: "environment is text", file: "topic: x\n", env: map[string]string{"CONFGATE_TOPIC": "0123"}, key: "topic", want: "0123"},
+		// Integers, read by the flag's parser as on the command line.
+		{name: "quoted number for an int flag", file: "history-batches: \"12\"\n", key: "history-batches", want: 12},
+		{name: "hex int", file: "history-batches: 0x10\n", key: "history-batches", want: 16},
+		{name: "0o octal int", file: "history-batches: 0o17\n", key: "history-batches", want: 15},
+		{name: "int with underscores", file: "history-batches: 1_000\n", key: "history-batches", want: 1000},
+		{name: "zero", file: "max-snapshot-builds: 0\n", key: "max-snapshot-builds", want: 0},
+		{name: "negative int16", file: "replication-factor: -1\n", key: "replication-factor", want: -1},
+		{name: "uint32", file: "max-streams-per-conn: 7\n", key: "max-streams-per-conn", want: 7},
+		{name: "int with a leading zero", file: "history-batches: 0123\n", key: "history-batches",
+			err: `line 1: history-batches: want an integer: "0123" has a leading zero, which would read as octal: write 123 for decimal, or 0o123 for octal`},
+		{name: "int32 with leading zeros", file: "partitions: 006\n", key: "partitions", err: `"006" has a leading zero`},
+		{name: "exponent for an int", file: "history-batches: 1e3\n", key: "history-batches", err: "line 1: history-batches: want an integer"},
+		{name: "float for an int", file: "history-batches: 10.0\n", key: "history-batches", err: "want an integer"},
+		{name: "inf for an int", file: "history-batches: .inf\n", key: "history-batches", err: "want an integer"},
+		// Booleans: strconv.ParseBool's forms, as on the command line.
+		{name: "true", file: "create-topic: true\n", key: "create-topic", want: true},
+		{name: "False", file: "fleet: False\n", key: "fleet", want: false},
+		{name: "quoted true", file: "create-topic: \"true\"\n", key: "create-topic", want: true},
+		{name: "1 for a bool", file: "create-topic: 1\n", key: "create-topic", want: true},
+		{name: "yes for a bool", file: "create-topic: yes\n", key: "create-topic", err: "line 1: create-topic: want true or false"},
+		{name: "off for a bool", file: "fleet: off\n", key: "fleet", err: "line 1: fleet: want true or false"},
+		// Sizes and durations are decimal, with their units.
+		{name: "size with a leading zero is decimal", file: "cache-bytes: 0123\n", key: "cache-bytes", want: "123"},
+		{name: "quoted size", file: "cache-bytes: \"64MiB\"\n", key: "cache-bytes", want: "64MiB"},
+		{name: "exponent for a size", file: "cache-bytes: 1e3\n", key: "cache-bytes", err: `line 1: cache-bytes: want a size such as 1048576 or 64MiB: "1e3" is not a size`},
+		{name: "underscores in a size", file: "cache-bytes: 1_000\n", key: "cache-bytes", err: `"1_000" is not a size`},
+		{name: "fractional duration", file: "fetch-max-wait: 1.5s\n", key: "fetch-max-wait", want: "1.5s"},
+		{name: "bare zero duration", file: "producer-linger: 0\n", key: "producer-linger", want: "0s"},
+		{name: "exponent for a duration", file: "fetch-max-wait: 1e3\n", key: "fetch-max-wait", err: "line 1: fetch-max-wait: want a duration"},
+		// Lists: each item as written.
+		{name: "list items", file: "brokers: [1.10, 0123, no, \"1e3\"]\n", key: "brokers", want: []any{"1.10", "0123", "no", "1e3"}},
+		{name: "block list", file: "auth-jwt-audience:\n  - 0123\n  - yes\n", key: "auth-jwt-audience", want: []any{"0123", "yes"}},
+		{name: "scalar for a list", file: "brokers: 0123\n", key: "brokers", want: []any{"0123"}},
+		{name: "comma-separated list", file: "brokers: 1.10,0123\n", key: "brokers", want: []any{"1.10", "0123"}},
+		{name: "empty list", file: "auth-cert-names: []\n", key: "auth-cert-names", want: []any{}},
+		{name: "null item", file: "brokers: [a, ~]\n", key: "brokers", err: "line 1: brokers: item 2: no value (null)"},
+		// Maps: each value as written.
+		{name: "map values", file: "topic-config:\n  segment.ms: 0123\n  retention.ms: 1e3\n  x: no\n  y: 1.10\n", key: "topic-config",
+			want: map[string]any{"segment.ms": "0123", "retention.ms": "1e3", "x": "no", "y": "1.10"}},
+		{name: "map keys", file: "topic-config: {1.10: a, 0123: b}\n", key: "topic-config", want: map[string]any{"1.10": "a", "0123": "b"}},
+		{name: "null map value", file: "topic-config: {a: ~}\n", key: "topic-config", err: "line 1: topic-config: a: no value (null)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{configEnv: configFile(t, tt.file)}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			fs, err := loadServe(t, env)
+			r := runEnv(t, env, "serve", "--print-config")
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("loading: error %v, want %q", err, tt.err)
+				}
+				if r.code != exitFailure || !strings.Contains(r.stderr, tt.err) {
+					t.Errorf("--print-config: exit %d, want %d with %q: %s", r.code, exitFailure, tt.err, r.stderr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("loading: %v", err)
+			}
+			if got := flagValue(t, fs, tt.key); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("--%s holds %#v, want %#v", tt.key, got, tt.want)
+			}
+			var printed map[string]any
+			if r.code != 0 || yaml.Unmarshal([]byte(r.stdout), &printed) != nil {
+				t.Fatalf("--print-config: exit %d: %s%s", r.code, r.stdout, r.stderr)
+			}
+			if !reflect.DeepEqual(printed[tt.key], tt.want) {
+				t.Errorf("--print-config prints %s = %#v, want %#v:\n%s", tt.key, printed[tt.key], tt.want, r.stdout)
+			}
+		})
+	}
+}
+
 // --print-config redacts the SASL password and prints no other secret of
 // the environment; what it prints, read back with --config and nothing
-// else, gives the same settings.
+// else, gives the same settings. Values YAML would retype (1.10, 0123,
+// 1e3, no) are printed as written and quoted, so neither a generic YAML
+// reader (the test's) nor --config changes them.
 func TestServeConfigPrintRoundTrips(t *testing.T) {
 	const secret = "hunter2-sasl"
 	env := map[string]string{
-		kafkaPasswordEnv:           secret,
-		tokenEnv:                   "client-token-secret",
-		"CONFGATE_KAFKA_SASL_USER": "svc",
-		"CONFGATE_TOPIC_CONFIG":    `segment.ms=1,"x=a,b"`,
-		"CONFGATE_CACHE_BYTES":     "1000",
-		"CONFGATE_LOG_LEVEL":       "warn",
+		kafkaPasswordEnv:            secret,
+		tokenEnv:                    "client-token-secret",
+		"CONFGATE_TRANSACTIONAL_ID": "007",
+		"CONFGATE_TOPIC_CONFIG":     `segment.ms=0123,"x=a,b"`,
+		"CONFGATE_CACHE_BYTES":      "1000",
+		"CONFGATE_LOG_LEVEL":        "warn",
 	}
 	file := configFile(t, `brokers: [k1:9092, "k2:9092"]
-topic: "cfg: with a colon"
+topic: 1.10
+kafka-sasl-user: 0123
+gateway-name: 1e3
+kafka-tls-server-name: no
+auth-jwt-subject-prefix: "cfg: with a colon"
 kafka-sasl-mechanism: SCRAM-SHA-512
-auth-jwt-audience: [a, "b,c"]
+auth-jwt-audience: [a, "b,c", 0x10, yes]
 auth-cert-names: []
 admin-listen: ""
 fetch-max-wait: 250ms
 history-bytes: 3GiB
 create-topic: true
 replication-factor: 3
-gateway-name: "  spaced  "
+auth-jwt-groups-claim: "  spaced  "
 `)
 	first, text := printConfig(t, env, "--config", file, "--max-streams", "12")
 	for _, leak := range []string{secret, "client-token-secret"} {
@@ -305,12 +497,93 @@ gateway-name: "  spaced  "
 		t.Errorf("printed %d keys, serve has %d settings", len(first), len(settings(serve)))
 	}
 
+	// As written, to a YAML reader that types plain scalars.
+	for k, want := range map[string]any{
+		"topic": "1.10", "kafka-sasl-user": "0123", "gateway-name": "1e3", "kafka-tls-server-name": "no",
+		"transactional-id": "007", "auth-jwt-groups-claim": "  spaced  ",
+		"auth-jwt-audience": []any{"a", "b,c", "0x10", "yes"},
+		"topic-config":      map[string]any{"segment.ms": "0123", "x": "a,b"},
+	} {
+		if !reflect.DeepEqual(first[k], want) {
+			t.Errorf("%s = %#v, want %#v\n%s", k, first[k], want, text)
+		}
+	}
+	for _, line := range []string{`topic: "1.10" # file`, `kafka-sasl-user: "0123" # file`, `transactional-id: "007" # $CONFGATE_TRANSACTIONAL_ID`, `history-batches: 65536`, `create-topic: true # file`} {
+		if !strings.Contains(text, "\n"+line+"\n") {
+			t.Errorf("--print-config has no line %s:\n%s", line, text)
+		}
+	}
+
 	again, text2 := printConfig(t, nil, "--config", configFile(t, text))
 	if !reflect.DeepEqual(first, again) {
 		t.Errorf("read back, the settings differ:\nfirst:\n%s\nagain:\n%s", text, text2)
 	}
+	// And so do serve's flags.
+	fs1, err := loadServe(t, map[string]string{configEnv: file, "CONFGATE_TRANSACTIONAL_ID": "007",
+		"CONFGATE_TOPIC_CONFIG": env["CONFGATE_TOPIC_CONFIG"], "CONFGATE_CACHE_BYTES": "1000", "CONFGATE_LOG_LEVEL": "warn"}, "--max-streams", "12")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs2, err := loadServe(t, map[string]string{configEnv: configFile(t, text)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range settings(serve) {
+		if v1, v2 := flagValue(t, fs1, name), flagValue(t, fs2, name); !reflect.DeepEqual(v1, v2) {
+			t.Errorf("--%s is %#v, read back %#v", name, v1, v2)
+		}
+	}
 	if strings.Contains(text2, "kafka-sasl-password") {
 		t.Errorf("without the password in the environment, it is still mentioned:\n%s", text2)
+	}
+}
+
+// --print-config=changed prints only the settings a flag, the environment
+// or the file gave, each with its source, even one given its default
+// value; read back with --config and nothing else it gives the same
+// settings as the full print, and with nothing given it prints an empty
+// mapping, which reads back as all defaults. The flag alone, and =true,
+// still print everything.
+func TestServeConfigPrintChanged(t *testing.T) {
+	file := configFile(t, "topic: 1.10\nbrokers: [k1:9092]\ncache-bytes: 64MiB\ntopic-config: {segment.ms: 0123}\n")
+	env := map[string]string{"CONFGATE_LOG_LEVEL": "warn", "CONFGATE_STALE_AFTER": "1m"}
+	args := []string{"--config", file, "--max-streams", "12"}
+	all, _ := printConfig(t, env, args...)
+	defaults, _ := printConfig(t, nil)
+	for _, mode := range []string{"--print-config", "--print-config=true", "--print-config=all"} {
+		got, text := printConfig(t, env, append(args, mode)...)
+		if !reflect.DeepEqual(got, all) {
+			t.Errorf("%s prints other settings than --print-config:\n%s", mode, text)
+		}
+	}
+
+	changed, text := printConfig(t, env, append(args, "--print-config=changed")...)
+	want := map[string]any{
+		"topic": "1.10", "brokers": []any{"k1:9092"}, "cache-bytes": "64MiB", "topic-config": map[string]any{"segment.ms": "0123"},
+		"log-level": "warn", "stale-after": "1m0s", "max-streams": 12,
+	}
+	if !reflect.DeepEqual(changed, want) {
+		t.Errorf("--print-config=changed = %#v, want %#v\n%s", changed, want, text)
+	}
+	if defaults["cache-bytes"] != "64MiB" {
+		t.Errorf("cache-bytes defaults to %v: the test wants a setting given its default", defaults["cache-bytes"])
+	}
+	for _, line := range []string{`topic: "1.10" # file`, `log-level: "warn" # $CONFGATE_LOG_LEVEL`, `max-streams: 12 # --max-streams`, "# Only those a flag"} {
+		if !strings.Contains(text, line) {
+			t.Errorf("--print-config=changed has no %s:\n%s", line, text)
+		}
+	}
+	again, text2 := printConfig(t, nil, "--config", configFile(t, text))
+	if !reflect.DeepEqual(again, all) {
+		t.Errorf("--print-config=changed read back gives other settings:\n%s", text2)
+	}
+
+	none, text := printConfig(t, nil, "--print-config=changed")
+	if len(none) != 0 || !strings.Contains(text, "\n{}\n") {
+		t.Errorf("--print-config=changed with nothing given: %#v\n%s", none, text)
+	}
+	if back, _ := printConfig(t, nil, "--config", configFile(t, text)); !reflect.DeepEqual(back, defaults) {
+		t.Errorf("the empty print read back is not the defaults: %#v", back)
 	}
 }
 
@@ -346,6 +619,11 @@ var reusedEnv = map[string]string{
 	// The container image's defaults, which flags override.
 	"CONFGATE_LISTEN":       "internal/ociimage: listen on every interface",
 	"CONFGATE_ADMIN_LISTEN": "internal/ociimage: listen on every interface",
+	// The Helm chart's tests set them in a values file's env to check
+	// that the chart refuses a variable that sets a flag it passes.
+	"CONFGATE_TOPIC":         "deploy/helm/test: env that sets a flag the chart sets",
+	"CONFGATE_FLEET":         "deploy/helm/test: env that sets a flag the chart may set",
+	"CONFGATE_HISTORY_BYTES": "deploy/helm/test: env that sets a flag an extra argument sets",
 }
 
 // No CONFGATE_ variable the rest of the repository uses (test harnesses,
@@ -436,21 +714,25 @@ func TestServeConfigIgnoresOtherVariables(t *testing.T) {
 // brokers from the environment, the rest (SASL included) from the file,
 // the password from its variable; the start-up log, JSON as the file
 // says, names where settings came from and never shows the password.
+// The topic, the SASL user and the gateway's name are written as YAML
+// would retype them (1.10, 0123, 1e3): the gateway consumes topic 1.10,
+// logs in as 0123 and signs its writes 1e3.
 func TestServeConfigRuns(t *testing.T) {
 	const pass = "s3cret-from-env"
-	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "cfg-svc", pass))
+	k, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "0123", pass))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(k.Close)
-	file := configFile(t, `topic: from-file
+	file := configFile(t, `topic: 1.10
+gateway-name: 1e3
 create-topic: true
 listen: 127.0.0.1:0
 admin-listen: ""
 probe-interval: 200ms
 shutdown-grace: 2s
 kafka-sasl-mechanism: SCRAM-SHA-256
-kafka-sasl-user: cfg-svc
+kafka-sasl-user: 0123
 output: json
 `)
 	env := map[string]string{
@@ -459,13 +741,23 @@ output: json
 		kafkaPasswordEnv:   pass,
 	}
 	n := startNodeCmdEnv(t, envMap(env), "serve")
-	if n.Topic != "from-file" || !reflect.DeepEqual(n.Kafka, k.ListenAddrs()) {
-		t.Fatalf("serve runs topic %q on %v, want from-file on %v", n.Topic, n.Kafka, k.ListenAddrs())
+	if n.Topic != "1.10" || !reflect.DeepEqual(n.Kafka, k.ListenAddrs()) {
+		t.Fatalf("serve runs topic %q on %v, want 1.10 on %v", n.Topic, n.Kafka, k.ListenAddrs())
 	}
 	c := cli{t: t, addr: n.GRPC}
 	c.ok("put", "--wait", "cfg/a", "1")
-	if got := strings.TrimSpace(c.ok("get", "cfg/a")); got != "1" {
-		t.Fatalf("get = %q", got)
+	got := jsonLines(t, c.ok("get", "-o", "json", "cfg/a"))
+	if len(got) != 1 || got[0]["value"] != "1" {
+		t.Fatalf("get -o json: %v", got)
+	}
+	signed := ""
+	for _, h := range got[0]["headers"].([]any) {
+		if h := h.(map[string]any); h["key"] == "confgate-gateway" {
+			signed, _ = h["value"].(string)
+		}
+	}
+	if signed != "1e3" {
+		t.Errorf("the write is signed by gateway %q, want 1e3: %v", signed, got[0]["headers"])
 	}
 	if code := n.stop(); code != 0 {
 		t.Fatalf("exit %d: %s", code, n.stderr)
