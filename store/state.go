@@ -428,7 +428,7 @@ func (st *state) overTombLimits() bool {
 // copy-on-write bookkeeping, so the caller must hold the write lock.
 func (st *state) snapshot() *Snapshot {
 	if st.snap == nil {
-		st.snap = &Snapshot{tree: st.tree.Clone(), Cursor: st.cursor(), Seq: st.nextSeq - 1}
+		st.snap = &Snapshot{tree: st.tree.Clone(), Cursor: st.cursor(), Seq: st.nextSeq - 1, dig: st.dig}
 	}
 	return st.snap
 }
