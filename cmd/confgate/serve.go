@@ -55,7 +55,9 @@ $CONFGATE_CONFIG, keyed by flag name (cache-bytes: 64MiB). A flag beats the
 environment, which beats the file, which beats the default. A key the file
 does not know is an error. The SASL password comes only from
 $CONFGATE_KAFKA_SASL_PASSWORD. --print-config prints the result in the
-file's format, secrets redacted, and exits. confgate dev reads flags only.`,
+file's format, secrets redacted, and exits; --print-config=changed prints
+only the settings given, with where each came from (a saved full print
+pins every default). confgate dev reads flags only.`,
 		Args: cobra.NoArgs,
 		// Replaces the root's hook (cobra runs the nearest one): the
 		// environment and the file must be merged before setup reads
