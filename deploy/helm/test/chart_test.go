@@ -60,6 +60,12 @@ type expect struct {
 
 func ptr[T any](v T) *T { return &v }
 
+// stopMargin is what the termination grace period must leave after the
+// preStop sleep and --shutdown-grace: after the grace the gateway still
+// closes its admin listener (up to 1 s), its Kafka clients and its fleet
+// watch before it exits, and a SIGKILL meanwhile cuts that short.
+const stopMargin = 10 * time.Second
+
 func TestRender(t *testing.T) {
 	flags := serveFlags(t)
 	for _, tc := range []struct {
@@ -92,7 +98,7 @@ func TestRender(t *testing.T) {
 			sasl: "kafka-sasl/password",
 			flags: map[string]string{
 				"topic": "prod.config", "create-topic": "", "partitions": "12", "replication-factor": "3",
-				"topic-config": "min.insync.replicas=2,segment.ms=3600000", "kafka-tls": "",
+				"topic-config": "max.message.bytes=10485760,min.cleanable.dirty.ratio=0.1,min.insync.replicas=2,segment.ms=3600000", "kafka-tls": "",
 				"kafka-tls-server-name": "kafka.example.com", "kafka-sasl-mechanism": "SCRAM-SHA-512", "kafka-sasl-user": "confgate",
 				"auth-jwt-issuer": "https://kubernetes.default.svc.cluster.local", "auth-jwt-audience": "confgate",
 				"auth-jwt-subject-prefix": "system:serviceaccount:", "auth-jwt-groups-claim": "groups", "auth-jwt-leeway": "1m", "auth-cert-names": "uri,dns",
@@ -112,7 +118,7 @@ func TestRender(t *testing.T) {
 			replicas: ptr[int32](1), serviceAccount: "default",
 			flags:   map[string]string{"fleet": "false", "shutdown-grace": "5s"},
 			absent:  []string{"max-connection-age", "max-connection-age-grace"},
-			preStop: 0, grace: 5,
+			preStop: 0, grace: 15,
 		}},
 		{"admin-tls.yaml", expect{
 			replicas: ptr[int32](3), pdb: true, serviceMonitor: true, adminService: true, serviceAccount: "cg-confgate", createAccount: true,
@@ -235,8 +241,9 @@ func checkRendering(t *testing.T, r *rendered, want expect, flags map[string]boo
 		}
 	}
 
-	// The drain: preStop sleep, then SIGTERM and --shutdown-grace, all
-	// within the termination grace period.
+	// The drain: preStop sleep, then SIGTERM and --shutdown-grace, and
+	// stopMargin for the rest of the stop, all within the termination
+	// grace period.
 	var sleep int64
 	if lc := c.Lifecycle; lc != nil && lc.PreStop != nil {
 		if lc.PreStop.Sleep == nil || lc.PreStop.Exec != nil || lc.PreStop.HTTPGet != nil {
@@ -253,8 +260,8 @@ func checkRendering(t *testing.T, r *rendered, want expect, flags map[string]boo
 		t.Errorf("--shutdown-grace: %v", err)
 	}
 	tgp := pod.TerminationGracePeriodSeconds
-	if tgp == nil || time.Duration(*tgp)*time.Second < grace+time.Duration(sleep)*time.Second {
-		t.Errorf("terminationGracePeriodSeconds %v < --shutdown-grace %s + preStop %ds: gateways would be killed mid-drain", tgp, grace, sleep)
+	if tgp == nil || time.Duration(*tgp)*time.Second < grace+time.Duration(sleep)*time.Second+stopMargin {
+		t.Errorf("terminationGracePeriodSeconds %v < --shutdown-grace %s + preStop %ds + %s: gateways would be killed mid-stop", tgp, grace, sleep, stopMargin)
 	} else if *tgp != want.grace {
 		t.Errorf("terminationGracePeriodSeconds %d, want %d", *tgp, want.grace)
 	}
@@ -645,8 +652,16 @@ func checkServiceMonitor(t *testing.T, r *rendered, want expect, topic string) {
 		case a != nil && a.Validate() != nil:
 			t.Errorf("ServiceMonitor authorization: %v", a.Validate())
 		}
-		if want.adminTLS && ep.TLSConfig == nil {
+		// Over HTTPS the scrape needs its TLS settings (else the system
+		// CAs judge the gateways' certificate); over HTTP Prometheus
+		// ignores them, client certificate included.
+		switch {
+		case want.adminTLS && ep.TLSConfig == nil:
 			t.Error("ServiceMonitor over HTTPS without tlsConfig")
+		case !want.adminTLS && ep.TLSConfig != nil:
+			t.Errorf("ServiceMonitor over HTTP with tlsConfig %+v, which Prometheus ignores", ep.TLSConfig)
+		case ep.TLSConfig != nil && ep.TLSConfig.Validate() != nil:
+			t.Errorf("ServiceMonitor tlsConfig: %v", ep.TLSConfig.Validate())
 		}
 		// The dashboard and alerts filter by topic, which the scrape adds.
 		if rl := ep.RelabelConfigs; len(rl) == 0 || rl[0].TargetLabel != "topic" || rl[0].Replacement == nil || *rl[0].Replacement != topic {
@@ -688,6 +703,8 @@ func TestBadValues(t *testing.T) {
 		{"HPA min above max", "autoscaling: {enabled: true, minReplicas: 5, maxReplicas: 3}", "autoscaling.minReplicas (5) is above autoscaling.maxReplicas (3)"},
 		{"PDB neither", "podDisruptionBudget: {maxUnavailable: null}", "needs minAvailable or maxUnavailable"},
 		{"grace too short", "drain: {preStopSleepSeconds: 5, shutdownGraceSeconds: 10, terminationGracePeriodSeconds: 12}", "drain.terminationGracePeriodSeconds (12) is below"},
+		{"grace without the margin", "drain: {preStopSleepSeconds: 5, shutdownGraceSeconds: 10, terminationGracePeriodSeconds: 15}", "drain.terminationGracePeriodSeconds (15) is below drain.preStopSleepSeconds + drain.shutdownGraceSeconds + 10 (25)"},
+		{"grace a second short of the margin", "drain: {preStopSleepSeconds: 0, shutdownGraceSeconds: 5, terminationGracePeriodSeconds: 14}", "drain.terminationGracePeriodSeconds (14) is below"},
 		{"bad digest", "image: {digest: sha256:abc}", "image.digest"},
 		{"SASL without password", "kafka: {sasl: {mechanism: PLAIN, user: u}}", "kafka.sasl.mechanism needs kafka.sasl.passwordSecret.name"},
 		{"SASL without user", "kafka: {sasl: {mechanism: PLAIN, passwordSecret: {name: s}}}", "kafka.sasl.mechanism needs kafka.sasl.user"},
@@ -704,9 +721,32 @@ func TestBadValues(t *testing.T) {
 		{"cert names without client CA", "auth: {certNames: [uri]}", "auth.certNames needs tls.clientCA"},
 		{"anonymous alone", "auth: {anonymous: true}", "auth.anonymous needs a credential"},
 		{"scrape without credential", "auth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true}", "/metrics needs a credential"},
+		{"scrape TLS without a client certificate", "tls: {secretName: t, adminTLS: true}\nauth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true, tlsConfig: {ca: {secret: {name: t, key: ca.crt}}}}", "/metrics needs a credential"},
+		{"scrape certificate over HTTP", "tls: {secretName: t, clientCA: {secret: ca}}\nauth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true, tlsConfig: " + scrapeCert + "}", "serviceMonitor.tlsConfig needs tls.adminTLS"},
+		{"scrape TLS settings over HTTP", "serviceMonitor: {enabled: true, tlsConfig: {insecureSkipVerify: true}}", "serviceMonitor.tlsConfig needs tls.adminTLS"},
+		{"HTTPS scrape without TLS settings", "tls: {secretName: t, adminTLS: true}\nserviceMonitor: {enabled: true}", "tls.adminTLS with serviceMonitor.enabled needs serviceMonitor.tlsConfig"},
+		{"HTTPS scrape with a bearer token but no TLS settings", "tls: {secretName: t, adminTLS: true}\nauth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true, authorization: {secret: {name: s}}}", "needs serviceMonitor.tlsConfig"},
+		{"scrape certificate nobody asks for", "tls: {secretName: t, adminTLS: true}\nauth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true, tlsConfig: " + scrapeCert + "}", "needs tls.clientCA"},
+		{"scrape certificate without key", "tls: {secretName: t, adminTLS: true, clientCA: {secret: ca}}\nauth: {tokens: {secret: t}}\nserviceMonitor: {enabled: true, tlsConfig: {cert: {secret: {name: s, key: tls.crt}}}}", "serviceMonitor.tlsConfig: a client certificate (cert or certFile) and its key (keySecret or keyFile) go together"},
 		{"extra arg not a flag", "gateway: {extraArgs: [history-bytes]}", `"history-bytes" is not one --flag`},
 		{"extra arg in two tokens", "gateway: {extraArgs: [--history-bytes, 1GiB]}", `"1GiB" is not one --flag`},
 		{"extra arg the chart sets", "gateway: {extraArgs: [--topic=other]}", "--topic is set by the chart"},
+		{"extra arg print-config", "gateway: {extraArgs: [--print-config]}", "gateway.extraArgs: --print-config makes serve print and exit"},
+		{"extra arg help", "gateway: {extraArgs: [--help]}", "gateway.extraArgs: --help makes serve print and exit"},
+		{"extra arg config", "gateway: {extraArgs: [--config=/etc/confgate.yaml]}", "gateway.extraArgs: --config"},
+		{"env the chart sets as a flag", "env: [{name: CONFGATE_TOPIC, value: other}]", "env: CONFGATE_TOPIC sets --topic, which the chart sets"},
+		{"env the chart may set as a flag", "env: [{name: CONFGATE_FLEET, value: \"false\"}]", "env: CONFGATE_FLEET sets --fleet, which the chart sets"},
+		{"env an extra arg sets", "gateway: {extraArgs: [--history-bytes=1GiB]}\nenv: [{name: CONFGATE_HISTORY_BYTES, value: 2GiB}]", "env: CONFGATE_HISTORY_BYTES sets --history-bytes, which gateway.extraArgs passes"},
+		{"env config file", "env: [{name: CONFGATE_CONFIG, value: /etc/c.yaml}]", "env: CONFGATE_CONFIG"},
+		{"env print-config", "env: [{name: CONFGATE_PRINT_CONFIG, value: \"true\"}]", "env: CONFGATE_PRINT_CONFIG"},
+		{"env SASL password twice", "kafka: {sasl: {mechanism: PLAIN, user: u, passwordSecret: {name: s}}}\nenv: [{name: CONFGATE_KAFKA_SASL_PASSWORD, value: p}]", "env: CONFGATE_KAFKA_SASL_PASSWORD is set by the chart from kafka.sasl.passwordSecret"},
+		{"env GOMEMLIMIT twice", "goMemLimit: 900MiB\nenv: [{name: GOMEMLIMIT, value: 1GiB}]", "env: GOMEMLIMIT is set by the chart from goMemLimit"},
+		{"env without a name", "env: [{value: x}]", "/env/0"},
+		{"topic config with a quote", "kafka: {topicConfig: {compression.type: 'zs\"td'}}", `kafka.topicConfig.compression.type: a value holding " or a line break`},
+		{"topic config with a line break", "kafka: {topicConfig: {compression.type: \"zs\\ntd\"}}", `kafka.topicConfig.compression.type: a value holding " or a line break`},
+		{"topic config beyond float precision", "kafka: {topicConfig: {retention.ms: 9223372036854775807}}", "kafka.topicConfig.retention.ms: 9.223372036854776e+18 is too large for a YAML number to hold exactly (helm reads it as a float); write it as a string"},
+		{"topic config key with =", "kafka: {topicConfig: {\"a=b\": x}}", "invalid propertyName 'a=b'"},
+		{"topic config key with a comma", "kafka: {topicConfig: {\"a,b\": x}}", "invalid propertyName 'a,b'"},
 		{"misspelt key", "kafka: {brokerz: [x:1]}", "additional properties 'brokerz' not allowed"},
 		{"bad duration", "gateway: {maxConnectionAge: 5x}", "/gateway/maxConnectionAge"},
 		{"broker without port", "kafka: {brokers: [kafka]}", "/kafka/brokers/0"},
@@ -724,15 +764,20 @@ func TestBadValues(t *testing.T) {
 	}
 }
 
+// scrapeCert is a ServiceMonitor tlsConfig with a client certificate.
+const scrapeCert = "{ca: {secret: {name: t, key: ca.crt}}, cert: {secret: {name: s, key: tls.crt}}, keySecret: {name: s, key: tls.key}}"
+
 // TestChartFlagsAreNotExtraArgs: every flag the chart sets from its own
 // values is refused in gateway.extraArgs (a second --brokers would add to
-// the list, a second --topic would silently win), so the chart's list of
-// the flags it sets stays complete.
+// the list, a second --topic would silently win) and as its variable in
+// env (the flag would silently beat it, or the variable would override
+// the chart's value where the chart passes no flag), so the chart's list
+// of the flags it sets stays complete.
 func TestChartFlagsAreNotExtraArgs(t *testing.T) {
 	// Between them, these two renderings set every flag the chart sets.
 	all := map[string]bool{}
 	for _, values := range [][]string{
-		{filepath.Join(valuesDir, "production.yaml"), valuesFile(t, "gateway: {extraArgs: []}\ntls: {adminTLS: true}")},
+		{filepath.Join(valuesDir, "production.yaml"), valuesFile(t, "gateway: {extraArgs: []}\ntls: {adminTLS: true}\nserviceMonitor: {tlsConfig: {ca: {secret: {name: ca, key: ca.crt}}}}")},
 		{filepath.Join(valuesDir, "minimal.yaml")},
 	} {
 		out, err := helmTemplate(t, values)
@@ -751,6 +796,11 @@ func TestChartFlagsAreNotExtraArgs(t *testing.T) {
 		_, err := helmTemplate(t, []string{filepath.Join(valuesDir, "defaults.yaml"), valuesFile(t, fmt.Sprintf("gateway: {extraArgs: [--%s=x]}", flag))})
 		if err == nil || !strings.Contains(err.Error(), "--"+flag+" is set by the chart") {
 			t.Errorf("extraArgs [--%s=x]: %v, want it refused as a flag the chart sets", flag, err)
+		}
+		env := "CONFGATE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		_, err = helmTemplate(t, []string{filepath.Join(valuesDir, "defaults.yaml"), valuesFile(t, fmt.Sprintf("env: [{name: %s, value: x}]", env))})
+		if err == nil || !strings.Contains(err.Error(), "env: "+env+" sets --"+flag+", which the chart sets") {
+			t.Errorf("env %s: %v, want it refused as the variable of a flag the chart sets", env, err)
 		}
 	}
 }

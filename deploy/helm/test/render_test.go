@@ -60,7 +60,13 @@ func helmTemplate(t *testing.T, values []string, extra ...string) ([]byte, error
 	for _, v := range values {
 		args = append(args, "--values", v)
 	}
-	args = append(args, extra...)
+	return helmRun(t, append(args, extra...)...)
+}
+
+// helmRun runs helm with args and returns its output, and its stderr as
+// the error when it fails.
+func helmRun(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
 	cmd := exec.Command(helmPath(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -81,37 +87,78 @@ func valuesFile(t *testing.T, values string) string {
 }
 
 var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+	binDir  string // a directory of our own for a built binary, removed by TestMain
+
 	flagsOnce sync.Once
 	flags     map[string]bool
 	flagsErr  error
 	flagRe    = regexp.MustCompile(`(?m)^\s+(?:-[a-zA-Z], )?--([a-z0-9][a-z0-9-]*)`)
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// confgateBin is the confgate binary the tests ask about its flags: the
+// one in $CONFGATE_BIN, or one built from this repository.
+func confgateBin(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binPath = os.Getenv("CONFGATE_BIN"); binPath != "" {
+			return
+		}
+		if binDir, binErr = os.MkdirTemp("", "confgate-chart-test"); binErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "confgate")
+		build := exec.Command("go", "build", "-o", binPath, "./cmd/confgate")
+		build.Dir = repoRoot
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build ./cmd/confgate: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// confgateCmd runs confgate with args and without any CONFGATE_ variable
+// of the test's own environment (CONFGATE_BIN, CONFGATE_HELM), which serve
+// must not mistake for settings; it returns the standard output.
+func confgateCmd(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
+	cmd := exec.Command(confgateBin(t), args...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "CONFGATE_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("confgate %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
 // serveFlags are the flags `confgate serve` accepts, its own and the
-// global ones, read from its --help: the binary in $CONFGATE_BIN, or one
-// built from this repository.
+// global ones, read from its --help.
 func serveFlags(t *testing.T) map[string]bool {
 	t.Helper()
+	confgateBin(t) // fails the test here, not inside the Once
 	flagsOnce.Do(func() {
-		bin := os.Getenv("CONFGATE_BIN")
-		if bin == "" {
-			dir, err := os.MkdirTemp("", "confgate-chart-test")
-			if err != nil {
-				flagsErr = err
-				return
-			}
-			defer os.RemoveAll(dir)
-			bin = filepath.Join(dir, "confgate")
-			build := exec.Command("go", "build", "-o", bin, "./cmd/confgate")
-			build.Dir = repoRoot
-			if out, err := build.CombinedOutput(); err != nil {
-				flagsErr = fmt.Errorf("go build ./cmd/confgate: %v\n%s", err, out)
-				return
-			}
-		}
-		out, err := exec.Command(bin, "serve", "--help").Output()
+		out, err := confgateCmd(t, "serve", "--help")
 		if err != nil {
-			flagsErr = fmt.Errorf("%s serve --help: %v", bin, err)
+			flagsErr = err
 			return
 		}
 		flags = map[string]bool{}

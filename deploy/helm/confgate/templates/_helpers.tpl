@@ -85,12 +85,24 @@ app.kubernetes.io/part-of: confgate
 {{- if or $a.tokens.secret $a.tokens.configMap $a.jwks.secret $a.jwks.configMap .Values.tls.clientCA.secret .Values.tls.clientCA.configMap }}true{{ end }}
 {{- end }}
 
-{{/* terminationGracePeriodSeconds: preStop sleep + shutdown grace + margin
-unless given. */}}
+{{/* What the termination grace period leaves after the preStop sleep and
+--shutdown-grace: after the grace the gateway still closes its admin
+listener (up to 1 s), its Kafka clients and its fleet watch before it
+exits, and the kubelet's SIGKILL would cut that short. */}}
+{{- define "confgate.stopMarginSeconds" -}}10{{- end }}
+
+{{/* The least terminationGracePeriodSeconds: preStop sleep + shutdown
+grace + the margin. */}}
+{{- define "confgate.minTerminationGrace" -}}
+{{- $d := .Values.drain }}
+{{- add (int $d.preStopSleepSeconds) (int $d.shutdownGraceSeconds) (int (include "confgate.stopMarginSeconds" .)) }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: the least unless given. */}}
 {{- define "confgate.terminationGrace" -}}
 {{- $d := .Values.drain }}
 {{- if kindIs "invalid" $d.terminationGracePeriodSeconds }}
-{{- add (int $d.preStopSleepSeconds) (int $d.shutdownGraceSeconds) 10 }}
+{{- include "confgate.minTerminationGrace" . }}
 {{- else }}
 {{- int $d.terminationGracePeriodSeconds }}
 {{- end }}
@@ -126,6 +138,37 @@ under /etc/confgate/<name>: a list of {name, flag, secret|configMap, key}.
 {{- toJson $files }}
 {{- end }}
 
+{{/*
+A kafka.topicConfig value as Kafka reads it. helm reads every number of a
+values file as a float64, which prints as 3.6e+06 once it has seven
+digits: whole ones print as integers (confgate.validate refuses those too
+large for a float64 to hold exactly). Numbers from --set are int64
+already, and fractions print as Kafka's doubles parse them.
+*/}}
+{{- define "confgate.kafkaConfigValue" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) }}{{ int64 . }}{{ else }}{{ . }}{{ end }}
+{{- end }}
+
+{{/*
+--topic-config's value: key=value items joined by commas, as pflag's
+string-to-string flag reads them. pflag splits the list as CSV, so an item
+holding a comma is quoted (CSV, as the gateway's own config file loader
+does); the item then cannot hold a quote, which confgate.validate refuses
+(Kafka's settings never need one). A value may hold "=": pflag splits an
+item at its first.
+*/}}
+{{- define "confgate.topicConfig" -}}
+{{- $items := list }}
+{{- range $k, $val := . }}
+{{- $item := printf "%s=%s" $k (include "confgate.kafkaConfigValue" $val) }}
+{{- if contains "," $item }}
+{{- $item = printf "\"%s\"" $item }}
+{{- end }}
+{{- $items = append $items $item }}
+{{- end }}
+{{- join "," $items }}
+{{- end }}
+
 {{/* The container's arguments: `confgate serve` and its flags, one
 --flag=value token each. */}}
 {{- define "confgate.args" -}}
@@ -149,12 +192,8 @@ under /etc/confgate/<name>: a list of {name, flag, secret|configMap, key}.
 {{- $args = append $args "--create-topic" }}
 {{- $args = append $args (printf "--partitions=%d" (int $v.kafka.partitions)) }}
 {{- $args = append $args (printf "--replication-factor=%d" (int $v.kafka.replicationFactor)) }}
-{{- if $v.kafka.topicConfig }}
-{{- $kv := list }}
-{{- range $k, $val := $v.kafka.topicConfig }}
-{{- $kv = append $kv (printf "%s=%v" $k $val) }}
-{{- end }}
-{{- $args = append $args (printf "--topic-config=%s" (join "," $kv)) }}
+{{- with $v.kafka.topicConfig }}
+{{- $args = append $args (printf "--topic-config=%s" (include "confgate.topicConfig" .)) }}
 {{- end }}
 {{- end }}
 {{- if $v.kafka.tls.enabled }}
