@@ -9,13 +9,15 @@ import asyncio
 import threading
 import time
 from pathlib import Path
-from typing import Awaitable, Callable, List
+from typing import Awaitable, Callable, List, Optional
 
 import grpc
+import grpc.aio
 import pytest
 
 import confgate
 import confgate.aio
+from confgate._statefile import read_state_file
 from confgate.v1 import config_pb2 as pb
 
 from test_fake_gateway import gateways, hold  # noqa: F401 (gateways is a fixture)
@@ -149,6 +151,70 @@ def test_cancellation_is_safe(gateways, tmp_path: Path) -> None:
     run(main)
 
 
+@pytest.mark.parametrize("report_interval,cancel_close", [
+    pytest.param(None, False, id="reports on"),
+    pytest.param(-1, False, id="reports off"),
+    pytest.param(None, True, id="reports on, close cancelled"),
+    pytest.param(-1, True, id="reports off, close cancelled"),
+])
+def test_close_finishes_everything(gateways, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   report_interval: Optional[float], cancel_close: bool) -> None:
+    """close() (even when the task awaiting it is cancelled) stops the
+    subscription whole: the stream's channel is closed, the state file holds
+    the final view, running is False and events() iterators end. The state
+    file's interval is long, so only the last write, made when stopping, can
+    hold the delta."""
+    path = tmp_path / "state"
+
+    def script(n, req, ctx):
+        yield from snapshot(cur(2), INITIAL, ent("a", "1", 0, 0))
+        yield delta(cur(3), put(ent("a", "2", 0, 2)))
+        yield from hold(ctx)
+
+    g = gateways(script)
+    # Every channel the subscription opens, to see that it closed them: a
+    # closed grpc.aio channel's state is SHUTDOWN.
+    channels: List[grpc.aio.Channel] = []
+    open_channel = confgate.aio._open_channel
+
+    def recording(*args, **kw) -> grpc.aio.Channel:
+        ch = open_channel(*args, **kw)
+        channels.append(ch)
+        return ch
+
+    monkeypatch.setattr(confgate.aio, "_open_channel", recording)
+
+    async def main() -> None:
+        sub = subscribe([g.addr], report_interval=report_interval, state_file=path, state_file_interval=60)
+        await sub.start()
+        events = sub.events()
+        await sub.wait_synced(timeout=5)
+        await eventually("the delta", lambda: sub.cursor == str(cur(3)))
+        if report_interval is None:
+            await eventually("a report", lambda: len(g.report_list()) >= 1)
+        if cancel_close:
+            closing = asyncio.ensure_future(sub.close())
+            await asyncio.sleep(0)
+            closing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await closing
+            await sub.close()  # waits for the stop the cancelled close() began
+        else:
+            await sub.close()
+        assert not sub.running
+        got = await asyncio.wait_for(_drain(events), 5)
+        assert [e.kind for e in got] == [confgate.SNAPSHOT, confgate.PUT], "the iterator ends after its events"
+        assert len(channels) == 1 and channels[0].get_state() == grpc.ChannelConnectivity.SHUTDOWN
+        saved = read_state_file(str(path), [])
+        assert saved.cursor == cur(3) and saved.entries == dict(sub.view()), "close() waits for the last write"
+
+    run(main)
+
+
+async def _drain(events: confgate.aio.EventStream) -> List[confgate.Event]:
+    return [ev async for ev in events]
+
+
 def test_slow_event_consumer_gets_a_reset(gateways) -> None:
     def script(n, req, ctx):
         yield from snapshot(cur(1), INITIAL)
@@ -163,9 +229,33 @@ def test_slow_event_consumer_gets_a_reset(gateways) -> None:
             events = sub.events(max_pending=4)
             await eventually("every delta", lambda: len(sub) == 10)
             got = [ev async for ev in _take(events, 100, 0.2)]
-            assert events.dropped > 0
             assert got[0].kind == confgate.RESET, "a consumer that fell behind is told to re-read the view"
             assert len(got) <= 4 and got[-1].cursor == sub.cursor
+            # The snapshot and the 10 puts: each one either reached the
+            # consumer or was replaced by a reset and counted.
+            assert events.dropped + sum(e.kind != confgate.RESET for e in got) == 11
+
+    run(main)
+
+
+@pytest.mark.parametrize("max_pending,pushed,dropped,kept", [
+    (4, 4, 0, ["1", "2", "3", "4"]),
+    (4, 5, 5, ["R5"]),  # the 5th is replaced by the reset too
+    (4, 8, 5, ["R5", "6", "7", "8"]),
+    (4, 9, 9, ["R9"]),  # the first reset is not an event of the view: not counted
+    (4, 10, 9, ["R9", "10"]),
+    (1, 3, 3, ["R3"]),
+])
+def test_event_stream_counts_what_the_reset_replaced(max_pending: int, pushed: int, dropped: int,
+                                                     kept: List[str]) -> None:
+    async def main() -> None:
+        sub = subscribe(["127.0.0.1:1"])
+        es = confgate.aio.EventStream(sub, max_pending)
+        for i in range(1, pushed + 1):
+            es._push(confgate.Event(confgate.PUT, str(i), f"k{i}"))
+        sub._core.finish()  # as a stopped subscription: the iterator ends after what it holds
+        got = [("R" if ev.kind == confgate.RESET else "") + ev.cursor for ev in await _drain(es)]
+        assert (es.dropped, got) == (dropped, kept)
 
     run(main)
 

@@ -25,22 +25,20 @@ import collections
 import logging
 import time
 import weakref
-from typing import Any, Awaitable, Callable, Deque, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Awaitable, Callable, Deque, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import grpc
 import grpc.aio
 
+from ._base import ClientBase, SubscriptionBase
 from ._calls import (CursorLike, HeaderLike, OperationLike, SnapshotBuilder, apply_request, apply_result,
                      delete_request, get_request, put_request, snapshot_request, write_result)
-from ._channel import DEFAULT_MAX_RECEIVE, TokenSource, build_options, check_addrs, token_source
-from ._core import (DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, Core, PathLike, ReportClock, StreamEnded,
-                    SubscriptionClosed, details, settings)
+from ._channel import TokenSource
+from ._core import ReportClock, StreamEnded, SubscriptionClosed, details
 from ._errors import convert_write_error
 from ._replica import ProtocolViolation, Session
-from ._report import DEFAULT_REPORT_INTERVAL
 from ._stub import AioStub, aio_stub
-from ._types import RESET, ApplyResult, Entry, Event, Snapshot, Status, VersionLike, WriteResult
-from ._view import View
+from ._types import RESET, ApplyResult, Entry, Event, Snapshot, VersionLike, WriteResult
 
 __all__ = ["Client", "EventStream", "Subscription"]
 
@@ -91,16 +89,23 @@ class EventStream:
         self._items: Deque[Event] = collections.deque()
         self._wake = asyncio.Event()
         self._closed = False
+        # The reset event this iterator made in place of dropped events, while
+        # it waits first in _items: it stands for events already counted.
+        self._reset: Optional[Event] = None
         self.dropped = 0
-        """Events replaced by reset events because the consumer was behind."""
+        """Events of the subscription replaced by reset events because the
+        consumer was behind (the one that overflowed included)."""
 
     def _push(self, ev: Event) -> None:
         if self._closed:
             return
         if len(self._items) >= self._max:
-            self.dropped += len(self._items)
+            held = len(self._items)
+            if self._reset is not None and self._items[0] is self._reset:
+                held -= 1
+            self.dropped += held + 1  # the pending events, and ev, which the reset replaces
             self._items.clear()
-            ev = Event(RESET, ev.cursor)
+            ev = self._reset = Event(RESET, ev.cursor)
         self._items.append(ev)
         self._wake.set()
 
@@ -132,7 +137,7 @@ class EventStream:
         self._wake.set()
 
 
-class Subscription:
+class Subscription(SubscriptionBase):
     """A live view of the entries whose keys start with one of prefixes,
     driven by an asyncio task: confgate.Subscription for asyncio, with the
     same arguments and semantics.
@@ -150,40 +155,12 @@ class Subscription:
     alternative.
     """
 
-    def __init__(
-        self,
-        addrs: Sequence[str],
-        prefixes: Sequence[str] = (),
-        *,
-        on_change: Optional[Callable[[Event], None]] = None,
-        credentials: Optional[grpc.ChannelCredentials] = None,
-        backoff_min: float = DEFAULT_BACKOFF_MIN,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
-        channel_options: Sequence[Tuple[str, Any]] = (),
-        shuffle: bool = True,
-        token: Optional[str] = None,
-        token_file: Optional[str] = None,
-        insecure_token: bool = False,
-        client_id: Optional[str] = None,
-        service: str = "",
-        labels: Optional[Mapping[str, str]] = None,
-        report_interval: Optional[float] = DEFAULT_REPORT_INTERVAL,
-        state_file: Optional[PathLike] = None,
-        state_file_interval: Optional[float] = None,
-    ) -> None:
-        self._s = settings(
-            addrs, prefixes, on_change=on_change, credentials=credentials, backoff_min=backoff_min,
-            backoff_max=backoff_max, max_receive_message_length=max_receive_message_length,
-            channel_options=channel_options, shuffle=shuffle, token=token, token_file=token_file,
-            insecure_token=insecure_token, client_id=client_id, service=service, labels=labels,
-            report_interval=report_interval, state_file=state_file, state_file_interval=state_file_interval)
-        self._core = Core(self._s)
+    def _setup(self) -> None:
         self._starting: Optional["asyncio.Future[None]"] = None
         self._closing: Optional["asyncio.Future[None]"] = None
+        self._finishing: Optional["asyncio.Future[None]"] = None
         self._task: Optional["asyncio.Task[None]"] = None
         self._closed = False
-        self._finished = False
         # Set once a gateway vouched for the view or the subscription ended;
         # never cleared.
         self._settled = asyncio.Event()
@@ -213,11 +190,14 @@ class Subscription:
         """Stops the subscription and waits for its task (with a state file,
         its last write). The view stays readable with its last state.
         Idempotent. Cancelling close() leaves the stop under way."""
-        self._closed = True
-        self._core.closing()
-        if self._task is not None:
-            self._task.cancel()  # before any await: a cancelled close() still stops
         if self._closing is None:
+            self._closed = True
+            self._core.closing()
+            if self._task is not None:
+                # Before any await, so that a cancelled close() still stops;
+                # and only once: a second cancel would land in the task's
+                # cleanup (closing its channel, the last state file write).
+                self._task.cancel()
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
 
@@ -225,10 +205,11 @@ class Subscription:
         if self._starting is not None:
             # A start still loading the state file starts no task (_closed).
             await asyncio.wait([self._starting])
-        task = self._task
-        if task is not None:
-            task.cancel()
-            await asyncio.wait([task])
+        if self._task is not None:
+            await asyncio.wait([self._task])
+        # A task cancelled before it ran its first line never ran its
+        # cleanup, and one cancelled while it waited for _finish left that
+        # running: either way, the end is waited for here.
         await self._finish()
 
     async def __aenter__(self) -> "Subscription":
@@ -236,12 +217,6 @@ class Subscription:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    @property
-    def running(self) -> bool:
-        """False once the subscription stopped (close(), or a permanent error)."""
-        with self._core.lock:
-            return not self._core.done
 
     async def wait_synced(self, timeout: Optional[float] = None) -> None:
         """Waits until a gateway vouched for the view: the first snapshot was
@@ -289,63 +264,6 @@ class Subscription:
                 self._starting = asyncio.ensure_future(self._start())
         return es
 
-    # Reading the view.
-
-    def view(self) -> View:
-        """The view as it is now: an immutable Mapping[str, Entry] of one
-        consistent version, with its cursor and digest."""
-        return self._core.view()
-
-    def get(self, key: str) -> Optional[Entry]:
-        """The entry for key, or None."""
-        return self._core.get(key)
-
-    def __getitem__(self, key: str) -> Entry:
-        e = self._core.get(key)
-        if e is None:
-            raise KeyError(key)
-        return e
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._core.get(key) is not None
-
-    def __len__(self) -> int:
-        return len(self._core)
-
-    @property
-    def cursor(self) -> str:
-        """The last applied cursor (text form), "" before the first snapshot."""
-        return self._core.cursor()
-
-    @property
-    def digest(self) -> bytes:
-        """The state digest of the view's entries (16 bytes)."""
-        return self._core.digest()
-
-    @property
-    def prefixes(self) -> List[str]:
-        """The normalized selector."""
-        return list(self._s.prefixes)
-
-    @property
-    def client_id(self) -> str:
-        """The client ID sent to the gateways."""
-        return self._s.client_id
-
-    def status(self) -> Status:
-        return self._core.status()
-
-    def reject(self, key: str, reason: str) -> None:
-        """As confgate.Subscription.reject: reports that the application
-        refuses the current value of key, until it changes or accept(key)."""
-        if self._core.reject(key, reason):
-            self._kick_report()
-
-    def accept(self, key: str) -> None:
-        """Clears a rejection of key made with reject()."""
-        if self._core.accept(key):
-            self._kick_report()
-
     # The subscription's task.
 
     async def _run(self) -> None:
@@ -374,23 +292,32 @@ class Subscription:
         except Exception as e:  # a bug: keep the view, say why it stopped
             core.failed(e)
         finally:
-            await self._finish()
+            await asyncio.shield(self._finish())
 
-    async def _finish(self) -> None:
-        """Ends the subscription once: the last state file write, then done
-        (wait_synced raises, events() iterators end)."""
-        if self._finished:
-            return
-        self._finished = True
-        writer = self._core.writer
-        if writer is not None:
-            # In a worker thread, and shielded: the last write completes even
-            # when the awaiting task is cancelled again.
-            await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, writer.stop))
-        self._core.finish()
-        self._settled.set()
-        for es in list(self._streams):
-            es._end()
+    def _finish(self) -> "asyncio.Future[None]":
+        """Ends the subscription, once, for whoever asks first (the task as it
+        stops, or close()): the last state file write, then done
+        (wait_synced raises, events() iterators end). The steps run in a
+        task of their own, so a waiter that is cancelled (shield it) does not
+        cut them short, and close() can wait for them whatever happened to
+        the subscription's task."""
+        if self._finishing is None:
+            self._finishing = asyncio.ensure_future(self._finish_steps())
+        return self._finishing
+
+    async def _finish_steps(self) -> None:
+        try:
+            writer = self._core.writer
+            if writer is not None:
+                # In a worker thread: the event loop never waits for the disk.
+                await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        finally:
+            # Even if the event loop, shutting down, cancels this: without
+            # done, waits and events() iterators would never end.
+            self._core.finish()
+            self._settled.set()
+            for es in list(self._streams):
+                es._end()
 
     async def _stream(self, addr: str, resumed: bool) -> Tuple[bool, BaseException]:
         """Runs one Subscribe stream until it fails; returns whether a message
@@ -430,12 +357,16 @@ class Subscription:
                 return delivered, e
             return delivered, StreamEnded(f"gateway {addr} closed the stream")
         finally:
-            if call is not None:
-                call.cancel()
-            if reporter is not None:
-                reporter.cancel()
-                await asyncio.wait([reporter])
-            await channel.close()
+            try:
+                if call is not None:
+                    call.cancel()
+                if reporter is not None:
+                    reporter.cancel()
+                    await asyncio.wait([reporter])
+            finally:
+                # Shielded: the channel closes even if this cleanup is itself
+                # cancelled (the event loop shutting down).
+                await asyncio.shield(channel.close())
 
     def _kick_report(self) -> None:
         if self._s.report_interval > 0:
@@ -495,7 +426,7 @@ class Subscription:
                 log.exception("on_change callback raised; continuing")
 
 
-class Client:
+class Client(ClientBase):
     """confgate.Client for asyncio: get, put, delete, apply and snapshot as
     coroutines, with the same failover (UNAVAILABLE moves on to the next
     address), request IDs kept across those retries, and errors
@@ -504,23 +435,7 @@ class Client:
     Cancelling a call cancels its RPC; a write whose RPC was cancelled may
     still land (retry it with the same request_id to find out)."""
 
-    def __init__(
-        self,
-        addrs: Sequence[str],
-        *,
-        credentials: Optional[grpc.ChannelCredentials] = None,
-        timeout: float = 10.0,
-        max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
-        channel_options: Sequence[Tuple[str, Any]] = (),
-        token: Optional[str] = None,
-        token_file: Optional[str] = None,
-        insecure_token: bool = False,
-    ) -> None:
-        self._addrs = check_addrs(addrs)
-        self._timeout = timeout
-        self._credentials = credentials
-        self._options = build_options(max_receive_message_length, channel_options)
-        self._token = token_source(self._addrs, credentials, token, token_file, insecure_token)
+    def _setup(self) -> None:
         self._channels: List[grpc.aio.Channel] = []
         self._stubs: List[AioStub] = []
 

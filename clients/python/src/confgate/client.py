@@ -3,13 +3,14 @@ several interchangeable gateways."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union
 
 import grpc
 
+from ._base import ClientBase
 from ._calls import (CursorLike, HeaderLike, OperationLike, SnapshotBuilder, apply_request, apply_result,
                      delete_request, get_request, put_request, snapshot_request, write_result)
-from ._channel import DEFAULT_MAX_RECEIVE, build_options, check_addrs, open_channel, token_source
+from ._channel import open_channel
 from ._errors import convert_write_error
 from ._stub import Stub, stub
 from ._types import ApplyResult, Entry, Snapshot, VersionLike, WriteResult
@@ -17,7 +18,7 @@ from ._types import ApplyResult, Entry, Snapshot, VersionLike, WriteResult
 T = TypeVar("T")
 
 
-class Client:
+class Client(ClientBase):
     """Unary calls to confgate gateways. A call goes to the first address;
     when that gateway is UNAVAILABLE (down, not caught up, draining) it is
     retried on the next one. Writes (put, delete, apply) carry a request
@@ -46,23 +47,8 @@ class Client:
     For asyncio, confgate.aio.Client has the same methods as coroutines.
     """
 
-    def __init__(
-        self,
-        addrs: Sequence[str],
-        *,
-        credentials: Optional[grpc.ChannelCredentials] = None,
-        timeout: float = 10.0,
-        max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
-        channel_options: Sequence[Tuple[str, Any]] = (),
-        token: Optional[str] = None,
-        token_file: Optional[str] = None,
-        insecure_token: bool = False,
-    ) -> None:
-        self._addrs = check_addrs(addrs)
-        self._timeout = timeout
-        opts = build_options(max_receive_message_length, channel_options)
-        tok = token_source(self._addrs, credentials, token, token_file, insecure_token)
-        self._channels = [open_channel(a, credentials, opts, tok) for a in self._addrs]
+    def _setup(self) -> None:
+        self._channels = [open_channel(a, self._credentials, self._options, self._token) for a in self._addrs]
         self._stubs = [stub(c) for c in self._channels]
 
     def close(self) -> None:

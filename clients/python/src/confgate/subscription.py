@@ -19,7 +19,8 @@ always-readable view of the selected entries. A port of the Go client
   through the gateway of its stream (client/report.go).
 
 The view's state and every decision that does not depend on threads live in
-_core.Core, shared with confgate.aio.
+_core.Core, shared with confgate.aio; so do the constructor and the reads of
+the view (_base.SubscriptionBase).
 """
 
 from __future__ import annotations
@@ -28,25 +29,23 @@ import logging
 import threading
 import time
 import warnings
-from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Tuple
 
 import grpc
 
-from ._channel import DEFAULT_MAX_RECEIVE, open_channel
-from ._core import (DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, Core, PathLike, ReportClock, StreamEnded,
-                    SubscriptionClosed, details, settings)
-from ._replica import ProtocolViolation, Result, Session
-from ._report import DEFAULT_REPORT_INTERVAL
+from ._base import SubscriptionBase
+from ._channel import open_channel
+from ._core import DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, ReportClock, StreamEnded, SubscriptionClosed, details
+from ._replica import ProtocolViolation, Session
 from ._stub import Stub, stub
-from ._types import Entry, Event, Status
-from ._view import View
+from ._types import Entry, Event
 
 log = logging.getLogger("confgate")
 
 __all__ = ["DEFAULT_BACKOFF_MAX", "DEFAULT_BACKOFF_MIN", "StreamEnded", "Subscription", "SubscriptionClosed"]
 
 
-class Subscription:
+class Subscription(SubscriptionBase):
     """A live view of the entries whose keys start with one of prefixes.
 
     Starts at once in a background thread; call wait_synced() to wait for the
@@ -109,35 +108,7 @@ class Subscription:
             carries the identity).
     """
 
-    def __init__(
-        self,
-        addrs: Sequence[str],
-        prefixes: Sequence[str] = (),
-        *,
-        on_change: Optional[Callable[[Event], None]] = None,
-        credentials: Optional[grpc.ChannelCredentials] = None,
-        backoff_min: float = DEFAULT_BACKOFF_MIN,
-        backoff_max: float = DEFAULT_BACKOFF_MAX,
-        max_receive_message_length: Optional[int] = DEFAULT_MAX_RECEIVE,
-        channel_options: Sequence[Tuple[str, Any]] = (),
-        shuffle: bool = True,
-        token: Optional[str] = None,
-        token_file: Optional[str] = None,
-        insecure_token: bool = False,
-        client_id: Optional[str] = None,
-        service: str = "",
-        labels: Optional[Mapping[str, str]] = None,
-        report_interval: Optional[float] = DEFAULT_REPORT_INTERVAL,
-        state_file: Optional[PathLike] = None,
-        state_file_interval: Optional[float] = None,
-    ) -> None:
-        self._s = settings(
-            addrs, prefixes, on_change=on_change, credentials=credentials, backoff_min=backoff_min,
-            backoff_max=backoff_max, max_receive_message_length=max_receive_message_length,
-            channel_options=channel_options, shuffle=shuffle, token=token, token_file=token_file,
-            insecure_token=insecure_token, client_id=client_id, service=service, labels=labels,
-            report_interval=report_interval, state_file=state_file, state_file_interval=state_file_interval)
-        self._core = Core(self._s)
+    def _setup(self) -> None:
         self._core.load_state_file()
         self._closing = threading.Event()
         self._call: Optional[Any] = None  # the current stream's call; guarded by _core.lock
@@ -150,29 +121,7 @@ class Subscription:
         self._thread = threading.Thread(target=self._run, name="confgate-subscription", daemon=True)
         self._thread.start()
 
-    # Reading the view.
-
-    def view(self) -> View:
-        """The view as it is now: an immutable Mapping[str, Entry] of one
-        consistent version, with its cursor and digest. Cheap to call: the
-        same View is returned until the subscription applies a change."""
-        return self._core.view()
-
-    def get(self, key: str) -> Optional[Entry]:
-        """The entry for key, or None."""
-        return self._core.get(key)
-
-    def __getitem__(self, key: str) -> Entry:
-        e = self._core.get(key)
-        if e is None:
-            raise KeyError(key)
-        return e
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._core.get(key) is not None
-
-    def __len__(self) -> int:
-        return len(self._core)
+    # Reading the view (the rest is SubscriptionBase's).
 
     def items(self, prefix: str = "") -> List[Entry]:
         """Deprecated: view().entries(prefix). The entries whose keys start
@@ -181,52 +130,6 @@ class Subscription:
         warnings.warn("Subscription.items() is deprecated: use view().entries(prefix) for entries in key "
                       "order, or view().items() for (key, entry) pairs", DeprecationWarning, stacklevel=2)
         return self._core.view().entries(prefix)
-
-    @property
-    def cursor(self) -> str:
-        """The last applied cursor in its text form (the one the CLI prints
-        and accepts), or "" before the first snapshot. A view loaded from
-        the state file starts at the file's cursor."""
-        return self._core.cursor()
-
-    @property
-    def digest(self) -> bytes:
-        """The state digest of the view's entries (16 bytes): the value a
-        gateway computes for this selector at the view's cursor."""
-        return self._core.digest()
-
-    @property
-    def prefixes(self) -> List[str]:
-        """The normalized selector."""
-        return list(self._s.prefixes)
-
-    @property
-    def client_id(self) -> str:
-        """The client ID sent to the gateways: the one given, or the one
-        generated for this Subscription."""
-        return self._s.client_id
-
-    def reject(self, key: str, reason: str) -> None:
-        """Records that the application refuses the current value of key,
-        like an xDS NACK: the version the view holds now, or the key's
-        absence, with a reason for operators. It is sent with every report
-        (one soon after the call) and shows in the fleet view until the key
-        changes in the view (a newer version, a deletion, or a snapshot that
-        replaced it) or accept(key) clears it. A second reject of a key
-        replaces the first; the 100 most recently rejected keys are kept. A
-        reason over 1 KiB is cut. A key outside the selector is ignored.
-        The view still serves the rejected value."""
-        if self._core.reject(key, reason):
-            self._kick_report()
-
-    def accept(self, key: str) -> None:
-        """Clears a rejection of key made with reject(). A key without a
-        rejection is ignored."""
-        if self._core.accept(key):
-            self._kick_report()
-
-    def status(self) -> Status:
-        return self._core.status()
 
     # Lifecycle.
 
@@ -257,12 +160,6 @@ class Subscription:
         if self._core.loaded:
             return
         self.wait_synced(timeout)
-
-    @property
-    def running(self) -> bool:
-        """False once the subscription stopped (close(), or a permanent error)."""
-        with self._core.lock:
-            return not self._core.done
 
     def close(self, timeout: Optional[float] = 10.0) -> None:
         """Stops the subscription and waits for its thread (and a running
@@ -367,8 +264,6 @@ class Subscription:
             channel.close()
 
     def _kick_report(self) -> None:
-        """Asks the reporter of the current stream for a report soon
-        (report_interval/5 after the last one at the latest)."""
         if self._s.report_interval <= 0:
             return
         with self._report_cond:
