@@ -5,7 +5,10 @@
 #
 #   1. installs Debian's prometheus package when promtool is missing (as
 #      root; otherwise it stops and says what to install), without starting
-#      the Prometheus service the package brings;
+#      the Prometheus service the package brings, and prints promtool's
+#      version: the tests were written for Debian 12's 2.42.0 and keep
+#      clear of what Prometheus 3 changed (docs/alerts.md, promtool
+#      versions);
 #   2. `promtool check rules` on deploy/prometheus/confgate-alerts.yaml;
 #   3. `promtool test rules` on its unit tests,
 #      deploy/prometheus/confgate-alerts_test.yaml;
@@ -13,10 +16,10 @@
 #      so Prometheus's and Grafana's modules stay out of confgate's go.mod):
 #      the dashboard JSON (deploy/grafana/confgate.json) decoded strictly
 #      against Grafana's dashboard schema, with unique panel IDs, a
-#      datasource and queries on every panel; every metric and label that
-#      the dashboard, the rules and the rules' tests use checked against
-#      the metrics a gateway really registers; every alert with a runbook
-#      section and a firing and a quiet unit test.
+#      datasource and queries on every panel; every metric, label and
+#      label value that the dashboard, the rules and the rules' tests use
+#      checked against what an exercised gateway really exports; every
+#      alert with a runbook section and a firing and a quiet unit test.
 #
 # Needs Go and Debian's package archive only: no Prometheus or Grafana
 # server runs.
@@ -52,5 +55,5 @@ promtool check rules "$rules"
 step "promtool test rules ${rules%.yaml}_test.yaml"
 promtool test rules "${rules%.yaml}_test.yaml"
 
-step "deploy/monitoringcheck: the dashboard, and every metric and label the dashboard and the alerts use"
+step "deploy/monitoringcheck: the dashboard, and every metric, label and label value the dashboard and the alerts use"
 (cd deploy/monitoringcheck && go vet ./... && go test -race -count=1 -timeout 10m ./...)

@@ -25,36 +25,41 @@ func wantProblems(t *testing.T, problems []string, want ...string) {
 	}
 }
 
-func TestParseDesc(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		desc       string
-		wantName   string
-		wantLabels []string // nil with wantName "": an error
-	}{
-		{"no labels", prometheus.NewDesc("confgate_a", "help", nil, nil).String(), "confgate_a", nil},
-		{"variable and constant labels, help that looks like the syntax",
-			prometheus.NewDesc("confgate_b_total", `with "quotes", }, variableLabels: {x} and = signs`, []string{"x", "y"}, prometheus.Labels{"c": `v"},`}).String(),
-			"confgate_b_total", []string{"c", "x", "y"}},
-		{"constrained label", prometheus.V2.NewDesc("confgate_c", "h", prometheus.ConstrainedLabels{{Name: "m", Constraint: strings.ToLower}}, nil).String(),
-			"confgate_c", []string{"m"}},
-		{"not a descriptor", "confgate_d", "", nil},
-		{"cut short", `Desc{fqName: "confgate_e", help: "h"`, "", nil},
-		{"bad label name", `Desc{fqName: "confgate_f", help: "h", unit: "", constLabels: {}, variableLabels: {a-b}}`, "", nil},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			name, ls, err := parseDesc(tc.desc)
-			if tc.wantName == "" {
-				if err == nil {
-					t.Fatalf("parsed %q as %s %v, want an error", tc.desc, name, ls)
-				}
-				return
-			}
-			slices.Sort(ls)
-			if err != nil || name != tc.wantName || !slices.Equal(ls, tc.wantLabels) {
-				t.Errorf("parseDesc(%q) = %s, %v, %v; want %s, %v", tc.desc, name, ls, err, tc.wantName, tc.wantLabels)
-			}
-		})
+// describedOnly finds the vectors without series, with their label
+// names (constant, variable, constrained), and leaves out what the
+// registry gathers.
+func TestDescribedOnly(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	gathered := prometheus.NewCounter(prometheus.CounterOpts{Name: "confgate_a_total", Help: "h"})
+	reg.MustRegister(
+		gathered,
+		prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "confgate_b", Help: `with "quotes", }, variableLabels: {x} and = signs`, ConstLabels: prometheus.Labels{"c": `v"},`}}, []string{"x", "y"}),
+		prometheus.V2.NewCounterVec(prometheus.CounterVecOpts{
+			CounterOpts:    prometheus.CounterOpts{Name: "confgate_c_total", Help: "h"},
+			VariableLabels: prometheus.ConstrainedLabels{{Name: "m", Constraint: strings.ToLower}},
+		}),
+		prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "confgate_d_seconds", Help: "h"}, []string{"method"}),
+	)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]*family{}
+	for _, mf := range mfs {
+		have[mf.GetName()] = &family{}
+	}
+	got, err := describedOnly(reg, have)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"confgate_b": {"c", "x", "y"}, "confgate_c_total": {"m"}, "confgate_d_seconds": {"method"}}
+	if len(got) != len(want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	for name, ls := range want {
+		if g := slices.Sorted(maps.Keys(got[name])); !slices.Equal(g, ls) {
+			t.Errorf("%s: labels %v, want %v", name, g, ls)
+		}
 	}
 }
 
@@ -84,6 +89,16 @@ func TestChecker(t *testing.T) {
 		{"label_replace", `label_replace(confgate_store_ready, "x", "$1", "job", "(.*)")`, []string{"cannot follow"}},
 		{"no metric name", `{job="confgate"}`, []string{"must name one metric"}},
 		{"syntax", `sum(`, []string{"does not parse"}},
+		// Label values.
+		{"any value of an open label", `confgate_store_lag_records{partition="7"}`, nil},
+		{"a derived value the exercise did not produce", `confgate_gateway_snapshots_total{reason="slow_subscriber"}`, nil},
+		{"listed values, dots escaped", `confgate_gateway_requests_total{method=~"/confgate\\.v1\\.ConfigService/(Put|Apply)", code!~"OK|Canceled"}`, nil},
+		{"a value no gateway gives", `confgate_gateway_resumes_total{outcome="resets"}`, []string{`no gateway gives confgate_gateway_resumes_total the outcome value "resets"`}},
+		{"a code spelled as the API docs spell it", `confgate_gateway_requests_total{code="UNAVAILABLE"}`, []string{`the code value "UNAVAILABLE"`}},
+		{"a negative matcher on a value that never occurs", `confgate_gateway_fleet_clients{state!="insync"}`, []string{`the state value "insync"`}},
+		{"a listed value no gateway gives", `confgate_gateway_requests_total{method=~"/confgate\\.v1\\.ConfigService/(Put|Delet)"}`, []string{`the method value "/confgate.v1.ConfigService/Delet"`}},
+		{"a regular expression that lists no values", `confgate_gateway_requests_total{method=~"/confgate.v1.ConfigService/Put"}`, []string{"must list its values"}},
+		{"a label with no value known", `confgate_gateway_panics_total{method="/confgate.v1.ConfigService/Put"}`, []string{`no value of confgate_gateway_panics_total's label "method" is known`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { wantProblems(t, c.check(tc.expr), tc.want...) })
 	}
@@ -171,6 +186,9 @@ func TestRuleChecks(t *testing.T) {
 		{name: "runbook section missing", noAnchors: true, want: []string{"ConfgateGatewayStale: runbook_url must be"}},
 		{name: "no summary", old: `summary: "confgate gateway {{ $labels.instance }} is stale"`, new: "", want: []string{"ConfgateGatewayStale: no summary annotation"}},
 		{name: "label the metric lacks", old: `{outcome="reset"}`, new: `{result="reset"}`, want: []string{`has no label "result"`}},
+		{name: "a value no gateway gives", old: `{outcome="reset"}`, new: `{outcome="rest"}`, want: []string{`the outcome value "rest"`}},
+		{name: "a regular expression with unescaped dots", old: `method=~"/confgate\\.v1\\.ConfigService/(Put|Delete|Apply)", code=~"Unavailable`,
+			new: `method=~"/confgate.v1.ConfigService/(Put|Delete|Apply)", code=~"Unavailable`, want: []string{"must list its values"}},
 		{name: "unknown field", old: "for: 15m", new: "fore: 15m", want: []string{"field fore not found"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -246,6 +264,9 @@ func TestRuleTestChecks(t *testing.T) {
 		{"a series label the metric lacks", func(rt *ruleTests) {
 			rt.Tests[0].InputSeries[0].Series = `confgate_store_ready{job="confgate", reason="x"}`
 		}, []string{`confgate_store_ready has no label "reason"`}},
+		{"a series value no gateway gives", func(rt *ruleTests) {
+			rt.Tests[0].InputSeries[0].Series = `confgate_gateway_resumes_total{job="confgate", outcome="resumed"}`
+		}, []string{`the outcome value "resumed"`}},
 		{"an alert that does not exist", func(rt *ruleTests) {
 			rt.Tests[0].AlertRuleTest[0].Alertname = "ConfgateNope"
 		}, []string{"no alert ConfgateNope"}},

@@ -3,9 +3,7 @@ package monitoringcheck
 import (
 	"fmt"
 	"maps"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,68 +37,53 @@ type series struct {
 	family string
 	kind   kind
 	labels map[string]bool
+	// values holds, by label, the values the gateway produced (or, for a
+	// few labels, every value its code can produce: see derive). A label
+	// that is not in values has no value known: the family had no series.
+	// The series of one family share the map.
+	values map[string]map[string]bool
 }
 
 // inventory holds every series name a registry exports, by name.
 type inventory map[string]series
 
-// labelName is a valid Prometheus label name.
-var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+// family is what inventoryOf learns of one metric family.
+type family struct {
+	typ       dto.MetricType
+	collected bool
+	labels    map[string]bool
+	values    map[string]map[string]bool
+}
 
-// inventoryOf reads the metrics reg exports. Names and label names come
-// from the descriptors (Describe), which hold every metric a collector
-// registered, vectors with no series included; Gather adds each family's
-// type, where the family has series. A family never collected is a
-// counter when its name ends in _total (the Prometheus naming rule, which
-// this checks on every collected confgate family) and of unknown type
-// otherwise, which the checker treats as a gauge. A histogram vector never
-// collected would so lack its _bucket series and fail the check instead
-// of passing it: the tests fill every histogram vector before reading.
+// inventoryOf reads the metrics reg exports from what it gathers: each
+// family's name, type, label names and the label values of its series.
+// So it sees the values only of the children that exist: the caller
+// exercises the gateway first. A vector still without children is not
+// gathered; describedOnly finds its name and label names, and its type is
+// then taken from its name: a counter when it ends in _total (the
+// Prometheus naming rule, which this checks on every collected confgate
+// family), of unknown type otherwise, which the checker treats as a
+// gauge. A histogram vector never collected would so lack its _bucket
+// series and fail the check instead of passing it: the tests fill every
+// histogram vector.
 func inventoryOf(reg *prometheus.Registry) (inventory, error) {
-	labels := map[string]map[string]bool{}
-	descs := make(chan *prometheus.Desc)
-	go func() {
-		reg.Describe(descs)
-		close(descs)
-	}()
-	var errs []string
-	for d := range descs {
-		if err := d.Err(); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		name, ls, err := parseDesc(d.String())
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		if labels[name] == nil {
-			labels[name] = map[string]bool{}
-		}
-		for _, l := range ls {
-			labels[name][l] = true
-		}
-	}
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("descriptors: %s", strings.Join(errs, "; "))
-	}
-
 	mfs, err := reg.Gather()
 	if err != nil {
 		return nil, fmt.Errorf("gather: %w", err)
 	}
-	types := map[string]dto.MetricType{}
+	families := map[string]*family{}
+	var errs []string
 	for _, mf := range mfs {
 		name := mf.GetName()
-		types[name] = mf.GetType()
-		// A collector that describes nothing (an unchecked one) is
-		// still exported: take its labels from its series.
-		if labels[name] == nil {
-			labels[name] = map[string]bool{}
-		}
+		f := &family{typ: mf.GetType(), collected: true, labels: map[string]bool{}, values: map[string]map[string]bool{}}
+		families[name] = f
 		for _, m := range mf.GetMetric() {
 			for _, lp := range m.GetLabel() {
-				labels[name][lp.GetName()] = true
+				f.labels[lp.GetName()] = true
+				if f.values[lp.GetName()] == nil {
+					f.values[lp.GetName()] = map[string]bool{}
+				}
+				f.values[lp.GetName()][lp.GetValue()] = true
 			}
 		}
 		if strings.HasPrefix(name, "confgate_") && (mf.GetType() == dto.MetricType_COUNTER) != strings.HasSuffix(name, "_total") {
@@ -110,118 +93,157 @@ func inventoryOf(reg *prometheus.Registry) (inventory, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("naming: %s", strings.Join(errs, "; "))
 	}
+	described, err := describedOnly(reg, families)
+	if err != nil {
+		return nil, err
+	}
+	for name, ls := range described {
+		families[name] = &family{labels: ls, values: map[string]map[string]bool{}}
+	}
 
 	inv := inventory{}
-	add := func(name, family string, k kind, extra ...string) {
-		ls := maps.Clone(labels[family])
-		for _, l := range extra {
-			ls[l] = true
+	for name, f := range families {
+		add := func(seriesName string, k kind, extra ...string) {
+			ls := maps.Clone(f.labels)
+			for _, l := range extra {
+				ls[l] = true
+			}
+			inv[seriesName] = series{family: name, kind: k, labels: ls, values: f.values}
 		}
-		inv[name] = series{family: family, kind: k, labels: ls}
-	}
-	for family := range labels {
-		t, collected := types[family]
 		switch {
-		case !collected && strings.HasSuffix(family, "_total"):
-			add(family, family, kindCounter)
-		case !collected:
-			add(family, family, kindUnknown)
-		case t == dto.MetricType_COUNTER:
-			add(family, family, kindCounter)
-		case t == dto.MetricType_GAUGE:
-			add(family, family, kindGauge)
-		case t == dto.MetricType_HISTOGRAM || t == dto.MetricType_GAUGE_HISTOGRAM:
-			add(family+"_bucket", family, kindBucket, "le")
-			add(family+"_sum", family, kindSum)
-			add(family+"_count", family, kindCount)
-		case t == dto.MetricType_SUMMARY:
-			add(family, family, kindQuantile, "quantile")
-			add(family+"_sum", family, kindSum)
-			add(family+"_count", family, kindCount)
+		case !f.collected && strings.HasSuffix(name, "_total"):
+			add(name, kindCounter)
+		case !f.collected:
+			add(name, kindUnknown)
+		case f.typ == dto.MetricType_COUNTER:
+			add(name, kindCounter)
+		case f.typ == dto.MetricType_GAUGE:
+			add(name, kindGauge)
+		case f.typ == dto.MetricType_HISTOGRAM || f.typ == dto.MetricType_GAUGE_HISTOGRAM:
+			add(name+"_bucket", kindBucket, "le")
+			add(name+"_sum", kindSum)
+			add(name+"_count", kindCount)
+		case f.typ == dto.MetricType_SUMMARY:
+			add(name, kindQuantile, "quantile")
+			add(name+"_sum", kindSum)
+			add(name+"_count", kindCount)
 		default:
-			add(family, family, kindUntyped)
+			add(name, kindUntyped)
 		}
 	}
 	return inv, nil
 }
 
+// maxProbeLabels bounds the label values describedOnly tries.
+const maxProbeLabels = 32
+
+// describedOnly returns the names and label names of the metric families
+// reg describes but did not gather (have): vectors without children.
+// client_golang shows a descriptor's name and labels only in its String,
+// whose format it does not document. So each such descriptor becomes a
+// constant metric with as many label values as it takes (NewConstMetric
+// refuses any other number, as documented), and a scratch registry
+// gathers those: its families name each metric and its labels, constant
+// and variable.
+func describedOnly(reg *prometheus.Registry, have map[string]*family) (map[string]map[string]bool, error) {
+	descs := make(chan *prometheus.Desc)
+	go func() {
+		reg.Describe(descs)
+		close(descs)
+	}()
+	var probes []prometheus.Metric
+	var errs []string
+	for d := range descs {
+		if err := d.Err(); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		m, err := probe(d)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		probes = append(probes, m)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("descriptors: %s", strings.Join(errs, "; "))
+	}
+	scratch := prometheus.NewRegistry()
+	if err := scratch.Register(constCollector(probes)); err != nil {
+		return nil, err
+	}
+	mfs, err := scratch.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("descriptors: %w", err)
+	}
+	out := map[string]map[string]bool{}
+	for _, mf := range mfs {
+		if have[mf.GetName()] != nil {
+			continue
+		}
+		ls := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				ls[lp.GetName()] = true
+			}
+		}
+		out[mf.GetName()] = ls
+	}
+	return out, nil
+}
+
+// probe is a constant metric of d, with as many label values as d takes.
+func probe(d *prometheus.Desc) (prometheus.Metric, error) {
+	var vals []string
+	for range maxProbeLabels + 1 {
+		if m, err := prometheus.NewConstMetric(d, prometheus.UntypedValue, 0, vals...); err == nil {
+			return m, nil
+		}
+		vals = append(vals, "probe")
+	}
+	return nil, fmt.Errorf("%s: takes none of 0 to %d label values", d, maxProbeLabels)
+}
+
+// constCollector collects fixed metrics. It describes none (an unchecked
+// collector), so the scratch registry takes metrics of any descriptor.
+type constCollector []prometheus.Metric
+
+func (constCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c constCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range c {
+		ch <- m
+	}
+}
+
+// derive sets the values of label of family to every value the gateway's
+// code can produce, where the code computes them from something this
+// check can read too (the gRPC status codes, the methods of the services
+// it serves, an enum of the API). The values the gateway produced must be
+// among them, or the derivation is wrong.
+func (inv inventory) derive(family, label string, values []string) error {
+	var f *series
+	for _, s := range inv {
+		if s.family == family {
+			f = &s
+			break
+		}
+	}
+	if f == nil || !f.labels[label] {
+		return fmt.Errorf("derive %s of %s: the gateway exports no such label", label, family)
+	}
+	all := map[string]bool{}
+	for _, v := range values {
+		all[v] = true
+	}
+	for v := range f.values[label] {
+		if !all[v] {
+			return fmt.Errorf("derive %s of %s: the gateway produced %q, which is not among %v", label, family, v, values)
+		}
+	}
+	f.values[label] = all
+	return nil
+}
+
 // names lists the inventory's series names, sorted.
 func (inv inventory) names() []string { return slices.Sorted(maps.Keys(inv)) }
-
-// parseDesc reads a metric's name and label names (constant and
-// variable) from prometheus.Desc's String, the only way client_golang
-// shows them:
-//
-//	Desc{fqName: "n", help: "h", unit: "u", constLabels: {a="v",b="w"}, variableLabels: {c,c(d)}}
-//
-// (unit is absent before client_golang 1.21; c(d) is a constrained
-// label). The strings are Go-quoted, so help text holds anything; any
-// other shape is an error, never a guess.
-func parseDesc(s string) (name string, labels []string, err error) {
-	bad := func(what string) (string, []string, error) {
-		return "", nil, fmt.Errorf("descriptor %s: cannot read %s", s, what)
-	}
-	rest, ok := strings.CutPrefix(s, "Desc{fqName: ")
-	if !ok {
-		return bad("fqName")
-	}
-	if name, rest, ok = cutQuoted(rest); !ok || name == "" {
-		return bad("fqName")
-	}
-	if rest, ok = strings.CutPrefix(rest, ", help: "); !ok {
-		return bad("help")
-	}
-	if _, rest, ok = cutQuoted(rest); !ok {
-		return bad("help")
-	}
-	if r, hasUnit := strings.CutPrefix(rest, ", unit: "); hasUnit {
-		if _, rest, ok = cutQuoted(r); !ok {
-			return bad("unit")
-		}
-	}
-	if rest, ok = strings.CutPrefix(rest, ", constLabels: {"); !ok {
-		return bad("constLabels")
-	}
-	for !strings.HasPrefix(rest, "}") {
-		l, r, found := strings.Cut(rest, "=")
-		if !found || !labelName.MatchString(l) {
-			return bad("constLabels")
-		}
-		if _, rest, ok = cutQuoted(r); !ok {
-			return bad("constLabels")
-		}
-		labels = append(labels, l)
-		rest = strings.TrimPrefix(rest, ",")
-	}
-	if rest, ok = strings.CutPrefix(rest, "}, variableLabels: {"); !ok {
-		return bad("variableLabels")
-	}
-	if rest, ok = strings.CutSuffix(rest, "}}"); !ok {
-		return bad("variableLabels")
-	}
-	if rest != "" {
-		for _, l := range strings.Split(rest, ",") {
-			if c, ok := strings.CutPrefix(l, "c("); ok {
-				l = strings.TrimSuffix(c, ")")
-			}
-			if !labelName.MatchString(l) {
-				return bad("variableLabels")
-			}
-			labels = append(labels, l)
-		}
-	}
-	return name, labels, nil
-}
-
-// cutQuoted takes a Go-quoted string off the front of s.
-func cutQuoted(s string) (value, rest string, ok bool) {
-	q, err := strconv.QuotedPrefix(s)
-	if err != nil {
-		return "", s, false
-	}
-	v, err := strconv.Unquote(q)
-	if err != nil {
-		return "", s, false
-	}
-	return v, s[len(q):], true
-}

@@ -24,6 +24,20 @@ var targetLabels = map[string]string{
 	"topic": "the scrape configuration",
 }
 
+// openLabels are labels whose values are data rather than names the
+// gateway's code picks; the check takes any value of them. Every other
+// label's values in a selector or a test series must be ones the gateway
+// produced (or can produce, see inventory.derive).
+var openLabels = map[string]string{
+	"partition":  "a partition number of the topic",
+	"service":    "what a client calls itself",
+	"version":    "the build",
+	"commit":     "the build",
+	"go_version": "the build",
+	"le":         "a histogram's bucket bound",
+	"quantile":   "a summary's quantile",
+}
+
 // grafanaIntervals replaces Grafana's built-in interval variables with a
 // duration, so that a panel's expression parses; other variables ($job)
 // appear only inside label matchers' strings, where they parse as they are.
@@ -46,7 +60,8 @@ func (c *checker) parse(expr string) (parser.Expr, error) {
 
 // check returns what is wrong with expr, nothing when it is right: it
 // must parse; every selector must name a metric the gateway exports and
-// only labels that metric (or the scrape) has; grouping and vector
+// only labels that metric (or the scrape) has, matched against values
+// the gateway produces (checkValues); grouping and vector
 // matching may name only labels of the metrics they act on; and rate,
 // deriv and histogram_quantile must get the type of series they expect.
 func (c *checker) check(expr string) []string {
@@ -108,8 +123,50 @@ func (c *checker) checkSelector(vs *parser.VectorSelector, report func(string, .
 		}
 		if !s.labels[m.Name] && targetLabels[m.Name] == "" {
 			report("%s: %s has no label %q (it has %s)", vs, name, m.Name, c.labelList(s))
+			continue
+		}
+		if pr := checkValues(name, s, m); pr != "" {
+			report("%s: %s", vs, pr)
 		}
 	}
+}
+
+// checkValues returns what is wrong with a matcher's values, "" when
+// nothing is: each value it names (=, !=, and each alternative of a =~ or
+// !~ that lists its values, a|b|c) must be one the gateway produces for
+// that label. A matcher on a value that never occurs selects nothing, or
+// with != and !~ everything, and no parser notices: a typo, or a value
+// the code renamed, leaves a panel empty or an alert silent. A regular
+// expression that does not list its values (.*, or an unescaped dot)
+// cannot be checked, and is refused. The scrape's labels and openLabels
+// are not checked.
+func checkValues(name string, s series, m *labels.Matcher) string {
+	if m.Name == labels.MetricName || targetLabels[m.Name] != "" || openLabels[m.Name] != "" {
+		return ""
+	}
+	known := s.values[m.Name]
+	if len(known) == 0 {
+		return fmt.Sprintf("no value of %s's label %q is known: exercise the gateway (gatewayInventory) until it has series with that label", name, m.Name)
+	}
+	var want []string
+	switch m.Type {
+	case labels.MatchEqual, labels.MatchNotEqual:
+		want = []string{m.Value}
+	default:
+		if want = m.SetMatches(); len(want) == 0 {
+			return fmt.Sprintf("%s: a regular expression on %q must list its values (a|b|c, dots escaped) so that each can be checked", m, m.Name)
+		}
+	}
+	var unknown []string
+	for _, v := range want {
+		if !known[v] {
+			unknown = append(unknown, fmt.Sprintf("%q", v))
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Sprintf("%s: no gateway gives %s the %s value %s (it gives %s)", m, name, m.Name, strings.Join(unknown, ", "), strings.Join(slices.Sorted(maps.Keys(known)), ", "))
+	}
+	return ""
 }
 
 func (c *checker) labelList(s series) string {

@@ -156,7 +156,8 @@ func checkRuleTests(content []byte, rulesFile string, rules []alertRule, c *chec
 	return problems
 }
 
-// checkSeries checks a promtool input series, metric{labels}.
+// checkSeries checks a promtool input series, metric{labels}: the metric,
+// its labels, and their values as checkValues checks a selector's.
 func (c *checker) checkSeries(s string) []string {
 	ls, err := c.parser.ParseMetric(s)
 	if err != nil {
@@ -169,8 +170,14 @@ func (c *checker) checkSeries(s string) []string {
 	}
 	var problems []string
 	ls.Range(func(l labels.Label) {
-		if l.Name != model.MetricNameLabel && !m.labels[l.Name] && targetLabels[l.Name] == "" {
+		switch {
+		case l.Name == model.MetricNameLabel:
+		case !m.labels[l.Name] && targetLabels[l.Name] == "":
 			problems = append(problems, fmt.Sprintf("%s: %s has no label %q", s, name, l.Name))
+		default:
+			if pr := checkValues(name, m, labels.MustNewMatcher(labels.MatchEqual, l.Name, l.Value)); pr != "" {
+				problems = append(problems, fmt.Sprintf("%s: %s", s, pr))
+			}
 		}
 	})
 	return problems
