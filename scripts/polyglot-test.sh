@@ -120,13 +120,14 @@ if [[ "$(cat clients/node/node_modules/.confgate-stamp 2>/dev/null)" != "$nodest
   echo "$nodestamp" >clients/node/node_modules/.confgate-stamp
 fi
 (cd clients/node && rm -rf dist && timeout 300 npm run --silent build)
-# The Go client as a reader and writer of state files, for the Node tests
-# that check both clients read each other's (test/crosslang.test.js). The
-# Node suite also packs the client and installs the tarball in a project of
-# its own with `npm ci --prefer-offline`, from the cache the install above
-# filled (test/package.test.js).
-timeout 600 go build -o "$bin/gostate" ./clients/node/test/testdata/gostate
-export CONFGATE_GOSTATE="$bin/gostate"
+# The Node suite also packs the client and installs the tarball in a
+# project of its own with `npm ci --prefer-offline`, from the cache the
+# install above filled (test/package.test.js).
+# The Go client as a reader and writer of state files (clients/gostatefile),
+# for the Python and Node tests that check the clients read each other's
+# (test_statefile_go.py, test/crosslang.test.js).
+timeout 600 go build -o "$bin/gostatefile" ./clients/gostatefile
+export CONFGATE_GOSTATEFILE="$bin/gostatefile"
 
 step "start the test gateway"
 "$bin/testgateway" -addr-file "$work/addrs.json" >"$work/gateway.out" 2>"$work/gateway.log" &

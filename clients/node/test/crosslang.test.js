@@ -1,9 +1,9 @@
 "use strict";
 // The state file is one format for the Go and Node clients: the Go client
-// (test/testdata/gostate, built by scripts/polyglot-test.sh as
-// CONFGATE_GOSTATE) loads what Node wrote and Node loads what Go wrote, for
-// a view of the test gateway (CONFGATE_ADDR); and both write the same bytes
-// for the same view.
+// (clients/gostatefile, a test tool built by scripts/polyglot-test.sh as
+// CONFGATE_GOSTATEFILE) loads what Node wrote and Node loads what Go wrote,
+// for a view of the test gateway (CONFGATE_ADDR); and both write the same
+// bytes for the same view.
 
 const { test, before, after } = require("node:test");
 const assert = require("node:assert/strict");
@@ -21,10 +21,10 @@ function env(name) {
   return v;
 }
 
-let addr, gostate, client, dir, prefix;
+let addr, gostatefile, client, dir, prefix;
 before(async () => {
   addr = env("CONFGATE_ADDR");
-  gostate = env("CONFGATE_GOSTATE");
+  gostatefile = env("CONFGATE_GOSTATEFILE");
   await confgate.digestReady();
   client = new confgate.Client({ addrs: [addr] });
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "confgate-node-crosslang-"));
@@ -44,28 +44,28 @@ after(() => {
 
 function go(args) {
   return new Promise((resolve, reject) => {
-    execFile(gostate, args, { timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`gostate ${args.join(" ")}: ${err.message}\n${stderr}`));
+    execFile(gostatefile, args, { timeout: 60_000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`gostatefile ${args.join(" ")}: ${err.message}\n${stderr}`));
       else resolve(JSON.parse(stdout));
     });
   });
 }
 
-// A view as the Go helper prints it.
+// A view as the Go helper prints it (offsets as decimal strings, bytes in base64).
 const asGo = (entries) =>
   entries.map((e) => ({
     key: e.key,
     value: e.value.toString("base64"),
     partition: e.partition,
     offset: e.offset,
-    contentType: e.contentType,
+    content_type: e.contentType,
     headers: e.headers.map((h) => ({ key: h.key, value: h.value.toString("base64") })),
   }));
 const byKey = (a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key));
 
 test("Node loads what the Go client wrote, and writes the same bytes for it", async () => {
   const file = path.join(dir, "from-go.state");
-  const fromGo = await go(["-file", file, "-prefix", prefix, "-addr", addr]);
+  const fromGo = await go(["-mode", "write", "-addr", addr, "-prefix", prefix, "-file", file]);
   assert.equal(fromGo.entries.length, 5);
 
   const r = await sf.readStateFile(file, [prefix]);
@@ -98,8 +98,8 @@ test("the Go client loads what Node wrote", async () => {
     await sub.close(); // the last write
     view = { cursor: sub.cursor, digest: sub.digest.toString("hex"), entries: asGo(sub.entries()) };
   }
-  const loaded = await go(["-file", file, "-prefix", prefix]);
-  assert.ok(loaded.fromFile, "served from the file, no gateway");
+  const loaded = await go(["-mode", "read", "-prefix", prefix, "-file", file]);
+  assert.ok(loaded.from_file, "served from the file, no gateway");
   assert.deepEqual({ cursor: loaded.cursor, digest: loaded.digest, entries: [...loaded.entries].sort(byKey) }, view);
   assert.equal(view.entries.length, 5);
 });
