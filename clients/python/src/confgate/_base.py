@@ -1,14 +1,16 @@
 """What the threaded front ends (confgate.Subscription, confgate.Client) and
 the asyncio ones (confgate.aio) share above _core.Core: their constructors,
-which validate the same arguments the same way, and the subscription's
-reads of the view, reject and accept, none of which waits, so they are the
-same whether a thread or an event loop drives the stream. A front end adds
-only how it drives the network (_setup, _kick_report and its own calls).
+which validate the same arguments the same way, the subscription's reads of
+the view, reject and accept, none of which waits, and the schedule of its
+streams (Reconnects), so they are the same whether a thread or an event
+loop drives the stream. A front end adds only how it drives the network
+(_setup, _kick_report, its run loop's waits and its own calls).
 """
 
 from __future__ import annotations
 
 import abc
+import time
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
@@ -140,6 +142,54 @@ class SubscriptionBase(abc.ABC):
         rejection is ignored."""
         if self._core.accept(key):
             self._kick_report()
+
+
+class Reconnects:
+    """The schedule of a subscription's streams, kept by its run loop (the
+    thread's or the task's), which does the connecting and the waiting:
+
+        r = Reconnects(core)
+        while True:
+            addr, resumed = r.begin()
+            delivered, err = <run one stream to addr>
+            core.disconnected()
+            wait = r.ended(delivered, err)
+            if wait is None:
+                return  # stopped for good
+            <sleep wait seconds, or return when closed>
+
+    Attempt i goes to address i modulo their number. The backoff exponent
+    counts the attempts since the last stream that applied a message and
+    stayed up for backoff_max: a gateway that answers and then drops the
+    stream at once still gets a growing backoff."""
+
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._i = 0  # attempt number: picks the address
+        self._n = 0  # backoff exponent
+        self._addr = ""
+        self._resumed = False
+        self._start = 0.0
+
+    def begin(self) -> Tuple[str, bool]:
+        """The next stream's address, and whether it resumes from the view's
+        cursor."""
+        self._addr, self._resumed = self._core.begin_attempt(self._i)
+        self._start = time.monotonic()
+        return self._addr, self._resumed
+
+    def ended(self, delivered: bool, err: BaseException) -> Optional[float]:
+        """The stream begun last ended with err, having applied a message or
+        not: None when the subscription stops for good (the gateway refused
+        the selector), else the seconds to wait before the next attempt."""
+        if delivered and time.monotonic() - self._start >= self._core.s.backoff_max:
+            self._n = 0
+        if self._core.stream_ended(self._addr, self._resumed, err):
+            return None
+        wait = self._core.backoff(self._n)
+        self._n += 1
+        self._i += 1
+        return wait
 
 
 class ClientBase(abc.ABC):

@@ -30,7 +30,7 @@ from typing import Any, Awaitable, Callable, Deque, List, Optional, Sequence, Tu
 import grpc
 import grpc.aio
 
-from ._base import ClientBase, SubscriptionBase
+from ._base import ClientBase, Reconnects, SubscriptionBase
 from ._calls import (CursorLike, HeaderLike, OperationLike, SnapshotBuilder, apply_request, apply_result,
                      delete_request, get_request, put_request, snapshot_request, write_result)
 from ._channel import TokenSource
@@ -268,24 +268,18 @@ class Subscription(SubscriptionBase):
 
     async def _run(self) -> None:
         core = self._core
-        attempt = 0  # backoff exponent
         try:
             loaded = core.loaded_event()
             if loaded is not None:
                 self._deliver([loaded])
-            i = 0
+            r = Reconnects(core)
             while True:
-                addr, resumed = core.begin_attempt(i)
-                start = time.monotonic()
+                addr, resumed = r.begin()
                 delivered, err = await self._stream(addr, resumed)
                 core.disconnected()
-                if delivered and time.monotonic() - start >= self._s.backoff_max:
-                    attempt = 0
-                if core.stream_ended(addr, resumed, err):
+                wait = r.ended(delivered, err)
+                if wait is None:
                     return
-                wait = core.backoff(attempt)
-                attempt += 1
-                i += 1
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:
             pass  # close(), or the event loop is shutting down

@@ -33,7 +33,7 @@ from typing import Any, List, Optional, Tuple
 
 import grpc
 
-from ._base import SubscriptionBase
+from ._base import Reconnects, SubscriptionBase
 from ._channel import open_channel
 from ._core import DEFAULT_BACKOFF_MAX, DEFAULT_BACKOFF_MIN, ReportClock, StreamEnded, SubscriptionClosed, details
 from ._replica import ProtocolViolation, Session
@@ -184,27 +184,19 @@ class Subscription(SubscriptionBase):
 
     def _run(self) -> None:
         core = self._core
-        attempt = 0  # backoff exponent
         try:
             loaded = core.loaded_event()
             if loaded is not None:
                 self._deliver([loaded])
-            i = 0
+            r = Reconnects(core)
             while True:
-                addr, resumed = core.begin_attempt(i)
-                start = time.monotonic()
+                addr, resumed = r.begin()
                 delivered, err = self._stream(addr, resumed)
                 core.disconnected()
                 if self._closing.is_set():
                     return
-                if delivered and time.monotonic() - start >= self._s.backoff_max:
-                    attempt = 0
-                if core.stream_ended(addr, resumed, err):
-                    return
-                wait = core.backoff(attempt)
-                attempt += 1
-                i += 1
-                if self._closing.wait(wait):
+                wait = r.ended(delivered, err)
+                if wait is None or self._closing.wait(wait):
                     return
         except BaseException as e:  # a bug: keep the view, say why it stopped
             core.failed(e)
