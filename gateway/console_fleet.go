@@ -25,17 +25,6 @@ type fleetRow struct {
 	Rejections int               `json:"rejections"`
 }
 
-// fleetStates are the state filter's values.
-var fleetStates = []string{"in_sync", "behind", "diverged", "not_reporting", "unknown"}
-
-func stateName(s confgatev1.FleetState) string {
-	n := strings.ToLower(strings.TrimPrefix(s.String(), "FLEET_STATE_"))
-	if n == "unspecified" {
-		return "unknown"
-	}
-	return n
-}
-
 type fleetData struct {
 	On       bool
 	Error    string

@@ -251,6 +251,7 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 	type job struct {
 		sel  keyspace.Selector
 		idx  []int
+		recs []fleet.Record
 		curs []cursor.Cursor
 	}
 	jobs := map[string]*job{}
@@ -275,12 +276,8 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 		}
 		keep[i] = true
 		curs[i] = c
-		switch {
-		case len(r.AppliedCursor) == 0 || len(r.Digest) == 0 || r.LastReport.Before(stale):
-			states[i] = confgatev1.FleetState_FLEET_STATE_NOT_REPORTING
-			continue
-		case err != nil:
-			states[i] = confgatev1.FleetState_FLEET_STATE_UNKNOWN
+		var judged bool
+		if states[i], judged = reportState(r, err, stale); !judged {
 			continue
 		}
 		j := jobs[sel.Key()]
@@ -289,23 +286,12 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 			jobs[sel.Key()] = j
 		}
 		j.idx = append(j.idx, i)
+		j.recs = append(j.recs, r)
 		j.curs = append(j.curs, c)
 	}
 	for _, j := range jobs {
-		at, ok := g.src.DigestsAt(j.sel, j.curs)
-		for k, i := range j.idx {
-			switch {
-			case !ok[k]:
-				states[i] = confgatev1.FleetState_FLEET_STATE_UNKNOWN
-			case !bytes.Equal(at[k].Digest, recs[i].Digest):
-				states[i] = confgatev1.FleetState_FLEET_STATE_DIVERGED
-				g.logDiverged(recs[i], at[k].Digest)
-			case at[k].ChangedSince:
-				states[i] = confgatev1.FleetState_FLEET_STATE_BEHIND
-			default:
-				states[i] = confgatev1.FleetState_FLEET_STATE_IN_SYNC
-				g.fleetClients.diverged.ok(recs[i].ClientID)
-			}
+		for k, st := range g.judgeDigests(j.sel, j.recs, j.curs, g.logDiverged) {
+			states[j.idx[k]] = st
 		}
 	}
 	sums := map[string]*confgatev1.ServiceSummary{}
@@ -356,6 +342,57 @@ func (g *Gateway) fleetView(prefix, service string, behind *cursor.Cursor) *conf
 		out.Services = append(out.Services, s)
 	}
 	sort.Slice(out.Services, func(a, b int) bool { return out.Services[a].Service < out.Services[b].Service })
+	return out
+}
+
+// fleetStates are the states' names in metrics, the console and its
+// filters, in the order they are listed.
+var fleetStates = []string{"in_sync", "behind", "diverged", "not_reporting", "unknown"}
+
+// stateName names a state as fleetStates does.
+func stateName(s confgatev1.FleetState) string {
+	n := strings.ToLower(strings.TrimPrefix(s.String(), "FLEET_STATE_"))
+	if n == "unspecified" {
+		return "unknown"
+	}
+	return n
+}
+
+// reportState is the state of a connected client (or gateway) that its
+// digest cannot decide: not reporting (no report, or none for three
+// report intervals: before stale), or unknown (cerr: its cursor does not
+// decode). judged is true when neither holds: judgeDigests decides.
+func reportState(r fleet.Record, cerr error, stale time.Time) (st confgatev1.FleetState, judged bool) {
+	switch {
+	case len(r.AppliedCursor) == 0 || len(r.Digest) == 0 || r.LastReport.Before(stale):
+		return confgatev1.FleetState_FLEET_STATE_NOT_REPORTING, false
+	case cerr != nil:
+		return confgatev1.FleetState_FLEET_STATE_UNKNOWN, false
+	}
+	return confgatev1.FleetState_FLEET_STATE_UNSPECIFIED, true
+}
+
+// judgeDigests compares each record's reported digest with this gateway's
+// state for sel at the record's cursor (one scan for all): in sync,
+// behind (changes since), diverged (logged through logDiverged, which
+// throttles) or unknown (a cursor this gateway cannot answer for).
+func (g *Gateway) judgeDigests(sel keyspace.Selector, recs []fleet.Record, curs []cursor.Cursor, logDiverged func(r fleet.Record, want []byte)) []confgatev1.FleetState {
+	out := make([]confgatev1.FleetState, len(recs))
+	at, ok := g.src.DigestsAt(sel, curs)
+	for i, r := range recs {
+		switch {
+		case !ok[i]:
+			out[i] = confgatev1.FleetState_FLEET_STATE_UNKNOWN
+		case !bytes.Equal(at[i].Digest, r.Digest):
+			out[i] = confgatev1.FleetState_FLEET_STATE_DIVERGED
+			logDiverged(r, at[i].Digest)
+		case at[i].ChangedSince:
+			out[i] = confgatev1.FleetState_FLEET_STATE_BEHIND
+		default:
+			out[i] = confgatev1.FleetState_FLEET_STATE_IN_SYNC
+			g.fleetClients.diverged.ok(r.ClientID)
+		}
+	}
 	return out
 }
 

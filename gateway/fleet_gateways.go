@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"github.com/confgate/confgate/fleet"
 	"github.com/confgate/confgate/internal/cursor"
 	"github.com/confgate/confgate/internal/keyspace"
+	"github.com/confgate/confgate/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/zeebo/xxh3"
 )
@@ -52,8 +52,6 @@ var fleetGatewaysDesc = prometheus.NewDesc("confgate_gateway_fleet_gateways",
 	"Other gateways of the topic as this one judges them from the fleet topic, by state: in_sync (same digest at their cursor, nothing changed since), behind, diverged (a different digest at the same cursor: two gateways disagree on the config), not_reporting, unknown (their cursor is ahead of this gateway or older than its history).",
 	[]string{"state"}, nil)
 
-var gatewayStates = []string{"in_sync", "behind", "diverged", "not_reporting", "unknown"}
-
 var fleetNameSharedDesc = prometheus.NewDesc("confgate_gateway_fleet_name_shared",
 	"1 when another running process reports to the fleet under this gateway's name (--gateway-name): the two overwrite each other's record and the gateways' digest check misses them; give every gateway its own name.",
 	nil, nil)
@@ -76,29 +74,27 @@ type peerStates struct {
 // shared after it last saw the other process.
 const sharedHold = 10
 
-// reportSelf publishes this gateway's own cursor and digest to the fleet.
-func (g *Gateway) reportSelf(st fleetSelf) {
-	g.cfg.Fleet.Report(fleet.Record{
-		ClientID:      g.selfID,
-		Service:       gatewayService,
-		Labels:        map[string]string{processLabel: g.selfNonce},
-		Selector:      []string{""},
-		AppliedCursor: st.cursor.Encode(),
-		Digest:        st.digest,
-	})
+// selfRecord is this gateway's own fleet record; st, when set, gives
+// the report: its applied cursor and the digest of its whole state.
+func (g *Gateway) selfRecord(st *store.Status) fleet.Record {
+	r := fleet.Record{
+		ClientID: g.selfID,
+		Service:  gatewayService,
+		Labels:   map[string]string{processLabel: g.selfNonce},
+		Selector: []string{""},
+	}
+	if st != nil {
+		r.AppliedCursor, r.Digest = st.Cursor.Encode(), st.Digest
+	}
+	return r
 }
 
-// fleetSelf is what a gateway reports of itself.
-type fleetSelf struct {
-	cursor cursor.Cursor
-	digest []byte
-}
-
-// judgeGateways computes the other gateways' states and logs each
-// diverged one once per digest.
-func (g *Gateway) judgeGateways() map[string]int {
+// judgeGateways computes the other gateways' states for the metric, and
+// logs the diverged ones (throttled) and another process under this
+// gateway's name.
+func (g *Gateway) judgeGateways() {
 	counts := map[string]int{}
-	for _, s := range gatewayStates {
+	for _, s := range fleetStates {
 		counts[s] = 0
 	}
 	stale := time.Now().Add(-3 * g.cfg.FleetReportInterval)
@@ -117,32 +113,17 @@ func (g *Gateway) judgeGateways() map[string]int {
 			continue
 		}
 		c, err := cursor.Decode(r.AppliedCursor)
-		switch {
-		case len(r.AppliedCursor) == 0 || len(r.Digest) == 0 || r.LastReport.Before(stale):
-			counts["not_reporting"]++
-		case err != nil:
-			counts["unknown"]++
-		default:
-			peers = append(peers, r)
-			curs = append(curs, c)
+		if st, judged := reportState(r, err, stale); !judged {
+			counts[stateName(st)]++
+			continue
 		}
+		peers = append(peers, r)
+		curs = append(curs, c)
 	}
 	if len(peers) > 0 {
 		all, _ := keyspace.NewSelector(nil)
-		at, ok := g.src.DigestsAt(all, curs)
-		for i, r := range peers {
-			switch {
-			case !ok[i]:
-				counts["unknown"]++
-			case !bytes.Equal(at[i].Digest, r.Digest):
-				counts["diverged"]++
-				g.logPeerDiverged(r, at[i].Digest)
-			case at[i].ChangedSince:
-				counts["behind"]++
-			default:
-				counts["in_sync"]++
-				g.fleetClients.diverged.ok(r.ClientID)
-			}
+		for _, st := range g.judgeDigests(all, peers, curs, g.logPeerDiverged) {
+			counts[stateName(st)]++
 		}
 	}
 	g.peers.mu.Lock()
@@ -151,7 +132,6 @@ func (g *Gateway) judgeGateways() map[string]int {
 		g.peers.sharedAt = time.Now()
 	}
 	g.peers.mu.Unlock()
-	return counts
 }
 
 func (g *Gateway) logPeerDiverged(r fleet.Record, mine []byte) {
@@ -171,7 +151,7 @@ func (g *Gateway) collectPeers(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(fleetNameSharedDesc, prometheus.GaugeValue, map[bool]float64{true: 1}[shared])
-	for _, s := range gatewayStates {
+	for _, s := range fleetStates {
 		ch <- prometheus.MustNewConstMetric(fleetGatewaysDesc, prometheus.GaugeValue, float64(counts[s]), s)
 	}
 }
@@ -184,21 +164,13 @@ func (g *Gateway) watchFleet(ctx context.Context) {
 	if err := g.src.WaitReady(ctx); err != nil {
 		return
 	}
-	connected := false
-	defer func() {
-		if connected {
-			g.cfg.Fleet.Disconnected(g.selfID)
-		}
-	}()
+	g.cfg.Fleet.Connected(g.selfID, g.selfRecord(nil))
+	defer g.cfg.Fleet.Disconnected(g.selfID)
 	t := time.NewTicker(g.cfg.FleetReportInterval)
 	defer t.Stop()
 	for n := 0; ; n++ {
 		st := g.src.Status()
-		if !connected {
-			g.cfg.Fleet.Connected(g.selfID, fleet.Record{Service: gatewayService, Labels: map[string]string{processLabel: g.selfNonce}, Selector: []string{""}})
-			connected = true
-		}
-		g.reportSelf(fleetSelf{cursor: st.Cursor, digest: st.Digest})
+		g.cfg.Fleet.Report(g.selfRecord(&st))
 		if n%2 == 1 {
 			g.fleetView("", "", nil)
 			g.judgeGateways()
